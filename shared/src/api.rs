@@ -1,0 +1,105 @@
+//! JSON answers of the HTTP functions (ingest, admin): one error shape everywhere,
+//! `{"error": "<code>", "message": "<what went wrong>"}`, and never a 500 for a client's
+//! mistake.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// Our dependency failed, not the caller: 503 tells senders to retry later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub fn into_response(self) -> Response<String> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            message: &'a str,
+        }
+        let body = serde_json::to_string(&Body {
+            error: self.code,
+            message: &self.message,
+        })
+        .unwrap_or_default();
+        let mut resp = json_raw(self.status, body);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<String> {
+    match serde_json::to_string(value) {
+        Ok(body) => json_raw(status, body),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("response could not be encoded: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+pub fn json_raw(status: StatusCode, body: String) -> Response<String> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn text(status: StatusCode, body: &str) -> Response<String> {
+    let mut resp = Response::new(body.to_owned());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+pub fn method_not_allowed(allow: &'static str) -> Response<String> {
+    let mut resp = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route accepts {allow}"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}

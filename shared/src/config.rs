@@ -1,0 +1,118 @@
+//! Settings read once at cold start from the environment the template (or the local stack)
+//! gives each function. A missing or malformed setting stops the function at start-up with a
+//! message naming it, rather than failing requests later.
+
+use std::env;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::retry::{RetryPolicy, RetryPolicyError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {0} is required")]
+    Missing(&'static str),
+    #[error("setting {name} has an invalid value {value:?}: expected {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("setting RETRY_SCHEDULE is invalid")]
+    Retry(#[from] RetryPolicyError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table_name: String,
+    pub delivery_queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub retry: RetryPolicy,
+    pub max_body_bytes: usize,
+    pub retention_days: u32,
+    pub sweep_after_days: u32,
+    /// How long a warm function trusts its in-memory copy of endpoints and sources.
+    pub cache_ttl: Duration,
+    pub delivery_timeout: Duration,
+    pub delivery_concurrency: usize,
+    /// Events still marked pending this long after they were accepted are re-enqueued by
+    /// the sweeper.
+    pub reconcile_after: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
+            dead_letter_queue_url: required("DEAD_LETTER_QUEUE_URL")?,
+            retry: RetryPolicy::parse(
+                &env::var("RETRY_SCHEDULE")
+                    .unwrap_or_else(|_| crate::retry::DEFAULT_SCHEDULE.to_owned()),
+            )?,
+            max_body_bytes: parsed("MAX_BODY_BYTES", 256 * 1024, "a number of bytes")?,
+            retention_days: parsed("RETENTION_DAYS", 30, "a number of days")?,
+            sweep_after_days: parsed("SWEEP_AFTER_DAYS", 365, "a number of days")?,
+            cache_ttl: Duration::from_secs(parsed("CACHE_TTL_SECONDS", 10, "seconds")?),
+            delivery_timeout: Duration::from_secs(parsed(
+                "DELIVERY_TIMEOUT_SECONDS",
+                15,
+                "seconds",
+            )?),
+            delivery_concurrency: parsed("DELIVERY_CONCURRENCY", 32, "a positive number")?
+                .max(1),
+            reconcile_after: Duration::from_secs(parsed(
+                "RECONCILE_AFTER_SECONDS",
+                300,
+                "seconds",
+            )?),
+        })
+    }
+
+    /// Settings for tests and the local stack: everything but the resource names defaulted.
+    pub fn for_resources(table_name: &str, queue_url: &str, dlq_url: &str) -> Self {
+        Self {
+            table_name: table_name.to_owned(),
+            delivery_queue_url: queue_url.to_owned(),
+            dead_letter_queue_url: dlq_url.to_owned(),
+            retry: RetryPolicy::default(),
+            max_body_bytes: 256 * 1024,
+            retention_days: 30,
+            sweep_after_days: 365,
+            cache_ttl: Duration::ZERO,
+            delivery_timeout: Duration::from_secs(15),
+            delivery_concurrency: 32,
+            reconcile_after: Duration::from_secs(300),
+        }
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
+
+    pub fn sweep_after(&self) -> Duration {
+        Duration::from_secs(u64::from(self.sweep_after_days) * 86_400)
+    }
+}
+
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    match env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+fn parsed<T: FromStr>(
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    match env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            value: v,
+            expected,
+        }),
+        _ => Ok(default),
+    }
+}

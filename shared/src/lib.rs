@@ -1,0 +1,25 @@
+//! What more than one hookrelay function needs: the model, the DynamoDB store, the SQS queue,
+//! signatures, the retry policy, settings and telemetry.
+
+pub mod api;
+pub mod aws;
+pub mod cache;
+pub mod config;
+pub mod filter;
+pub mod ids;
+pub mod model;
+pub mod queue;
+pub mod retry;
+pub mod signature;
+pub mod store;
+pub mod telemetry;
+pub mod timestamp;
+
+pub use model::{
+    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, DEFAULT_WORKSPACE, DeliveryTask,
+    Endpoint, Event, Source, Workspace,
+};
+pub use timestamp::Timestamp;
+
+/// The `User-Agent` of outbound deliveries.
+pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,101 @@
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+
+use super::codec::{from_item, to_item};
+use super::events::backoff;
+use super::keys::{self, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, s};
+use super::page::{self, Page, PageRequest};
+use super::{Result, Store, StoreError};
+use crate::Attempt;
+
+const UNPROCESSED_RETRIES: u32 = 5;
+
+impl Store {
+    /// Writes attempts in batches of 25, retrying what DynamoDB leaves unprocessed.
+    pub async fn put_attempts(&self, attempts: &[Attempt], retention: Duration) -> Result<()> {
+        let mut writes = Vec::with_capacity(attempts.len());
+        for a in attempts {
+            let mut item = to_item("attempt", a)?;
+            item.insert(PK.into(), s(keys::attempts_of_event(&a.event_id)));
+            item.insert(SK.into(), s(&a.id));
+            item.insert(GSI1PK.into(), s(keys::attempts_list(&a.workspace)));
+            item.insert(GSI1SK.into(), s(&a.id));
+            item.insert(
+                EXPIRES_AT.into(),
+                AttributeValue::N(a.attempted_at.plus(retention).unix_seconds().to_string()),
+            );
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build()?)
+                    .build(),
+            );
+        }
+        for chunk in writes.chunks(25) {
+            let mut pending = chunk.to_vec();
+            for round in 0..=UNPROCESSED_RETRIES {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("BatchWriteItem", e))?;
+                let left = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if left.is_empty() {
+                    break;
+                }
+                if round == UNPROCESSED_RETRIES {
+                    return Err(StoreError::Unprocessed {
+                        op: "BatchWriteItem",
+                        left: left.len(),
+                    });
+                }
+                pending = left;
+                backoff(round).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attempts of one event, newest first. Only those of `ws` are answered.
+    pub async fn list_event_attempts(
+        &self,
+        ws: &str,
+        event_id: &str,
+        req: &PageRequest,
+    ) -> Result<Page<Attempt>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("workspace = :ws")
+            .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
+            .expression_attribute_values(":ws", s(ws))
+            .scan_index_forward(false)
+            .limit(req.limit())
+            .set_exclusive_start_key(req.start_key()?)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        Ok(Page {
+            data: out
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| from_item("attempt", i))
+                .collect::<Result<_>>()?,
+            next: out.last_evaluated_key.as_ref().and_then(page::encode),
+        })
+    }
+
+    /// Attempts of a workspace, newest first.
+    pub async fn list_attempts(&self, ws: &str, req: &PageRequest) -> Result<Page<Attempt>> {
+        self.query_gsi1_page("attempt", keys::attempts_list(ws), req)
+            .await
+    }
+}

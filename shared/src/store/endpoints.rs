@@ -1,0 +1,175 @@
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::codec::{from_item, to_item};
+use super::keys::{self, PK, SK, SWEEP_AT, SWEEP_SHARD, s};
+use super::page::{self, Page, PageRequest};
+use super::{Result, Store, StoreError};
+use crate::{Endpoint, Timestamp};
+
+impl Store {
+    /// Writes the whole endpoint. An enabled endpoint is placed in the sparse `sweep` index at
+    /// the time of its last activity; a disabled one is left out of it.
+    pub async fn put_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        let (pk, sk) = keys::endpoint(&ep.workspace, &ep.id);
+        let mut item = to_item("endpoint", ep)?;
+        item.insert(PK.into(), s(pk));
+        item.insert(SK.into(), s(sk));
+        if ep.enabled {
+            item.insert(SWEEP_SHARD.into(), s(keys::shard_of(&ep.id)));
+            item.insert(SWEEP_AT.into(), s(ep.activity_at().to_string()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("PutItem", e))?;
+        Ok(())
+    }
+
+    pub async fn get_endpoint(&self, ws: &str, id: &str) -> Result<Option<Endpoint>> {
+        let (pk, sk) = keys::endpoint(ws, id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item.map(|i| from_item("endpoint", i)).transpose()
+    }
+
+    pub async fn list_endpoints(&self, ws: &str, req: &PageRequest) -> Result<Page<Endpoint>> {
+        let (pk, _) = keys::endpoint(ws, "");
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ep)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":ep", s(keys::ENDPOINT_SK_PREFIX))
+            .scan_index_forward(false)
+            .limit(req.limit())
+            .set_exclusive_start_key(req.start_key()?)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        Ok(Page {
+            data: out
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| from_item("endpoint", i))
+                .collect::<Result<_>>()?,
+            next: out.last_evaluated_key.as_ref().and_then(page::encode),
+        })
+    }
+
+    /// Every endpoint of a workspace: the fan-out read at ingest (cached by the caller).
+    pub async fn workspace_endpoints(&self, ws: &str) -> Result<Vec<Endpoint>> {
+        let (pk, _) = keys::endpoint(ws, "");
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ep)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":ep", s(keys::ENDPOINT_SK_PREFIX))
+            .into_paginator()
+            .items()
+            .send();
+        let mut all = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| StoreError::dynamo("Query", e))?;
+            all.push(from_item("endpoint", item)?);
+        }
+        Ok(all)
+    }
+
+    /// Records a success at `now` unless one was recorded within `throttle`: the rule this
+    /// feeds is measured in months, so one write an hour per endpoint is plenty. Answers
+    /// whether a write happened.
+    pub async fn record_success(
+        &self,
+        ws: &str,
+        id: &str,
+        now: Timestamp,
+        throttle: std::time::Duration,
+    ) -> Result<bool> {
+        let (pk, sk) = keys::endpoint(ws, id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            // sweep_at only matters while sweep_shard exists (enabled endpoints), so setting
+            // it unconditionally never puts a disabled endpoint back in the index.
+            .update_expression("SET last_success_at = :now, sweep_at = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(last_success_at) OR last_success_at < :cutoff)",
+            )
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":cutoff", s(now.minus(throttle).to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Disables an enabled endpoint and takes it out of the sweep index. With `stale_before`,
+    /// only if its last activity is still older than that (a success may have raced the
+    /// sweeper). Answers whether it was disabled by this call.
+    pub async fn disable_endpoint(
+        &self,
+        ws: &str,
+        id: &str,
+        reason: &str,
+        now: Timestamp,
+        stale_before: Option<Timestamp>,
+    ) -> Result<bool> {
+        let (pk, sk) = keys::endpoint(ws, id);
+        let mut condition = "attribute_exists(pk) AND enabled = :true".to_owned();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            .update_expression(
+                "SET enabled = :false, disabled_reason = :reason, disabled_at = :now, updated_at = :now REMOVE sweep_shard, sweep_at",
+            )
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", s(now.to_string()));
+        if let Some(cutoff) = stale_before {
+            condition.push_str(" AND sweep_at < :cutoff");
+            req = req.expression_attribute_values(":cutoff", s(cutoff.to_string()));
+        }
+        match req.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure};
+
+use super::codec::{from_item, to_item};
+use super::keys::{
+    self, EXPIRES_AT, GSI1, GSI1PK, GSI1SK, Item, PENDING_AT, PENDING_SHARD, PK, SK, s,
+};
+use super::page::{Page, PageRequest};
+use super::{Result, Store, StoreError};
+use crate::{Endpoint, Event};
+
+#[derive(Debug)]
+pub enum InsertOutcome {
+    /// Stored; the event's item key, which delivery tasks carry.
+    Inserted { event_key: String },
+    /// The idempotency key was seen before: the stored event.
+    Duplicate(Box<Event>),
+}
+
+/// How often a batch read or write re-asks for what DynamoDB left unprocessed.
+const UNPROCESSED_RETRIES: u32 = 5;
+
+impl Store {
+    /// Stores an event once per idempotency key within `scope`. With `pending`, the event is
+    /// also placed in the sparse `pending` index until [`Store::clear_pending`] confirms its
+    /// tasks are queued, so the sweeper can re-enqueue it if this function dies in between.
+    pub async fn insert_event(
+        &self,
+        event: &Event,
+        scope: &str,
+        pending: bool,
+        retention: Duration,
+    ) -> Result<InsertOutcome> {
+        let (pk, sk) = keys::event(scope, &event.idempotency_key);
+        let mut item = to_item("event", event)?;
+        item.insert(PK.into(), s(&pk));
+        item.insert(SK.into(), s(sk));
+        item.insert(GSI1PK.into(), s(keys::events_list(&event.workspace)));
+        item.insert(GSI1SK.into(), s(&event.id));
+        item.insert(
+            EXPIRES_AT.into(),
+            AttributeValue::N(event.received_at.plus(retention).unix_seconds().to_string()),
+        );
+        if pending {
+            item.insert(PENDING_SHARD.into(), s(keys::shard_of(&event.id)));
+            item.insert(PENDING_AT.into(), s(event.received_at.to_string()));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(InsertOutcome::Inserted { event_key: pk }),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(ccf) => {
+                    let existing = match ccf.item {
+                        Some(item) => from_item("event", item)?,
+                        None => self.get_event_by_key(&pk).await?.ok_or(
+                            StoreError::Unprocessed {
+                                op: "PutItem (duplicate vanished)",
+                                left: 1,
+                            },
+                        )?,
+                    };
+                    Ok(InsertOutcome::Duplicate(Box::new(existing)))
+                }
+                other => Err(StoreError::dynamo("PutItem", other)),
+            },
+        }
+    }
+
+    /// Marks an event's tasks as queued: it leaves the `pending` index.
+    pub async fn clear_pending(&self, event_key: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(event_key.to_owned(), keys::EVENT_SK.to_owned())))
+            .update_expression("REMOVE pending_shard, pending_at")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
+        Ok(())
+    }
+
+    pub async fn get_event_by_key(&self, event_key: &str) -> Result<Option<Event>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(event_key.to_owned(), keys::EVENT_SK.to_owned())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        out.item.map(|i| from_item("event", i)).transpose()
+    }
+
+    /// An event by id within a workspace, with its item key.
+    pub async fn get_event(&self, ws: &str, id: &str) -> Result<Option<(String, Event)>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk AND #sk = :sk")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_names("#sk", GSI1SK)
+            .expression_attribute_values(":pk", s(keys::events_list(ws)))
+            .expression_attribute_values(":sk", s(id))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        let Some(item) = out.items.unwrap_or_default().into_iter().next() else {
+            return Ok(None);
+        };
+        let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
+        Ok(Some((key, from_item("event", item)?)))
+    }
+
+    pub async fn list_events(&self, ws: &str, req: &PageRequest) -> Result<Page<Event>> {
+        self.query_gsi1_page("event", keys::events_list(ws), req)
+            .await
+    }
+
+    /// What a delivery batch needs, in as few reads as DynamoDB allows: events by item key
+    /// and endpoints by (workspace, id).
+    pub async fn load_for_delivery(
+        &self,
+        event_keys: &HashSet<String>,
+        endpoints: &HashSet<(String, String)>,
+    ) -> Result<(HashMap<String, Event>, HashMap<(String, String), Endpoint>)> {
+        let mut keys_wanted: Vec<Item> = event_keys
+            .iter()
+            .map(|k| keys::key(k.clone(), keys::EVENT_SK.to_owned()))
+            .collect();
+        keys_wanted.extend(endpoints.iter().map(|(ws, id)| {
+            let (pk, sk) = keys::endpoint(ws, id);
+            keys::key(pk, sk)
+        }));
+        let items = self.batch_get(keys_wanted).await?;
+        let mut events = HashMap::new();
+        let mut eps = HashMap::new();
+        for item in items {
+            let pk = keys::get_s(&item, PK).unwrap_or_default().to_owned();
+            if keys::get_s(&item, SK) == Some(keys::EVENT_SK) {
+                events.insert(pk, from_item::<Event>("event", item)?);
+            } else {
+                let ep: Endpoint = from_item("endpoint", item)?;
+                eps.insert((ep.workspace.clone(), ep.id.clone()), ep);
+            }
+        }
+        Ok((events, eps))
+    }
+
+    async fn batch_get(&self, keys_wanted: Vec<Item>) -> Result<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys_wanted.len());
+        for chunk in keys_wanted.chunks(100) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()?;
+            for round in 0..=UNPROCESSED_RETRIES {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::dynamo("BatchGetItem", e))?;
+                if let Some(mut responses) = out.responses {
+                    found.extend(responses.remove(&self.table).unwrap_or_default());
+                }
+                match out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty())
+                {
+                    None => break,
+                    Some(left) if round == UNPROCESSED_RETRIES => {
+                        return Err(StoreError::Unprocessed {
+                            op: "BatchGetItem",
+                            left: left.keys.len(),
+                        });
+                    }
+                    Some(left) => {
+                        request = left;
+                        backoff(round).await;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+pub(super) async fn backoff(round: u32) {
+    tokio::time::sleep(Duration::from_millis(25u64 << round.min(6))).await;
+}

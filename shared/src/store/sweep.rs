@@ -1,0 +1,83 @@
+//! The sweeper's reads: both are queries on sparse, sharded GSIs with a range condition, so
+//! they touch only what is stale or stranded, never the whole table.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::keys::{self, Item, PENDING_INDEX, PK, SHARDS, SK, SWEEP_INDEX, s};
+use super::{Result, Store, StoreError};
+use crate::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRef {
+    pub workspace: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub event_key: String,
+}
+
+impl Store {
+    /// Enabled endpoints whose last activity is before `cutoff`.
+    pub async fn stale_endpoints(&self, cutoff: Timestamp) -> Result<Vec<EndpointRef>> {
+        let items = self
+            .query_shards(SWEEP_INDEX, "sweep_shard", "sweep_at", cutoff)
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let ws = keys::get_s(item, PK)?.strip_prefix("WS#")?;
+                let id = keys::get_s(item, SK)?.strip_prefix(keys::ENDPOINT_SK_PREFIX)?;
+                Some(EndpointRef {
+                    workspace: ws.to_owned(),
+                    id: id.to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    /// Events accepted before `cutoff` whose tasks were never confirmed queued.
+    pub async fn pending_events(&self, cutoff: Timestamp) -> Result<Vec<PendingEvent>> {
+        let items = self
+            .query_shards(PENDING_INDEX, "pending_shard", "pending_at", cutoff)
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                Some(PendingEvent {
+                    event_key: keys::get_s(item, PK)?.to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    async fn query_shards(
+        &self,
+        index: &str,
+        shard_attr: &str,
+        at_attr: &str,
+        cutoff: Timestamp,
+    ) -> Result<Vec<Item>> {
+        let mut all = Vec::new();
+        for shard in 0..SHARDS {
+            let mut pages = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#shard = :shard AND #at < :cutoff")
+                .expression_attribute_names("#shard", shard_attr)
+                .expression_attribute_names("#at", at_attr)
+                .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
+                .expression_attribute_values(":cutoff", s(cutoff.to_string()))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                all.push(item.map_err(|e| StoreError::dynamo("Query", e))?);
+            }
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,69 @@
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+
+use super::codec::{from_item, to_item};
+use super::keys::{self, GSI1PK, GSI1SK, PK, SK, s};
+use super::{Result, Store, StoreError};
+use crate::{DEFAULT_WORKSPACE, Timestamp, Workspace, ids};
+
+impl Store {
+    pub async fn get_workspace(&self, name: &str) -> Result<Option<Workspace>> {
+        let (pk, sk) = keys::workspace(name);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        match out.item {
+            Some(item) => Ok(Some(from_item("workspace", item)?)),
+            // `default` always exists, written or not.
+            None if name == DEFAULT_WORKSPACE => Ok(Some(Workspace {
+                id: format!("{}_default", ids::WORKSPACE),
+                name: DEFAULT_WORKSPACE.to_owned(),
+                created_at: Timestamp::from_unix_millis(0).unwrap_or_else(Timestamp::now),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the workspace unless it exists; answers the stored one either way.
+    pub async fn ensure_workspace(&self, name: &str) -> Result<Workspace> {
+        let ws = Workspace {
+            id: if name == DEFAULT_WORKSPACE {
+                format!("{}_default", ids::WORKSPACE)
+            } else {
+                ids::new_id(ids::WORKSPACE)
+            },
+            name: name.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        let (pk, sk) = keys::workspace(name);
+        let mut item = to_item("workspace", &ws)?;
+        item.insert(PK.into(), s(pk));
+        item.insert(SK.into(), s(sk));
+        item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
+        item.insert(GSI1SK.into(), s(&ws.id));
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(ws),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(self.get_workspace(name).await?.unwrap_or(ws))
+            }
+            Err(e) => Err(StoreError::dynamo("PutItem", e)),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! JSON logs through `tracing`. Lambda's JSON log format adds the request id and timestamp;
+//! the level comes from `AWS_LAMBDA_LOG_LEVEL` (set by the template) or `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned())
+        .to_lowercase();
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // try_init: a second call (tests, the local stack) is harmless.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
