@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Field-level messages of a validation failure, by field name.
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 impl ApiError {
@@ -18,7 +20,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            fields: Default::default(),
         }
+    }
+
+    /// 400 with one message per offending field.
+    pub fn invalid_fields(fields: std::collections::BTreeMap<String, String>) -> Self {
+        let mut e = Self::bad_request("validation_failed", "some fields are invalid");
+        e.fields = fields;
+        e
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -39,10 +49,13 @@ impl ApiError {
         struct Body<'a> {
             error: &'a str,
             message: &'a str,
+            #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+            fields: &'a std::collections::BTreeMap<String, String>,
         }
         let body = serde_json::to_string(&Body {
             error: self.code,
             message: &self.message,
+            fields: &self.fields,
         })
         .unwrap_or_default();
         let mut resp = json_raw(self.status, body);

@@ -1,0 +1,104 @@
+//! The admin function: the management API under `/workspaces/{ws}/…`, behind a bearer key.
+
+mod auth;
+mod endpoints;
+mod events;
+mod request;
+mod sources;
+mod validate;
+
+use aws_config::SdkConfig;
+use hookrelay_shared::api::ApiError;
+use hookrelay_shared::config::Settings;
+use hookrelay_shared::store::{Store, StoreError};
+use http::{Method, Response};
+use lambda_http::Request;
+
+pub use auth::AdminKeyError;
+
+pub struct Context {
+    pub store: Store,
+    pub settings: Settings,
+    admin_key: auth::AdminKey,
+}
+
+impl Context {
+    pub fn new(aws: &SdkConfig, settings: Settings, admin_key: String) -> Result<Self, AdminKeyError> {
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name),
+            settings,
+            admin_key: auth::AdminKey::new(admin_key)?,
+        })
+    }
+}
+
+/// Routes one request. Never fails: every outcome is an HTTP answer.
+pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
+    match route(ctx, &req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::info!(method = %req.method(), status = e.status.as_u16(), code = e.code, "admin request refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
+    ctx.admin_key.check(req.headers())?;
+    let path = req.uri().path().trim_end_matches('/');
+    let rest = path
+        .split_once("/workspaces/")
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| ApiError::not_found("no such route"))?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let ws_name = segments[0];
+    let workspace = ctx
+        .store
+        .get_workspace(ws_name)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no workspace {ws_name:?}")))?;
+    let ws = workspace.name.as_str();
+    let m = req.method();
+    match (&segments[1..], m) {
+        (["sources"], &Method::GET) => sources::list(ctx, ws, req).await,
+        (["sources"], &Method::POST) => sources::create(ctx, ws, req).await,
+        (["sources", id], &Method::GET) => sources::get(ctx, ws, id).await,
+        (["endpoints"], &Method::GET) => endpoints::list(ctx, ws, req).await,
+        (["endpoints"], &Method::POST) => endpoints::create(ctx, ws, req).await,
+        (["endpoints", id], &Method::GET) => endpoints::get(ctx, ws, id).await,
+        (["events"], &Method::GET) => events::list(ctx, ws, req).await,
+        (["events", id], &Method::GET) => events::get(ctx, ws, id).await,
+        (["attempts"], &Method::GET) => events::list_attempts(ctx, ws, req).await,
+        (["sources"] | ["endpoints"], _) => Err(not_allowed("GET, POST")),
+        (["sources", _] | ["endpoints", _] | ["events"] | ["events", _] | ["attempts"], _) => {
+            Err(not_allowed("GET"))
+        }
+        _ => Err(ApiError::not_found("no such route")),
+    }
+}
+
+fn not_allowed(allow: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route accepts {allow}"),
+    )
+}
+
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::BadCursor => ApiError::bad_request("invalid_cursor", "the cursor is not valid"),
+        other => {
+            let mut msg = other.to_string();
+            let mut cur = std::error::Error::source(&other);
+            while let Some(inner) = cur {
+                msg.push_str(": ");
+                msg.push_str(&inner.to_string());
+                cur = inner.source();
+            }
+            tracing::error!(error = %msg, "storage error");
+            ApiError::unavailable("storage is unavailable; retry later")
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The delivery function: a batch of SQS delivery tasks becomes concurrent, signed HTTP
+//! requests; failures are retried by SQS itself through each message's visibility timeout.
+
+mod outcome;
+mod send;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
+use hookrelay_shared::config::Settings;
+use hookrelay_shared::queue::Queue;
+use hookrelay_shared::store::Store;
+use hookrelay_shared::{Attempt, DeliveryTask, Timestamp};
+
+pub use outcome::Outcome;
+
+/// A success is written at most this often per endpoint: the rule it feeds is in months.
+pub const SUCCESS_WRITE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub struct Context {
+    pub store: Store,
+    pub queue: Queue,
+    pub settings: Settings,
+    pub http: reqwest::Client,
+}
+
+impl Context {
+    pub fn new(aws: &SdkConfig, settings: Settings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(hookrelay_shared::USER_AGENT)
+            // A 3xx is a failed delivery, not something to follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.delivery_timeout)
+            .connect_timeout(settings.delivery_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()?;
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name),
+            queue: Queue::new(
+                aws_sdk_sqs::Client::new(aws),
+                &settings.delivery_queue_url,
+                &settings.dead_letter_queue_url,
+            ),
+            settings,
+            http,
+        })
+    }
+}
+
+/// One received message, parsed.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub task: DeliveryTask,
+    /// SQS's receive count: the attempt number.
+    pub attempt: u32,
+    pub sent_at: Option<Timestamp>,
+}
+
+fn parse(msg: &SqsMessage) -> Option<Received> {
+    let message_id = msg.message_id.clone().filter(|id| !id.is_empty())?;
+    let body = msg.body.as_deref().unwrap_or_default();
+    let task: DeliveryTask = match serde_json::from_str(body) {
+        Ok(t) => t,
+        Err(e) => {
+            // It can never succeed: drop it rather than let it cycle to the DLQ.
+            tracing::error!(message.id = %message_id, error = %e, "malformed delivery task dropped");
+            return None;
+        }
+    };
+    let attempt = msg
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1u32)
+        .max(1);
+    let sent_at = msg
+        .attributes
+        .get("SentTimestamp")
+        .and_then(|t| t.parse().ok())
+        .and_then(Timestamp::from_unix_millis);
+    Some(Received {
+        message_id,
+        receipt_handle: msg.receipt_handle.clone().unwrap_or_default(),
+        task,
+        attempt,
+        sent_at,
+    })
+}
+
+/// Handles one SQS batch. Answers the messages to retry; a failure of our own dependencies
+/// fails the affected messages, never silently drops them.
+pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
+    let received: Vec<Received> = event.records.iter().filter_map(parse).collect();
+    let mut response = SqsBatchResponse::default();
+    if received.is_empty() {
+        return response;
+    }
+
+    let event_keys: HashSet<String> = received.iter().map(|r| r.task.event_key.clone()).collect();
+    let endpoint_refs: HashSet<(String, String)> = received
+        .iter()
+        .map(|r| (r.task.workspace.clone(), r.task.endpoint_id.clone()))
+        .collect();
+    let (events, endpoints) = match ctx.store.load_for_delivery(&event_keys, &endpoint_refs).await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %send::error_chain(&e), "batch read failed; the whole batch is retried");
+            for r in &received {
+                response.add_failure(r.message_id.clone());
+            }
+            return response;
+        }
+    };
+
+    let outcomes: Vec<(Received, Outcome)> = futures::stream::iter(received)
+        .map(|r| {
+            let event = events.get(&r.task.event_key);
+            let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
+            async move {
+                let outcome = send::deliver(ctx, &r, event, endpoint).await;
+                (r, outcome)
+            }
+        })
+        .buffer_unordered(ctx.settings.delivery_concurrency)
+        .collect()
+        .await;
+
+    let attempts: Vec<Attempt> = outcomes
+        .iter()
+        .filter_map(|(_, o)| o.attempt().cloned())
+        .collect();
+    if let Err(e) = ctx
+        .store
+        .put_attempts(&attempts, ctx.settings.retention())
+        .await
+    {
+        tracing::error!(error = %send::error_chain(&e), attempts = attempts.len(), "attempt history not written");
+    }
+
+    outcome::settle(ctx, outcomes, &endpoints, &mut response).await;
+    response
+}

@@ -1,0 +1,114 @@
+//! What each delivery's result does to its SQS message and its endpoint.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use hookrelay_shared::{Attempt, Endpoint, Timestamp};
+
+use crate::send::error_chain;
+use crate::{Context, Received, SUCCESS_WRITE_INTERVAL};
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// 2xx: the message is deleted.
+    Delivered(Attempt),
+    /// Failed with attempts left: the message comes back after `delay`.
+    Retry { attempt: Attempt, delay: Duration },
+    /// Failed on the last attempt: the task goes to the dead-letter queue.
+    Exhausted(Attempt),
+    /// 410 Gone: the endpoint is disabled and the task ends.
+    Gone(Attempt),
+    /// Not attempted (endpoint disabled or deleted): the task ends.
+    Canceled(Attempt),
+    /// Nothing left to deliver (the event expired): the task ends.
+    Dropped,
+}
+
+impl Outcome {
+    pub fn attempt(&self) -> Option<&Attempt> {
+        match self {
+            Outcome::Delivered(a)
+            | Outcome::Retry { attempt: a, .. }
+            | Outcome::Exhausted(a)
+            | Outcome::Gone(a)
+            | Outcome::Canceled(a) => Some(a),
+            Outcome::Dropped => None,
+        }
+    }
+}
+
+pub(crate) async fn settle(
+    ctx: &Context,
+    outcomes: Vec<(Received, Outcome)>,
+    endpoints: &HashMap<(String, String), Endpoint>,
+    response: &mut SqsBatchResponse,
+) {
+    let now = Timestamp::now();
+    let mut delays = Vec::new();
+    let mut succeeded = HashSet::new();
+    for (r, outcome) in outcomes {
+        let key = (r.task.workspace.clone(), r.task.endpoint_id.clone());
+        match outcome {
+            Outcome::Delivered(_) => {
+                succeeded.insert(key);
+            }
+            Outcome::Retry { delay, .. } => {
+                delays.push((r.receipt_handle.clone(), delay));
+                response.add_failure(r.message_id.clone());
+            }
+            Outcome::Exhausted(_) => {
+                if let Err(e) = ctx.queue.dead_letter(&r.task, "exhausted").await {
+                    // Keep the message: SQS redelivers it and the redrive policy still
+                    // catches it if this keeps failing.
+                    tracing::error!(event.id = %r.task.event_id, error = %error_chain(&e), "dead-lettering failed");
+                    response.add_failure(r.message_id.clone());
+                }
+            }
+            Outcome::Gone(_) => {
+                match ctx
+                    .store
+                    .disable_endpoint(&key.0, &key.1, "gone", now, None)
+                    .await
+                {
+                    Ok(changed) => {
+                        tracing::warn!(endpoint.id = %key.1, changed, "endpoint answered 410 Gone; disabled")
+                    }
+                    Err(e) => {
+                        tracing::error!(endpoint.id = %key.1, error = %error_chain(&e), "endpoint not disabled after 410")
+                    }
+                }
+            }
+            Outcome::Canceled(_) | Outcome::Dropped => {}
+        }
+    }
+
+    if !delays.is_empty() {
+        match ctx.queue.delay(&delays).await {
+            Ok(refused) if !refused.is_empty() => {
+                tracing::warn!(refused = refused.len(), "visibility not changed; default timeout applies")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "visibility not changed; default timeout applies")
+            }
+        }
+    }
+
+    for (ws, id) in succeeded {
+        let recent = endpoints
+            .get(&(ws.clone(), id.clone()))
+            .and_then(|ep| ep.last_success_at)
+            .is_some_and(|at| now.since(at) < SUCCESS_WRITE_INTERVAL);
+        if recent {
+            continue;
+        }
+        if let Err(e) = ctx
+            .store
+            .record_success(&ws, &id, now, SUCCESS_WRITE_INTERVAL)
+            .await
+        {
+            tracing::warn!(endpoint.id = %id, error = %error_chain(&e), "last_success_at not written");
+        }
+    }
+}
