@@ -8,6 +8,9 @@ use rand::Rng;
 /// SQS refuses visibility timeouts above 12 hours.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 
+/// The template's queue retention and `maxReceiveCount` are sized for this many retries.
+pub const MAX_RETRIES: usize = 20;
+
 pub const DEFAULT_SCHEDULE: &str = "5,300,1800,7200,18000,36000,36000";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +27,7 @@ pub enum RetryPolicyError {
     NotANumber(String),
     #[error("retry schedule entry {0}s exceeds SQS's 12 h visibility cap")]
     TooLong(u64),
-    #[error("retry schedule has {0} entries; at most 50 are allowed")]
+    #[error("retry schedule has {0} entries; at most 20 are allowed")]
     TooMany(usize),
 }
 
@@ -54,7 +57,7 @@ impl RetryPolicy {
                 Ok(Duration::from_secs(secs))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if schedule.len() > 50 {
+        if schedule.len() > MAX_RETRIES {
             return Err(RetryPolicyError::TooMany(schedule.len()));
         }
         Ok(Self {

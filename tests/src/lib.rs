@@ -1,0 +1,203 @@
+//! The test harness: one moto server per test binary (started on first use), a fresh set of
+//! resources from `template.yaml` per test, the real handlers called in-process, and a real
+//! HTTP receiver on 127.0.0.1.
+
+pub mod receiver;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use hookrelay_local::esm::{self, BatchResult, Mapping};
+use hookrelay_local::moto::MotoServer;
+use hookrelay_local::provision::{Provisioned, provision};
+use hookrelay_local::template::Template;
+use hookrelay_shared::config::Settings;
+use hookrelay_shared::retry::RetryPolicy;
+use hookrelay_shared::store::Store;
+use lambda_http::Body;
+
+pub use receiver::Receiver;
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+/// The local AWS endpoint: `HOOKRELAY_TEST_AWS_ENDPOINT` when set, else a moto server this
+/// process starts once and that stops when it exits.
+pub fn aws_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    static SERVER: OnceLock<MotoServer> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(e) = std::env::var("HOOKRELAY_TEST_AWS_ENDPOINT") {
+            return e;
+        }
+        let server = MotoServer::start(None).expect("moto_server starts (run `make venv`)");
+        let endpoint = server.endpoint.clone();
+        let _ = SERVER.set(server);
+        endpoint
+    })
+}
+
+/// One test's own resources: a table and queues created from `template.yaml`.
+pub struct Stack {
+    pub aws: SdkConfig,
+    pub provisioned: Provisioned,
+    pub settings: Settings,
+    pub store: Store,
+    pub sqs: aws_sdk_sqs::Client,
+    pub mapping: Mapping,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        Self::with_schedule("1,1").await
+    }
+
+    /// A stack whose retry schedule is `schedule` (seconds), without jitter.
+    pub async fn with_schedule(schedule: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!("t{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let aws = hookrelay_shared::aws::local(aws_endpoint()).await;
+        let template = Template::workspace_default().expect("template.yaml parses");
+        let provisioned = provision(&template, &aws, &prefix)
+            .await
+            .expect("resources are created from the template");
+        let mut settings = Settings::for_resources(
+            provisioned.table("Table").expect("table"),
+            provisioned.queue("DeliveriesQueue").expect("queue"),
+            provisioned.queue("DeadLetterQueue").expect("dlq"),
+        );
+        settings.retry = RetryPolicy::parse(schedule).expect("schedule").without_jitter();
+        settings.delivery_timeout = Duration::from_secs(3);
+        let source = template
+            .sqs_event_sources()
+            .expect("event sources")
+            .into_iter()
+            .next()
+            .expect("the template maps a queue to the delivery function");
+        let mapping = Mapping {
+            queue_url: settings.delivery_queue_url.clone(),
+            queue_arn: provisioned
+                .bindings
+                .arns
+                .get(&source.queue)
+                .cloned()
+                .unwrap_or_default(),
+            batch_size: source.batch_size,
+            window: Duration::from_secs(source.batching_window_secs),
+            report_batch_item_failures: source.report_batch_item_failures,
+        };
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        Self {
+            aws,
+            provisioned,
+            settings,
+            store,
+            sqs,
+            mapping,
+        }
+    }
+
+    pub fn ingest(&self) -> hookrelay_ingest::Context {
+        hookrelay_ingest::Context::new(&self.aws, self.settings.clone())
+    }
+
+    pub fn delivery(&self) -> hookrelay_delivery::Context {
+        hookrelay_delivery::Context::new(&self.aws, self.settings.clone()).expect("http client")
+    }
+
+    pub fn sweeper(&self) -> hookrelay_sweeper::Context {
+        hookrelay_sweeper::Context::new(&self.aws, self.settings.clone())
+    }
+
+    pub fn admin(&self) -> hookrelay_admin::Context {
+        hookrelay_admin::Context::new(&self.aws, self.settings.clone(), ADMIN_KEY.to_owned())
+            .expect("admin key")
+    }
+
+    /// One round of the event source mapping into the in-process delivery handler.
+    pub async fn deliver_once(
+        &self,
+        ctx: &hookrelay_delivery::Context,
+        wait: Duration,
+    ) -> Option<BatchResult> {
+        esm::run_once(&self.sqs, &self.mapping, wait, |event| async move {
+            Ok(hookrelay_delivery::handle(ctx, event).await)
+        })
+        .await
+        .expect("queue round")
+    }
+
+    /// Runs the mapping until the queue has nothing visible for `quiet`.
+    pub async fn drain(&self, ctx: &hookrelay_delivery::Context) -> Vec<BatchResult> {
+        let mut rounds = Vec::new();
+        while let Some(r) = self.deliver_once(ctx, Duration::ZERO).await {
+            rounds.push(r);
+        }
+        rounds
+    }
+
+    /// Messages on a queue, visible or not, from its attributes.
+    pub async fn queue_depth(&self, url: &str) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        let n = |a: A| attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            n(A::ApproximateNumberOfMessages),
+            n(A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    pub async fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.settings.dead_letter_queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive from DLQ")
+            .messages
+            .unwrap_or_default()
+    }
+}
+
+/// An HTTP request as API Gateway hands it to a function.
+pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> lambda_http::Request {
+    let mut b = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let body = if body.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(body.to_vec())
+    };
+    b.body(body).expect("request")
+}
+
+/// An admin API request with the test admin key.
+pub fn admin_request(method: &str, uri: &str, body: Option<serde_json::Value>) -> lambda_http::Request {
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    request(
+        method,
+        uri,
+        &[("authorization", &auth), ("content-type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+pub fn json_of(resp: &http::Response<String>) -> serde_json::Value {
+    serde_json::from_str(resp.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.body()))
+}

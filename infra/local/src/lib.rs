@@ -1,0 +1,8 @@
+//! The local stack's parts, shared by `make dev` and the tests: the template read as the
+//! source of truth, resources created from it on moto's server, and an SQS event source
+//! mapping that feeds a queue to a delivery handler.
+
+pub mod esm;
+pub mod moto;
+pub mod provision;
+pub mod template;

@@ -1,0 +1,206 @@
+//! Creates the template's DynamoDB tables and SQS queues on a local AWS endpoint, with the
+//! template's own keys, indexes, TTL, queue attributes and redrive policy: one source of
+//! truth for local and deployed.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_yaml_ng::Value;
+
+use crate::template::{Bindings, Template, number, scalar};
+
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub bindings: Bindings,
+    /// Logical id → table name.
+    pub tables: HashMap<String, String>,
+    /// Logical id → queue URL.
+    pub queues: HashMap<String, String>,
+}
+
+impl Provisioned {
+    pub fn table(&self, logical_id: &str) -> Result<&str> {
+        self.tables
+            .get(logical_id)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("no table {logical_id}"))
+    }
+
+    pub fn queue(&self, logical_id: &str) -> Result<&str> {
+        self.queues
+            .get(logical_id)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("no queue {logical_id}"))
+    }
+}
+
+/// Creates everything under names starting with `prefix`, so several stacks (one per test)
+/// can share one endpoint.
+pub async fn provision(t: &Template, aws: &SdkConfig, prefix: &str) -> Result<Provisioned> {
+    let mut out = Provisioned {
+        bindings: Bindings::default(),
+        tables: HashMap::new(),
+        queues: HashMap::new(),
+    };
+    let ddb = aws_sdk_dynamodb::Client::new(aws);
+    for logical in t.of_type("AWS::DynamoDB::Table")? {
+        let name = format!("{prefix}-{logical}");
+        let props = t.resolve(&t.resource(&logical)?["Properties"], &out.bindings)?;
+        let arn = create_table(&ddb, &name, &props)
+            .await
+            .with_context(|| format!("creating table {logical}"))?;
+        out.bindings.refs.insert(logical.clone(), name.clone());
+        out.bindings.arns.insert(logical.clone(), arn);
+        out.tables.insert(logical, name);
+    }
+
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let mut left = t.of_type("AWS::SQS::Queue")?;
+    // A queue whose redrive policy names another is created after it.
+    while !left.is_empty() {
+        let before = left.len();
+        let mut still = Vec::new();
+        for logical in left {
+            let Ok(props) = t.resolve(&t.resource(&logical)?["Properties"], &out.bindings) else {
+                still.push(logical);
+                continue;
+            };
+            let name = format!("{prefix}-{logical}");
+            let (url, arn) = create_queue(&sqs, &name, &props)
+                .await
+                .with_context(|| format!("creating queue {logical}"))?;
+            out.bindings.refs.insert(logical.clone(), url.clone());
+            out.bindings.arns.insert(logical.clone(), arn);
+            out.queues.insert(logical, url);
+        }
+        if still.len() == before {
+            bail!("queues {still:?} reference resources the local stack cannot create");
+        }
+        left = still;
+    }
+    Ok(out)
+}
+
+async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value) -> Result<String> {
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for def in seq(props, "AttributeDefinitions") {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(str_of(def, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(str_of(def, "AttributeType")?.as_str()))
+                .build()?,
+        );
+    }
+    req = req.set_key_schema(Some(key_schema(props)?));
+    for gsi in seq(props, "GlobalSecondaryIndexes") {
+        let projection = gsi.get("Projection");
+        let mut p = Projection::builder().projection_type(ProjectionType::from(
+            projection
+                .and_then(|p| p.get("ProjectionType"))
+                .and_then(Value::as_str)
+                .unwrap_or("ALL"),
+        ));
+        for attr in projection.map(|p| seq(p, "NonKeyAttributes")).unwrap_or_default() {
+            p = p.non_key_attributes(scalar(attr).unwrap_or_default());
+        }
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(str_of(gsi, "IndexName")?)
+                .set_key_schema(Some(key_schema(gsi)?))
+                .projection(p.build())
+                .build()?,
+        );
+    }
+    let created = req.send().await.map_err(aws_sdk_dynamodb::Error::from)?;
+    let arn = created
+        .table_description
+        .and_then(|d| d.table_arn)
+        .unwrap_or_else(|| format!("arn:aws:dynamodb:us-east-1:123456789012:table/{name}"));
+    if let Some(ttl) = props.get("TimeToLiveSpecification") {
+        ddb.update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(str_of(ttl, "AttributeName")?)
+                    .enabled(ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(true))
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(aws_sdk_dynamodb::Error::from)?;
+    }
+    Ok(arn)
+}
+
+fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>> {
+    seq(v, "KeySchema")
+        .into_iter()
+        .map(|k| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(str_of(k, "AttributeName")?)
+                .key_type(KeyType::from(str_of(k, "KeyType")?.as_str()))
+                .build()?)
+        })
+        .collect()
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, props: &Value) -> Result<(String, String)> {
+    let mut req = sqs.create_queue().queue_name(name);
+    for (prop, attr) in [
+        ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+        ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
+        ("DelaySeconds", QueueAttributeName::DelaySeconds),
+        ("ReceiveMessageWaitTimeSeconds", QueueAttributeName::ReceiveMessageWaitTimeSeconds),
+        ("MaximumMessageSize", QueueAttributeName::MaximumMessageSize),
+    ] {
+        if let Some(n) = number(props, prop) {
+            req = req.attributes(attr, n.to_string());
+        }
+    }
+    if let Some(policy) = props.get("RedrivePolicy") {
+        let json = serde_json::json!({
+            "deadLetterTargetArn": policy.get("deadLetterTargetArn").and_then(scalar),
+            "maxReceiveCount": number(policy, "maxReceiveCount"),
+        });
+        req = req.attributes(QueueAttributeName::RedrivePolicy, json.to_string());
+    }
+    let url = req
+        .send()
+        .await
+        .map_err(aws_sdk_sqs::Error::from)?
+        .queue_url
+        .ok_or_else(|| anyhow!("CreateQueue answered no URL"))?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(aws_sdk_sqs::Error::from)?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| anyhow!("queue {name} has no ARN"))?;
+    Ok((url, arn))
+}
+
+fn seq<'a>(v: &'a Value, key: &str) -> Vec<&'a Value> {
+    v.get(key)
+        .and_then(Value::as_sequence)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
+fn str_of(v: &Value, key: &str) -> Result<String> {
+    v.get(key)
+        .and_then(scalar)
+        .ok_or_else(|| anyhow!("missing {key}"))
+}
