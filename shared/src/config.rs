@@ -59,8 +59,7 @@ impl Settings {
                 15,
                 "seconds",
             )?),
-            delivery_concurrency: parsed("DELIVERY_CONCURRENCY", 32, "a positive number")?
-                .max(1),
+            delivery_concurrency: parsed("DELIVERY_CONCURRENCY", 32, "a positive number")?.max(1),
             reconcile_after: Duration::from_secs(parsed(
                 "RECONCILE_AFTER_SECONDS",
                 300,

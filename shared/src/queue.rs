@@ -52,6 +52,15 @@ impl Queue {
         }
     }
 
+    /// The deliveries queue and DLQ the settings name.
+    pub fn connect(aws: &aws_config::SdkConfig, settings: &crate::config::Settings) -> Self {
+        Self::new(
+            Client::new(aws),
+            &settings.delivery_queue_url,
+            &settings.dead_letter_queue_url,
+        )
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -66,7 +75,10 @@ impl Queue {
 
     /// Sends tasks in batches of ten, all batches at once. Answers the tasks SQS did not take
     /// (whole failed calls and failed entries), so the caller can keep them pending.
-    pub async fn send_tasks(&self, tasks: &[DeliveryTask]) -> Result<Vec<DeliveryTask>, QueueError> {
+    pub async fn send_tasks(
+        &self,
+        tasks: &[DeliveryTask],
+    ) -> Result<Vec<DeliveryTask>, QueueError> {
         let mut calls = Vec::new();
         for chunk in tasks.chunks(SQS_BATCH) {
             let entries = chunk

@@ -26,7 +26,9 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SignatureError> {
     let b64 = secret
         .strip_prefix(SECRET_PREFIX)
         .ok_or(SignatureError::BadSecret)?;
-    let key = STANDARD.decode(b64).map_err(|_| SignatureError::BadSecret)?;
+    let key = STANDARD
+        .decode(b64)
+        .map_err(|_| SignatureError::BadSecret)?;
     if key.is_empty() {
         return Err(SignatureError::BadSecret);
     }
@@ -47,7 +49,10 @@ pub fn sign(
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 #[cfg(test)]

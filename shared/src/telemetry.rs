@@ -18,3 +18,16 @@ pub fn init() {
         .without_time()
         .try_init();
 }
+
+/// An error with its chain of causes on one line, for logs: the SDK's outer errors say
+/// little ("service error") without their sources.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

@@ -36,11 +36,17 @@ impl Timestamp {
     }
 
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)))
+        Self(
+            self.0
+                .saturating_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)),
+        )
     }
 
     pub fn minus(self, d: Duration) -> Self {
-        Self(self.0.saturating_sub(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)))
+        Self(
+            self.0
+                .saturating_sub(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)),
+        )
     }
 
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.

@@ -56,7 +56,11 @@ impl Stack {
     /// A stack whose retry schedule is `schedule` (seconds), without jitter.
     pub async fn with_schedule(schedule: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        let prefix = format!("t{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let prefix = format!(
+            "t{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         let aws = hookrelay_shared::aws::local(aws_endpoint()).await;
         let template = Template::workspace_default().expect("template.yaml parses");
         let provisioned = provision(&template, &aws, &prefix)
@@ -67,7 +71,9 @@ impl Stack {
             provisioned.queue("DeliveriesQueue").expect("queue"),
             provisioned.queue("DeadLetterQueue").expect("dlq"),
         );
-        settings.retry = RetryPolicy::parse(schedule).expect("schedule").without_jitter();
+        settings.retry = RetryPolicy::parse(schedule)
+            .expect("schedule")
+            .without_jitter();
         settings.delivery_timeout = Duration::from_secs(3);
         let source = template
             .sqs_event_sources()
@@ -173,7 +179,12 @@ impl Stack {
 }
 
 /// An HTTP request as API Gateway hands it to a function.
-pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> lambda_http::Request {
+pub fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> lambda_http::Request {
     let mut b = http::Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -187,13 +198,20 @@ pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -
 }
 
 /// An admin API request with the test admin key.
-pub fn admin_request(method: &str, uri: &str, body: Option<serde_json::Value>) -> lambda_http::Request {
+pub fn admin_request(
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> lambda_http::Request {
     let auth = format!("Bearer {ADMIN_KEY}");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     request(
         method,
         uri,
-        &[("authorization", &auth), ("content-type", "application/json")],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
         body.as_bytes(),
     )
 }

@@ -9,7 +9,10 @@ async fn requires_the_admin_key() {
     let admin = stack.admin();
     for (headers, why) in [
         (vec![], "no key"),
-        (vec![("authorization", "Bearer wrong-key-wrong-key")], "wrong key"),
+        (
+            vec![("authorization", "Bearer wrong-key-wrong-key")],
+            "wrong key",
+        ),
         (vec![("authorization", ADMIN_KEY)], "no Bearer"),
     ] {
         for (method, path) in [
@@ -18,7 +21,8 @@ async fn requires_the_admin_key() {
             ("GET", "/workspaces/default/attempts?event_id=evt_x"),
             ("GET", "/workspaces/nope/events/evt_x"),
         ] {
-            let resp = hookrelay_admin::handle(&admin, request(method, path, &headers, b"{}")).await;
+            let resp =
+                hookrelay_admin::handle(&admin, request(method, path, &headers, b"{}")).await;
             assert_eq!(resp.status(), 401, "{why} {method} {path}");
             assert_eq!(json_of(&resp)["error"], "unauthorized");
         }
@@ -46,13 +50,24 @@ async fn validates_with_field_level_messages() {
     }
     for (body, code) in [
         (json!({"name": "x"}), "invalid_body"),
-        (json!({"name": "x", "url": "https://e.com", "bogus": 1}), "invalid_body"),
+        (
+            json!({"name": "x", "url": "https://e.com", "bogus": 1}),
+            "invalid_body",
+        ),
     ] {
-        let resp = hookrelay_admin::handle(&admin, admin_request("POST", "/workspaces/default/endpoints", Some(body))).await;
+        let resp = hookrelay_admin::handle(
+            &admin,
+            admin_request("POST", "/workspaces/default/endpoints", Some(body)),
+        )
+        .await;
         assert_eq!(resp.status(), 400);
         assert_eq!(json_of(&resp)["error"], code);
     }
-    let resp = hookrelay_admin::handle(&admin, admin_request("POST", "/workspaces/default/sources", None)).await;
+    let resp = hookrelay_admin::handle(
+        &admin,
+        admin_request("POST", "/workspaces/default/sources", None),
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     assert_eq!(json_of(&resp)["error"], "missing_body");
 }
@@ -78,21 +93,56 @@ async fn creates_gets_and_lists_with_cursors() {
         assert_eq!(ep["enabled"], true);
         ids.push(ep["id"].as_str().unwrap().to_owned());
     }
-    let page1 = json_of(&hookrelay_admin::handle(&admin, admin_request("GET", "/workspaces/default/endpoints?limit=2", None)).await);
-    let got: Vec<_> = page1["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    let page1 = json_of(
+        &hookrelay_admin::handle(
+            &admin,
+            admin_request("GET", "/workspaces/default/endpoints?limit=2", None),
+        )
+        .await,
+    );
+    let got: Vec<_> = page1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(got, vec![ids[2].clone(), ids[1].clone()], "newest first");
     let cursor = page1["next"].as_str().unwrap();
     let page2 = json_of(
-        &hookrelay_admin::handle(&admin, admin_request("GET", &format!("/workspaces/default/endpoints?limit=2&cursor={cursor}"), None)).await,
+        &hookrelay_admin::handle(
+            &admin,
+            admin_request(
+                "GET",
+                &format!("/workspaces/default/endpoints?limit=2&cursor={cursor}"),
+                None,
+            ),
+        )
+        .await,
     );
     assert_eq!(page2["data"][0]["id"], ids[0].as_str());
 
-    let bad = hookrelay_admin::handle(&admin, admin_request("GET", "/workspaces/default/endpoints?cursor=zzz", None)).await;
+    let bad = hookrelay_admin::handle(
+        &admin,
+        admin_request("GET", "/workspaces/default/endpoints?cursor=zzz", None),
+    )
+    .await;
     assert_eq!(bad.status(), 400);
-    let bad = hookrelay_admin::handle(&admin, admin_request("GET", "/workspaces/default/endpoints?limit=0", None)).await;
+    let bad = hookrelay_admin::handle(
+        &admin,
+        admin_request("GET", "/workspaces/default/endpoints?limit=0", None),
+    )
+    .await;
     assert_eq!(bad.status(), 400);
 
-    let one = hookrelay_admin::handle(&admin, admin_request("GET", &format!("/workspaces/default/endpoints/{}", ids[0]), None)).await;
+    let one = hookrelay_admin::handle(
+        &admin,
+        admin_request(
+            "GET",
+            &format!("/workspaces/default/endpoints/{}", ids[0]),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(one.status(), 200);
     assert_eq!(json_of(&one)["name"], "e0");
     for path in [
@@ -104,14 +154,35 @@ async fn creates_gets_and_lists_with_cursors() {
         let resp = hookrelay_admin::handle(&admin, admin_request("GET", path, None)).await;
         assert_eq!(resp.status(), 404, "{path}");
     }
-    let resp = hookrelay_admin::handle(&admin, admin_request("DELETE", "/workspaces/default/events", None)).await;
+    let resp = hookrelay_admin::handle(
+        &admin,
+        admin_request("DELETE", "/workspaces/default/events", None),
+    )
+    .await;
     assert_eq!(resp.status(), 405);
 
     let src = json_of(
-        &hookrelay_admin::handle(&admin, admin_request("POST", "/workspaces/default/sources", Some(json!({"name": "gh"})))).await,
+        &hookrelay_admin::handle(
+            &admin,
+            admin_request(
+                "POST",
+                "/workspaces/default/sources",
+                Some(json!({"name": "gh"})),
+            ),
+        )
+        .await,
     );
-    assert_eq!(src["ingest_path"], format!("/in/{}", src["id"].as_str().unwrap()));
-    let list = json_of(&hookrelay_admin::handle(&admin, admin_request("GET", "/workspaces/default/sources", None)).await);
+    assert_eq!(
+        src["ingest_path"],
+        format!("/in/{}", src["id"].as_str().unwrap())
+    );
+    let list = json_of(
+        &hookrelay_admin::handle(
+            &admin,
+            admin_request("GET", "/workspaces/default/sources", None),
+        )
+        .await,
+    );
     assert_eq!(list["data"][0]["id"], src["id"]);
     assert!(list["next"].is_null());
 }

@@ -33,16 +33,29 @@ async fn create_endpoint(stack: &Stack, url: &str, events: &[&str]) -> Value {
     json_of(&resp)
 }
 
-async fn ingest(stack: &Stack, source: &str, headers: &[(&str, &str)], body: &[u8]) -> http::Response<String> {
+async fn ingest(
+    stack: &Stack,
+    source: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> http::Response<String> {
     let ctx = stack.ingest();
-    hookrelay_ingest::handle(&ctx, request("POST", &format!("/in/{source}"), headers, body)).await
+    hookrelay_ingest::handle(
+        &ctx,
+        request("POST", &format!("/in/{source}"), headers, body),
+    )
+    .await
 }
 
 async fn attempts_of(stack: &Stack, event_id: &str) -> Vec<Value> {
     let admin = stack.admin();
     let resp = hookrelay_admin::handle(
         &admin,
-        admin_request("GET", &format!("/workspaces/default/attempts?event_id={event_id}"), None),
+        admin_request(
+            "GET",
+            &format!("/workspaces/default/attempts?event_id={event_id}"),
+            None,
+        ),
     )
     .await;
     assert_eq!(resp.status(), 200, "{}", resp.body());
@@ -58,7 +71,13 @@ async fn accepted_event_is_delivered_once_with_identical_body_and_signature() {
 
     // Odd spacing, key order and unicode must survive byte for byte.
     let body = "{ \"event_type\" : \"order.created\",\n  \"data\": {\"id\": 7, \"name\": \"caf\u{e9} \\u00e9\"}  }";
-    let resp = ingest(&stack, &source, &[("content-type", "application/json")], body.as_bytes()).await;
+    let resp = ingest(
+        &stack,
+        &source,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(resp.status(), 202, "{}", resp.body());
     let event_id = json_of(&resp)["id"].as_str().unwrap().to_owned();
     assert!(event_id.starts_with("evt_"));
@@ -77,7 +96,13 @@ async fn accepted_event_is_delivered_once_with_identical_body_and_signature() {
     assert!(h("user-agent").starts_with("hookrelay/"));
     assert_eq!(h("webhook-id"), event_id);
     let ts: i64 = h("webhook-timestamp").parse().unwrap();
-    let expected = signature::sign(endpoint["secret"].as_str().unwrap(), &event_id, ts, body.as_bytes()).unwrap();
+    let expected = signature::sign(
+        endpoint["secret"].as_str().unwrap(),
+        &event_id,
+        ts,
+        body.as_bytes(),
+    )
+    .unwrap();
     assert_eq!(h("webhook-signature"), expected);
 
     let attempts = attempts_of(&stack, &event_id).await;
@@ -98,18 +123,36 @@ async fn accepted_event_is_delivered_once_with_identical_body_and_signature() {
     let ep = json_of(
         &hookrelay_admin::handle(
             &admin,
-            admin_request("GET", &format!("/workspaces/default/endpoints/{}", endpoint["id"].as_str().unwrap()), None),
+            admin_request(
+                "GET",
+                &format!(
+                    "/workspaces/default/endpoints/{}",
+                    endpoint["id"].as_str().unwrap()
+                ),
+                None,
+            ),
         )
         .await,
     );
     assert_eq!(ep["enabled"], true);
     assert!(ep["last_success_at"].is_string());
     let ev = json_of(
-        &hookrelay_admin::handle(&admin, admin_request("GET", &format!("/workspaces/default/events/{event_id}"), None)).await,
+        &hookrelay_admin::handle(
+            &admin,
+            admin_request(
+                "GET",
+                &format!("/workspaces/default/events/{event_id}"),
+                None,
+            ),
+        )
+        .await,
     );
     assert_eq!(ev["event_type"], "order.created");
     assert_eq!(ev["payload"]["data"]["name"], "café é");
-    assert_eq!(stack.queue_depth(&stack.settings.delivery_queue_url).await, (0, 0));
+    assert_eq!(
+        stack.queue_depth(&stack.settings.delivery_queue_url).await,
+        (0, 0)
+    );
 }
 
 #[tokio::test]
@@ -138,13 +181,23 @@ async fn repeated_idempotency_key_is_answered_alike_and_delivered_once() {
 #[tokio::test]
 async fn fans_out_to_each_matching_endpoint() {
     let stack = Stack::new().await;
-    let (a, b, c) = (Receiver::start().await, Receiver::start().await, Receiver::start().await);
+    let (a, b, c) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
     let source = create_source(&stack, json!({"name": "s"})).await;
     create_endpoint(&stack, &a.url, &["invoice.*"]).await;
     create_endpoint(&stack, &b.url, &["invoice.paid", "other"]).await;
     create_endpoint(&stack, &c.url, &["invoice.failed"]).await;
 
-    let resp = ingest(&stack, &source, &[], br#"{"event_type":"invoice.paid","data":{"n":1}}"#).await;
+    let resp = ingest(
+        &stack,
+        &source,
+        &[],
+        br#"{"event_type":"invoice.paid","data":{"n":1}}"#,
+    )
+    .await;
     assert_eq!(resp.status(), 202);
     let event_id = json_of(&resp)["id"].as_str().unwrap().to_owned();
 
@@ -173,8 +226,16 @@ async fn failing_endpoint_is_retried_after_its_visibility_delay() {
     assert_eq!((first.received, first.failed, first.deleted), (1, 1, 0));
 
     // The task is hidden for its backoff, so an immediate poll finds nothing…
-    assert!(stack.deliver_once(&delivery, Duration::ZERO).await.is_none());
-    assert_eq!(stack.queue_depth(&stack.settings.delivery_queue_url).await, (0, 1));
+    assert!(
+        stack
+            .deliver_once(&delivery, Duration::ZERO)
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        stack.queue_depth(&stack.settings.delivery_queue_url).await,
+        (0, 1)
+    );
     let attempts = attempts_of(&stack, &event_id).await;
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0]["status"], "FAILED");
@@ -182,7 +243,10 @@ async fn failing_endpoint_is_retried_after_its_visibility_delay() {
     assert!(attempts[0]["next_attempt_at"].is_string());
 
     // …and it comes back after it.
-    let second = stack.deliver_once(&delivery, Duration::from_secs(5)).await.unwrap();
+    let second = stack
+        .deliver_once(&delivery, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!((second.received, second.deleted), (1, 1));
     assert_eq!(receiver.deliveries().len(), 2);
     let attempts = attempts_of(&stack, &event_id).await;
@@ -191,7 +255,11 @@ async fn failing_endpoint_is_retried_after_its_visibility_delay() {
     assert_eq!(attempts[0]["attempt_number"], 2);
     assert_eq!(attempts[1]["attempt_number"], 1);
     // Retries of one event to one endpoint keep the same webhook-id.
-    let ids: Vec<_> = receiver.deliveries().iter().map(|d| d.headers["webhook-id"].clone()).collect();
+    let ids: Vec<_> = receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.headers["webhook-id"].clone())
+        .collect();
     assert_eq!(ids[0], ids[1]);
 }
 
@@ -207,9 +275,18 @@ async fn exhausted_task_ends_in_the_dead_letter_queue() {
 
     let delivery = stack.delivery();
     stack.deliver_once(&delivery, Duration::ZERO).await.unwrap();
-    let last = stack.deliver_once(&delivery, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(last.deleted, 1, "the last attempt removes the task from the main queue");
-    assert_eq!(stack.queue_depth(&stack.settings.delivery_queue_url).await, (0, 0));
+    let last = stack
+        .deliver_once(&delivery, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        last.deleted, 1,
+        "the last attempt removes the task from the main queue"
+    );
+    assert_eq!(
+        stack.queue_depth(&stack.settings.delivery_queue_url).await,
+        (0, 0)
+    );
 
     let dead = stack.dead_letters().await;
     assert_eq!(dead.len(), 1);
@@ -255,7 +332,12 @@ async fn gone_disables_the_endpoint_and_stops_retrying() {
     let delivery = stack.delivery();
     let r = stack.deliver_once(&delivery, Duration::ZERO).await.unwrap();
     assert_eq!(r.deleted, 1);
-    let ep = stack.store.get_endpoint("default", id).await.unwrap().unwrap();
+    let ep = stack
+        .store
+        .get_endpoint("default", id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!ep.enabled);
     assert_eq!(ep.disabled_reason.as_deref(), Some("gone"));
     assert!(stack.dead_letters().await.is_empty());
@@ -285,11 +367,23 @@ async fn sweeper_deactivates_stale_endpoints_only() {
     // A task queued to the stale endpoint before the sweep…
     ingest(&stack, &source, &[], br#"{"event_type":"x","data":{}}"#).await;
 
-    let report = hookrelay_sweeper::handle(&stack.sweeper(), now).await.unwrap();
+    let report = hookrelay_sweeper::handle(&stack.sweeper(), now)
+        .await
+        .unwrap();
     assert_eq!(report.stale_found, 2);
     assert_eq!(report.deactivated, 2);
-    for (ep, enabled) in [(&stale, false), (&stale_success, false), (&fresh, true), (&young, true)] {
-        let got = stack.store.get_endpoint("default", &ep.id).await.unwrap().unwrap();
+    for (ep, enabled) in [
+        (&stale, false),
+        (&stale_success, false),
+        (&fresh, true),
+        (&young, true),
+    ] {
+        let got = stack
+            .store
+            .get_endpoint("default", &ep.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.enabled, enabled, "{}", ep.id);
         if !enabled {
             assert_eq!(got.disabled_reason.as_deref(), Some("stale"));
@@ -298,23 +392,43 @@ async fn sweeper_deactivates_stale_endpoints_only() {
     // …is canceled, not delivered or retried.
     let delivery = stack.delivery();
     stack.drain(&delivery).await;
-    assert_eq!(receiver.deliveries().len(), 2, "only the enabled endpoints received it");
-    let attempts = stack.store.list_attempts("default", &Default::default()).await.unwrap().data;
+    assert_eq!(
+        receiver.deliveries().len(),
+        2,
+        "only the enabled endpoints received it"
+    );
+    let attempts = stack
+        .store
+        .list_attempts("default", &Default::default())
+        .await
+        .unwrap()
+        .data;
     let canceled: Vec<_> = attempts
         .iter()
         .filter(|a| a.status == hookrelay_shared::AttemptStatus::Canceled)
         .collect();
     assert_eq!(canceled.len(), 2);
-    assert!(canceled.iter().all(|a| a.error_code.as_deref() == Some("ENDPOINT_DISABLED")));
+    assert!(
+        canceled
+            .iter()
+            .all(|a| a.error_code.as_deref() == Some("ENDPOINT_DISABLED"))
+    );
 
     // A second run finds nothing left to do.
-    let again = hookrelay_sweeper::handle(&stack.sweeper(), now).await.unwrap();
+    let again = hookrelay_sweeper::handle(&stack.sweeper(), now)
+        .await
+        .unwrap();
     assert_eq!((again.stale_found, again.deactivated), (0, 0));
 
     // New events no longer fan out to them.
     let resp = ingest(&stack, &source, &[], br#"{"event_type":"x","data":{}}"#).await;
     let id = json_of(&resp)["id"].as_str().unwrap().to_owned();
-    let (_, ev) = stack.store.get_event("default", &id).await.unwrap().unwrap();
+    let (_, ev) = stack
+        .store
+        .get_event("default", &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ev.endpoint_ids.len(), 2);
 }
 
@@ -360,7 +474,9 @@ async fn sweeper_reenqueues_events_stranded_before_queueing() {
         .await
         .unwrap();
 
-    let report = hookrelay_sweeper::handle(&stack.sweeper(), Timestamp::now()).await.unwrap();
+    let report = hookrelay_sweeper::handle(&stack.sweeper(), Timestamp::now())
+        .await
+        .unwrap();
     assert_eq!(report.pending_found, 1);
     assert_eq!(report.reenqueued_events, 1);
     let delivery = stack.delivery();
@@ -369,7 +485,9 @@ async fn sweeper_reenqueues_events_stranded_before_queueing() {
     assert_eq!(&receiver.deliveries()[0].body[..], &event.payload[..]);
 
     // Re-enqueued once: the mark is gone.
-    let again = hookrelay_sweeper::handle(&stack.sweeper(), Timestamp::now()).await.unwrap();
+    let again = hookrelay_sweeper::handle(&stack.sweeper(), Timestamp::now())
+        .await
+        .unwrap();
     assert_eq!(again.pending_found, 0);
 }
 
@@ -381,6 +499,8 @@ async fn events_queued_normally_are_not_stranded() {
     create_endpoint(&stack, &receiver.url, &["*"]).await;
     ingest(&stack, &source, &[], br#"{"event_type":"x"}"#).await;
     let future = Timestamp::now().plus(Duration::from_secs(3600));
-    let report = hookrelay_sweeper::handle(&stack.sweeper(), future).await.unwrap();
+    let report = hookrelay_sweeper::handle(&stack.sweeper(), future)
+        .await
+        .unwrap();
     assert_eq!(report.pending_found, 0);
 }

@@ -26,7 +26,10 @@ impl AdminKey {
         let presented = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <admin key>`"))?;
         if bool::from(presented.as_bytes().ct_eq(self.0.as_bytes())) {
@@ -49,7 +52,10 @@ mod tests {
         assert_eq!(key.check(&h).unwrap_err().status, StatusCode::UNAUTHORIZED);
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(key.check(&h).unwrap_err().status, StatusCode::UNAUTHORIZED);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer kkk"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer kkk"),
+        );
         assert_eq!(key.check(&h).unwrap_err().status, StatusCode::UNAUTHORIZED);
         let ok = HeaderValue::from_str(&format!("Bearer {}", "k".repeat(20))).unwrap();
         h.insert(header::AUTHORIZATION, ok);

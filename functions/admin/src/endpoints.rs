@@ -54,7 +54,10 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
         disabled_reason: None,
         disabled_at: None,
     };
-    ctx.store.put_endpoint(&endpoint).await.map_err(store_error)?;
+    ctx.store
+        .put_endpoint(&endpoint)
+        .await
+        .map_err(store_error)?;
     Ok(api::json(StatusCode::CREATED, &endpoint))
 }
 

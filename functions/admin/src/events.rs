@@ -50,7 +50,11 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
 
 pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
     let page = request::page(&request::query(req))?;
-    let events = ctx.store.list_events(ws, &page).await.map_err(store_error)?;
+    let events = ctx
+        .store
+        .list_events(ws, &page)
+        .await
+        .map_err(store_error)?;
     let data: Vec<_> = events.data.iter().map(|e| view(e, false)).collect();
     Ok(api::json(
         StatusCode::OK,

@@ -23,9 +23,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(aws: &SdkConfig, settings: Settings, admin_key: String) -> Result<Self, AdminKeyError> {
+    pub fn new(
+        aws: &SdkConfig,
+        settings: Settings,
+        admin_key: String,
+    ) -> Result<Self, AdminKeyError> {
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name),
+            store: Store::connect(aws, &settings),
             settings,
             admin_key: auth::AdminKey::new(admin_key)?,
         })
@@ -90,13 +94,7 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::BadCursor => ApiError::bad_request("invalid_cursor", "the cursor is not valid"),
         other => {
-            let mut msg = other.to_string();
-            let mut cur = std::error::Error::source(&other);
-            while let Some(inner) = cur {
-                msg.push_str(": ");
-                msg.push_str(&inner.to_string());
-                cur = inner.source();
-            }
+            let msg = hookrelay_shared::telemetry::error_chain(&other);
             tracing::error!(error = %msg, "storage error");
             ApiError::unavailable("storage is unavailable; retry later")
         }

@@ -11,7 +11,11 @@ pub fn query(req: &Request) -> HashMap<String, String> {
     let mut q: HashMap<String, String> = req
         .uri()
         .query()
-        .map(|qs| url::form_urlencoded::parse(qs.as_bytes()).into_owned().collect())
+        .map(|qs| {
+            url::form_urlencoded::parse(qs.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     for (k, v) in req.query_string_parameters().iter() {
         q.entry(k.to_owned()).or_insert_with(|| v.to_owned());
@@ -38,9 +42,11 @@ pub fn page(q: &HashMap<String, String>) -> Result<PageRequest, ApiError> {
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let body = req.body().as_ref();
     if body.is_empty() {
-        return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
+        return Err(ApiError::bad_request(
+            "missing_body",
+            "a JSON body is required",
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request("invalid_body", format!("the body is not valid: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("the body is not valid: {e}")))
 }

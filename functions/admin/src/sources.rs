@@ -79,7 +79,11 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
 
 pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
     let page = request::page(&request::query(req))?;
-    let sources = ctx.store.list_sources(ws, &page).await.map_err(store_error)?;
+    let sources = ctx
+        .store
+        .list_sources(ws, &page)
+        .await
+        .map_err(store_error)?;
     let data: Vec<_> = sources.data.iter().map(view).collect();
     Ok(api::json(
         StatusCode::OK,

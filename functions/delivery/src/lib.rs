@@ -13,6 +13,7 @@ use futures::StreamExt;
 use hookrelay_shared::config::Settings;
 use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::Store;
+use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{Attempt, DeliveryTask, Timestamp};
 
 pub use outcome::Outcome;
@@ -38,12 +39,8 @@ impl Context {
             .pool_idle_timeout(Duration::from_secs(50))
             .build()?;
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name),
-            queue: Queue::new(
-                aws_sdk_sqs::Client::new(aws),
-                &settings.delivery_queue_url,
-                &settings.dead_letter_queue_url,
-            ),
+            store: Store::connect(aws, &settings),
+            queue: Queue::connect(aws, &settings),
             settings,
             http,
         })
@@ -106,11 +103,14 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
         .iter()
         .map(|r| (r.task.workspace.clone(), r.task.endpoint_id.clone()))
         .collect();
-    let (events, endpoints) = match ctx.store.load_for_delivery(&event_keys, &endpoint_refs).await
+    let (events, endpoints) = match ctx
+        .store
+        .load_for_delivery(&event_keys, &endpoint_refs)
+        .await
     {
         Ok(found) => found,
         Err(e) => {
-            tracing::error!(error = %send::error_chain(&e), "batch read failed; the whole batch is retried");
+            tracing::error!(error = %error_chain(&e), "batch read failed; the whole batch is retried");
             for r in &received {
                 response.add_failure(r.message_id.clone());
             }
@@ -140,7 +140,7 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
         .put_attempts(&attempts, ctx.settings.retention())
         .await
     {
-        tracing::error!(error = %send::error_chain(&e), attempts = attempts.len(), "attempt history not written");
+        tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
     }
 
     outcome::settle(ctx, outcomes, &endpoints, &mut response).await;

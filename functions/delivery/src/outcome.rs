@@ -6,8 +6,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use hookrelay_shared::{Attempt, Endpoint, Timestamp};
 
-use crate::send::error_chain;
 use crate::{Context, Received, SUCCESS_WRITE_INTERVAL};
+use hookrelay_shared::telemetry::error_chain;
 
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -86,7 +86,10 @@ pub(crate) async fn settle(
     if !delays.is_empty() {
         match ctx.queue.delay(&delays).await {
             Ok(refused) if !refused.is_empty() => {
-                tracing::warn!(refused = refused.len(), "visibility not changed; default timeout applies")
+                tracing::warn!(
+                    refused = refused.len(),
+                    "visibility not changed; default timeout applies"
+                )
             }
             Ok(_) => {}
             Err(e) => {

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, Endpoint, Event, Timestamp, ids,
     signature,
@@ -10,17 +11,6 @@ use hookrelay_shared::{
 use http::StatusCode;
 
 use crate::{Context, Outcome, Received};
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
-}
 
 pub async fn deliver(
     ctx: &Context,

@@ -9,7 +9,9 @@ use hookrelay_shared::store::InsertOutcome;
 use hookrelay_shared::{DeliveryTask, Event, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
-use crate::{Context, error_chain, unavailable};
+use hookrelay_shared::telemetry::error_chain;
+
+use crate::{Context, unavailable};
 
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 const MAX_EVENT_TYPE: usize = 128;
@@ -64,9 +66,10 @@ pub async fn accept(
     }
 
     let body_type = envelope::event_type(body).map_err(|e| match e {
-        BodyError::Malformed(why) => {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {why}"))
-        }
+        BodyError::Malformed(why) => ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {why}"),
+        ),
         BodyError::BadEventType => {
             ApiError::bad_request("invalid_event_type", "`event_type` must be a string")
         }
@@ -89,7 +92,9 @@ pub async fn accept(
             ApiError::bad_request(
                 "missing_event_type",
                 match &source.event_type_header {
-                    Some(h) => format!("no event type: send the {h} header or an `event_type` field"),
+                    Some(h) => {
+                        format!("no event type: send the {h} header or an `event_type` field")
+                    }
                     None => "no event type: send an `event_type` field".to_owned(),
                 },
             )
@@ -202,7 +207,9 @@ fn validate_event_type(t: &str) -> Result<(), ApiError> {
     if t.is_empty() || t.len() > MAX_EVENT_TYPE || t.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_event_type",
-            format!("the event type must be 1 to {MAX_EVENT_TYPE} characters without control characters"),
+            format!(
+                "the event type must be 1 to {MAX_EVENT_TYPE} characters without control characters"
+            ),
         ));
     }
     Ok(())

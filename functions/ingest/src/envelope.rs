@@ -52,7 +52,9 @@ mod tests {
     #[test]
     fn reads_event_type() {
         assert_eq!(
-            event_type(br#"{"event_type":"a.b","data":{}}"#).unwrap().as_deref(),
+            event_type(br#"{"event_type":"a.b","data":{}}"#)
+                .unwrap()
+                .as_deref(),
             Some("a.b")
         );
         assert_eq!(
@@ -71,8 +73,14 @@ mod tests {
         assert!(matches!(event_type(b"{"), Err(BodyError::Malformed(_))));
         assert!(matches!(event_type(b""), Err(BodyError::Malformed(_))));
         assert!(matches!(event_type(b"{} x"), Err(BodyError::Malformed(_))));
-        assert!(matches!(event_type(b"not json"), Err(BodyError::Malformed(_))));
-        assert_eq!(event_type(br#"{"event_type":5}"#), Err(BodyError::BadEventType));
+        assert!(matches!(
+            event_type(b"not json"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert_eq!(
+            event_type(br#"{"event_type":5}"#),
+            Err(BodyError::BadEventType)
+        );
         assert!(matches!(
             event_type(br#"{"event_type":"a","x":}"#),
             Err(BodyError::Malformed(_))

@@ -11,6 +11,7 @@ use hookrelay_shared::cache::TtlCache;
 use hookrelay_shared::config::Settings;
 use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::Store;
+use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{Endpoint, Source};
 use http::{Method, Response, StatusCode};
 use lambda_http::{Request, RequestExt};
@@ -28,15 +29,9 @@ pub struct Context {
 
 impl Context {
     pub fn new(aws: &SdkConfig, settings: Settings) -> Self {
-        let store = Store::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name);
-        let queue = Queue::new(
-            aws_sdk_sqs::Client::new(aws),
-            &settings.delivery_queue_url,
-            &settings.dead_letter_queue_url,
-        );
         Self {
-            store,
-            queue,
+            store: Store::connect(aws, &settings),
+            queue: Queue::connect(aws, &settings),
             sources: TtlCache::new(settings.cache_ttl),
             endpoints: TtlCache::new(settings.cache_ttl),
             settings,
@@ -70,17 +65,6 @@ impl Context {
 fn unavailable(e: impl std::error::Error) -> ApiError {
     tracing::error!(error = %error_chain(&e), "storage unavailable");
     ApiError::unavailable("the event store is unavailable; retry later")
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// Routes one request. Never fails: every outcome is an HTTP answer.
@@ -138,8 +122,14 @@ mod tests {
     fn routes() {
         assert_eq!(route("/healthz", None), Route::Health);
         assert_eq!(route("/in/src_1", None), Route::Ingest("src_1".into()));
-        assert_eq!(route("/prod/in/src_1/", None), Route::Ingest("src_1".into()));
-        assert_eq!(route("/in/x", Some("src_2".into())), Route::Ingest("src_2".into()));
+        assert_eq!(
+            route("/prod/in/src_1/", None),
+            Route::Ingest("src_1".into())
+        );
+        assert_eq!(
+            route("/in/x", Some("src_2".into())),
+            Route::Ingest("src_2".into())
+        );
         assert_eq!(route("/in/", None), Route::Unknown);
         assert_eq!(route("/in/a/b", None), Route::Unknown);
         assert_eq!(route("/other", None), Route::Unknown);

@@ -19,12 +19,8 @@ pub struct Context {
 impl Context {
     pub fn new(aws: &SdkConfig, settings: Settings) -> Self {
         Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name),
-            queue: Queue::new(
-                aws_sdk_sqs::Client::new(aws),
-                &settings.delivery_queue_url,
-                &settings.dead_letter_queue_url,
-            ),
+            store: Store::connect(aws, &settings),
+            queue: Queue::connect(aws, &settings),
             settings,
         }
     }

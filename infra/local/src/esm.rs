@@ -97,7 +97,10 @@ pub async fn complete(
         received: messages.len(),
         ..Default::default()
     };
-    let ids: HashSet<&str> = messages.iter().filter_map(|x| x.message_id.as_deref()).collect();
+    let ids: HashSet<&str> = messages
+        .iter()
+        .filter_map(|x| x.message_id.as_deref())
+        .collect();
     let failed: Option<HashSet<&str>> = match response {
         None => None,
         Some(_) if !m.report_batch_item_failures => Some(HashSet::new()),
@@ -169,5 +172,7 @@ where
             None
         }
     };
-    complete(sqs, m, &messages, response.as_ref()).await.map(Some)
+    complete(sqs, m, &messages, response.as_ref())
+        .await
+        .map(Some)
 }

@@ -3,6 +3,7 @@
 //! mapping that feeds a queue to a delivery handler.
 
 pub mod esm;
+pub mod gateway;
 pub mod moto;
 pub mod provision;
 pub mod template;

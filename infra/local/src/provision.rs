@@ -96,7 +96,9 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
         req = req.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(str_of(def, "AttributeName")?)
-                .attribute_type(ScalarAttributeType::from(str_of(def, "AttributeType")?.as_str()))
+                .attribute_type(ScalarAttributeType::from(
+                    str_of(def, "AttributeType")?.as_str(),
+                ))
                 .build()?,
         );
     }
@@ -109,7 +111,10 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
                 .and_then(Value::as_str)
                 .unwrap_or("ALL"),
         ));
-        for attr in projection.map(|p| seq(p, "NonKeyAttributes")).unwrap_or_default() {
+        for attr in projection
+            .map(|p| seq(p, "NonKeyAttributes"))
+            .unwrap_or_default()
+        {
             p = p.non_key_attributes(scalar(attr).unwrap_or_default());
         }
         req = req.global_secondary_indexes(
@@ -153,13 +158,23 @@ fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>> {
         .collect()
 }
 
-async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, props: &Value) -> Result<(String, String)> {
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    props: &Value,
+) -> Result<(String, String)> {
     let mut req = sqs.create_queue().queue_name(name);
     for (prop, attr) in [
         ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-        ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
+        (
+            "MessageRetentionPeriod",
+            QueueAttributeName::MessageRetentionPeriod,
+        ),
         ("DelaySeconds", QueueAttributeName::DelaySeconds),
-        ("ReceiveMessageWaitTimeSeconds", QueueAttributeName::ReceiveMessageWaitTimeSeconds),
+        (
+            "ReceiveMessageWaitTimeSeconds",
+            QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+        ),
         ("MaximumMessageSize", QueueAttributeName::MaximumMessageSize),
     ] {
         if let Some(n) = number(props, prop) {

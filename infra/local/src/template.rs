@@ -44,8 +44,8 @@ pub struct Schedule {
 
 impl Template {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text)
     }
 
@@ -238,7 +238,9 @@ impl Template {
             if ty != "HttpApi" {
                 continue;
             }
-            let props = ev.get("Properties").ok_or_else(|| anyhow!("{f}: event without Properties"))?;
+            let props = ev
+                .get("Properties")
+                .ok_or_else(|| anyhow!("{f}: event without Properties"))?;
             let get = |k: &str| -> Result<String> {
                 props
                     .get(k)
@@ -264,7 +266,8 @@ impl Template {
                 continue;
             }
             let props = self.resolve(
-                ev.get("Properties").ok_or_else(|| anyhow!("{f}: SQS event without Properties"))?,
+                ev.get("Properties")
+                    .ok_or_else(|| anyhow!("{f}: SQS event without Properties"))?,
                 &Bindings::default().with_unresolved_arns(self)?,
             )?;
             let queue_arn = props.get("Queue").and_then(scalar).unwrap_or_default();
@@ -280,7 +283,10 @@ impl Template {
                 report_batch_item_failures: props
                     .get("FunctionResponseTypes")
                     .and_then(Value::as_sequence)
-                    .is_some_and(|s| s.iter().any(|v| v.as_str() == Some("ReportBatchItemFailures"))),
+                    .is_some_and(|s| {
+                        s.iter()
+                            .any(|v| v.as_str() == Some("ReportBatchItemFailures"))
+                    }),
             });
         }
         Ok(out)
@@ -307,7 +313,11 @@ impl Template {
     }
 
     /// The environment a function gets: Globals merged with its own, resolved locally.
-    pub fn function_environment(&self, function: &str, b: &Bindings) -> Result<BTreeMap<String, String>> {
+    pub fn function_environment(
+        &self,
+        function: &str,
+        b: &Bindings,
+    ) -> Result<BTreeMap<String, String>> {
         let mut env = BTreeMap::new();
         let global = self
             .root
@@ -396,6 +406,9 @@ mod tests {
         assert_eq!(r["b"], Value::String("arn:q".into()));
         assert_eq!(r["c"], Value::String("http://q/x/arn:q/us-east-1".into()));
         assert_eq!(r["d"], Value::String("http://q".into()));
-        assert!(t.resolve(&serde_yaml_ng::from_str("!Ref Nope").unwrap(), &b).is_err());
+        assert!(
+            t.resolve(&serde_yaml_ng::from_str("!Ref Nope").unwrap(), &b)
+                .is_err()
+        );
     }
 }

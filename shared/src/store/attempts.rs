@@ -2,10 +2,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
-use super::codec::{from_item, to_item};
+use super::codec::to_item;
 use super::events::backoff;
-use super::keys::{self, EXPIRES_AT, GSI1PK, GSI1SK, PK, SK, s};
-use super::page::{self, Page, PageRequest};
+use super::keys::{self, EXPIRES_AT, GSI1PK, GSI1SK, s};
+use super::ops::with_key;
+use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
 use crate::Attempt;
 
@@ -16,9 +17,10 @@ impl Store {
     pub async fn put_attempts(&self, attempts: &[Attempt], retention: Duration) -> Result<()> {
         let mut writes = Vec::with_capacity(attempts.len());
         for a in attempts {
-            let mut item = to_item("attempt", a)?;
-            item.insert(PK.into(), s(keys::attempts_of_event(&a.event_id)));
-            item.insert(SK.into(), s(&a.id));
+            let mut item = with_key(
+                to_item("attempt", a)?,
+                (keys::attempts_of_event(&a.event_id), a.id.clone()),
+            );
             item.insert(GSI1PK.into(), s(keys::attempts_list(&a.workspace)));
             item.insert(GSI1SK.into(), s(&a.id));
             item.insert(
@@ -68,29 +70,14 @@ impl Store {
         event_id: &str,
         req: &PageRequest,
     ) -> Result<Page<Attempt>> {
-        let out = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("pk = :pk")
             .filter_expression("workspace = :ws")
             .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
-            .expression_attribute_values(":ws", s(ws))
-            .scan_index_forward(false)
-            .limit(req.limit())
-            .set_exclusive_start_key(req.start_key()?)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("Query", e))?;
-        Ok(Page {
-            data: out
-                .items
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| from_item("attempt", i))
-                .collect::<Result<_>>()?,
-            next: out.last_evaluated_key.as_ref().and_then(page::encode),
-        })
+            .expression_attribute_values(":ws", s(ws));
+        self.page("attempt", query, req).await
     }
 
     /// Attempts of a workspace, newest first.

@@ -1,9 +1,9 @@
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::{from_item, to_item};
-use super::keys::{self, PK, SK, SWEEP_AT, SWEEP_SHARD, s};
-use super::page::{self, Page, PageRequest};
+use super::keys::{self, SWEEP_AT, SWEEP_SHARD, s};
+use super::ops::{condition_held, with_key};
+use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
 use crate::{Endpoint, Timestamp};
 
@@ -11,62 +11,31 @@ impl Store {
     /// Writes the whole endpoint. An enabled endpoint is placed in the sparse `sweep` index at
     /// the time of its last activity; a disabled one is left out of it.
     pub async fn put_endpoint(&self, ep: &Endpoint) -> Result<()> {
-        let (pk, sk) = keys::endpoint(&ep.workspace, &ep.id);
-        let mut item = to_item("endpoint", ep)?;
-        item.insert(PK.into(), s(pk));
-        item.insert(SK.into(), s(sk));
+        let mut item = with_key(
+            to_item("endpoint", ep)?,
+            keys::endpoint(&ep.workspace, &ep.id),
+        );
         if ep.enabled {
             item.insert(SWEEP_SHARD.into(), s(keys::shard_of(&ep.id)));
             item.insert(SWEEP_AT.into(), s(ep.activity_at().to_string()));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("PutItem", e))?;
-        Ok(())
+        self.put(item).await
     }
 
     pub async fn get_endpoint(&self, ws: &str, id: &str) -> Result<Option<Endpoint>> {
-        let (pk, sk) = keys::endpoint(ws, id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::key(pk, sk)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        out.item.map(|i| from_item("endpoint", i)).transpose()
+        let item = self.get(keys::endpoint(ws, id), true).await?;
+        item.map(|i| from_item("endpoint", i)).transpose()
     }
 
     pub async fn list_endpoints(&self, ws: &str, req: &PageRequest) -> Result<Page<Endpoint>> {
         let (pk, _) = keys::endpoint(ws, "");
-        let out = self
+        let query = self
             .client
             .query()
-            .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :ep)")
             .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":ep", s(keys::ENDPOINT_SK_PREFIX))
-            .scan_index_forward(false)
-            .limit(req.limit())
-            .set_exclusive_start_key(req.start_key()?)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("Query", e))?;
-        Ok(Page {
-            data: out
-                .items
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| from_item("endpoint", i))
-                .collect::<Result<_>>()?,
-            next: out.last_evaluated_key.as_ref().and_then(page::encode),
-        })
+            .expression_attribute_values(":ep", s(keys::ENDPOINT_SK_PREFIX));
+        self.page("endpoint", query, req).await
     }
 
     /// Every endpoint of a workspace: the fan-out read at ingest (cached by the caller).
@@ -116,18 +85,7 @@ impl Store {
             .expression_attribute_values(":cutoff", s(now.minus(throttle).to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        condition_held(result)
     }
 
     /// Disables an enabled endpoint and takes it out of the sweep index. With `stale_before`,
@@ -159,17 +117,6 @@ impl Store {
             condition.push_str(" AND sweep_at < :cutoff");
             req = req.expression_attribute_values(":cutoff", s(cutoff.to_string()));
         }
-        match req.condition_expression(condition).send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        condition_held(req.condition_expression(condition).send().await)
     }
 }

@@ -2,12 +2,15 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+};
 
 use super::codec::{from_item, to_item};
 use super::keys::{
     self, EXPIRES_AT, GSI1, GSI1PK, GSI1SK, Item, PENDING_AT, PENDING_SHARD, PK, SK, s,
 };
+use super::ops::with_key;
 use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
 use crate::{Endpoint, Event};
@@ -35,9 +38,7 @@ impl Store {
         retention: Duration,
     ) -> Result<InsertOutcome> {
         let (pk, sk) = keys::event(scope, &event.idempotency_key);
-        let mut item = to_item("event", event)?;
-        item.insert(PK.into(), s(&pk));
-        item.insert(SK.into(), s(sk));
+        let mut item = with_key(to_item("event", event)?, (pk.clone(), sk));
         item.insert(GSI1PK.into(), s(keys::events_list(&event.workspace)));
         item.insert(GSI1SK.into(), s(&event.id));
         item.insert(
@@ -61,15 +62,16 @@ impl Store {
             Ok(_) => Ok(InsertOutcome::Inserted { event_key: pk }),
             Err(e) => match e.into_service_error() {
                 PutItemError::ConditionalCheckFailedException(ccf) => {
-                    let existing = match ccf.item {
-                        Some(item) => from_item("event", item)?,
-                        None => self.get_event_by_key(&pk).await?.ok_or(
-                            StoreError::Unprocessed {
-                                op: "PutItem (duplicate vanished)",
-                                left: 1,
-                            },
-                        )?,
-                    };
+                    let existing =
+                        match ccf.item {
+                            Some(item) => from_item("event", item)?,
+                            None => self.get_event_by_key(&pk).await?.ok_or(
+                                StoreError::Unprocessed {
+                                    op: "PutItem (duplicate vanished)",
+                                    left: 1,
+                                },
+                            )?,
+                        };
                     Ok(InsertOutcome::Duplicate(Box::new(existing)))
                 }
                 other => Err(StoreError::dynamo("PutItem", other)),
@@ -82,7 +84,10 @@ impl Store {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(keys::key(event_key.to_owned(), keys::EVENT_SK.to_owned())))
+            .set_key(Some(keys::key(
+                event_key.to_owned(),
+                keys::EVENT_SK.to_owned(),
+            )))
             .update_expression("REMOVE pending_shard, pending_at")
             .condition_expression("attribute_exists(pk)")
             .send()
@@ -92,16 +97,10 @@ impl Store {
     }
 
     pub async fn get_event_by_key(&self, event_key: &str) -> Result<Option<Event>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::key(event_key.to_owned(), keys::EVENT_SK.to_owned())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        out.item.map(|i| from_item("event", i)).transpose()
+        let item = self
+            .get((event_key.to_owned(), keys::EVENT_SK.to_owned()), true)
+            .await?;
+        item.map(|i| from_item("event", i)).transpose()
     }
 
     /// An event by id within a workspace, with its item key.

@@ -74,5 +74,7 @@ pub fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }

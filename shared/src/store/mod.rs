@@ -16,6 +16,7 @@ mod codec;
 mod endpoints;
 mod events;
 mod keys;
+mod ops;
 mod page;
 mod sources;
 mod sweep;
@@ -82,6 +83,11 @@ impl Store {
             client,
             table: table.into(),
         }
+    }
+
+    /// The table the settings name.
+    pub fn connect(aws: &aws_config::SdkConfig, settings: &crate::config::Settings) -> Self {
+        Self::new(Client::new(aws), &settings.table_name)
     }
 
     pub fn table(&self) -> &str {

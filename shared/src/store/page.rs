@@ -85,7 +85,10 @@ mod tests {
                 limit: None,
                 cursor: Some(bad.into()),
             };
-            assert!(matches!(req.start_key(), Err(StoreError::BadCursor)), "{bad}");
+            assert!(
+                matches!(req.start_key(), Err(StoreError::BadCursor)),
+                "{bad}"
+            );
         }
         assert_eq!(PageRequest::default().limit(), 20);
         assert_eq!(

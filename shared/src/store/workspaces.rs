@@ -1,22 +1,14 @@
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 
 use super::codec::{from_item, to_item};
-use super::keys::{self, GSI1PK, GSI1SK, PK, SK, s};
+use super::keys::{self, GSI1PK, GSI1SK, s};
+use super::ops::with_key;
 use super::{Result, Store, StoreError};
 use crate::{DEFAULT_WORKSPACE, Timestamp, Workspace, ids};
 
 impl Store {
     pub async fn get_workspace(&self, name: &str) -> Result<Option<Workspace>> {
-        let (pk, sk) = keys::workspace(name);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::key(pk, sk)))
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("GetItem", e))?;
-        match out.item {
+        match self.get(keys::workspace(name), false).await? {
             Some(item) => Ok(Some(from_item("workspace", item)?)),
             // `default` always exists, written or not.
             None if name == DEFAULT_WORKSPACE => Ok(Some(Workspace {
@@ -39,10 +31,7 @@ impl Store {
             name: name.to_owned(),
             created_at: Timestamp::now(),
         };
-        let (pk, sk) = keys::workspace(name);
-        let mut item = to_item("workspace", &ws)?;
-        item.insert(PK.into(), s(pk));
-        item.insert(SK.into(), s(sk));
+        let mut item = with_key(to_item("workspace", &ws)?, keys::workspace(name));
         item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
         item.insert(GSI1SK.into(), s(&ws.id));
         match self

@@ -1,0 +1,47 @@
+# hookrelay: `make dev` runs the whole system locally, `make test` runs the tests.
+# Both install what they need first (the pinned Python tools into .venv).
+
+SHELL := /bin/bash
+VENV := .venv
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+FUNCTIONS := -p hookrelay-ingest -p hookrelay-delivery -p hookrelay-sweeper -p hookrelay-admin
+
+.PHONY: dev test lint fmt build venv clean
+
+## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
+venv: $(STAMP)
+$(STAMP): infra/requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-dev.txt
+	touch $@
+
+## The whole system on 127.0.0.1: API on $$HOOKRELAY_PORT (3000), moto, cargo lambda watch.
+dev: $(STAMP)
+	cargo build $(FUNCTIONS) -p hookrelay-local
+	cargo run --quiet -p hookrelay-local
+
+## Unit and integration tests; starts its own moto server.
+test: $(STAMP)
+	cargo test --workspace --no-fail-fast
+
+## fmt, clippy, SAM and CloudFormation lint.
+lint: $(STAMP)
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	sam validate --lint
+	cfn-lint template.yaml
+
+fmt:
+	cargo fmt --all
+
+## arm64 release binaries for `sam deploy`.
+build: $(STAMP)
+	sam build
+
+clean:
+	cargo clean
+	rm -rf .aws-sam .local

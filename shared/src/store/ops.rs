@@ -1,0 +1,95 @@
+//! The few request shapes every item kind shares.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use serde::de::DeserializeOwned;
+
+use super::codec::from_item;
+use super::keys::{self, Item, PK, SK, s};
+use super::page::{self, Page, PageRequest};
+use super::{Result, Store, StoreError};
+
+impl Store {
+    pub(super) async fn get(
+        &self,
+        (pk, sk): (String, String),
+        consistent: bool,
+    ) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    pub(super) async fn put(&self, item: Item) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Runs one page of a query, newest first.
+    pub(super) async fn page<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        query: QueryFluentBuilder,
+        req: &PageRequest,
+    ) -> Result<Page<T>> {
+        let out = query
+            .table_name(&self.table)
+            .scan_index_forward(false)
+            .limit(req.limit())
+            .set_exclusive_start_key(req.start_key()?)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        Ok(Page {
+            data: out
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| from_item(what, i))
+                .collect::<Result<_>>()?,
+            next: out.last_evaluated_key.as_ref().and_then(page::encode),
+        })
+    }
+}
+
+/// Adds the item's own key to its attributes.
+pub(super) fn with_key(mut item: Item, (pk, sk): (String, String)) -> Item {
+    item.insert(PK.into(), s(pk));
+    item.insert(SK.into(), s(sk));
+    item
+}
+
+/// A conditional update: `Ok(false)` when its condition did not hold.
+pub(super) fn condition_held<R>(
+    result: std::result::Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
+) -> Result<bool>
+where
+    SdkError<UpdateItemError, R>: Into<aws_sdk_dynamodb::Error>,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+    }
+}

@@ -1,0 +1,200 @@
+//! Faults of our own dependencies: nothing already accepted is lost, and no client gets a
+//! 500 for them.
+
+use std::time::Duration;
+
+use hookrelay_shared::Timestamp;
+use hookrelay_tests::{Receiver, Stack, admin_request, json_of, request};
+use serde_json::json;
+
+async fn setup(stack: &Stack, url: &str) -> String {
+    let admin = stack.admin();
+    let resp = hookrelay_admin::handle(
+        &admin,
+        admin_request(
+            "POST",
+            "/workspaces/default/endpoints",
+            Some(json!({"name": "r", "url": url})),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let resp = hookrelay_admin::handle(
+        &admin,
+        admin_request(
+            "POST",
+            "/workspaces/default/sources",
+            Some(json!({"name": "s"})),
+        ),
+    )
+    .await;
+    json_of(&resp)["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn storage_down_at_ingest_is_a_503_and_queues_nothing() {
+    let stack = Stack::new().await;
+    let source = setup(&stack, "http://127.0.0.1:9/hook").await;
+    let mut settings = stack.settings.clone();
+    settings.table_name = "no-such-table".into();
+    let ctx = hookrelay_ingest::Context::new(&stack.aws, settings);
+    let resp = hookrelay_ingest::handle(
+        &ctx,
+        request(
+            "POST",
+            &format!("/in/{source}"),
+            &[],
+            br#"{"event_type":"x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert_eq!(json_of(&resp)["error"], "unavailable");
+    assert_eq!(
+        stack.queue_depth(&stack.settings.delivery_queue_url).await,
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn queue_down_at_ingest_keeps_the_event_and_the_sweeper_delivers_it() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = setup(&stack, &receiver.url).await;
+    let mut settings = stack.settings.clone();
+    settings.delivery_queue_url = format!("{}-gone", stack.settings.delivery_queue_url);
+    let ctx = hookrelay_ingest::Context::new(&stack.aws, settings);
+    let body = br#"{"event_type":"x","data":{"keep":"me"}}"#;
+    let resp =
+        hookrelay_ingest::handle(&ctx, request("POST", &format!("/in/{source}"), &[], body)).await;
+    // Stored durably, so accepted: the queueing is ours to finish.
+    assert_eq!(resp.status(), 202, "{}", resp.body());
+    assert_eq!(
+        stack.queue_depth(&stack.settings.delivery_queue_url).await,
+        (0, 0)
+    );
+
+    let later = Timestamp::now().plus(Duration::from_secs(600));
+    let report = hookrelay_sweeper::handle(&stack.sweeper(), later)
+        .await
+        .unwrap();
+    assert_eq!(report.reenqueued_events, 1);
+    stack.drain(&stack.delivery()).await;
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], body);
+}
+
+#[tokio::test]
+async fn storage_down_at_delivery_fails_the_batch_without_losing_it() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = setup(&stack, &receiver.url).await;
+    let resp = hookrelay_ingest::handle(
+        &stack.ingest(),
+        request(
+            "POST",
+            &format!("/in/{source}"),
+            &[],
+            br#"{"event_type":"x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+
+    let mut settings = stack.settings.clone();
+    settings.table_name = "no-such-table".into();
+    let broken = hookrelay_delivery::Context::new(&stack.aws, settings).unwrap();
+    let r = stack.deliver_once(&broken, Duration::ZERO).await.unwrap();
+    assert_eq!((r.received, r.failed, r.deleted), (1, 1, 0));
+    assert!(receiver.deliveries().is_empty());
+
+    // The message is still there; make it visible again and a healthy function delivers it.
+    let msgs = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.settings.delivery_queue_url)
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(msgs.is_empty(), "hidden for the queue's visibility timeout");
+    let (_, in_flight) = stack.queue_depth(&stack.settings.delivery_queue_url).await;
+    assert_eq!(in_flight, 1);
+}
+
+#[tokio::test]
+async fn malformed_task_is_dropped_not_retried_forever() {
+    let stack = Stack::new().await;
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&stack.settings.delivery_queue_url)
+        .message_body("not a task")
+        .send()
+        .await
+        .unwrap();
+    let r = stack
+        .deliver_once(&stack.delivery(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((r.received, r.deleted, r.failed), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn sweeper_does_not_disable_an_endpoint_that_just_succeeded() {
+    // The index read and the update race: the update's condition re-checks staleness.
+    let stack = Stack::new().await;
+    let now = Timestamp::now();
+    let old = now.minus(Duration::from_secs(400 * 86_400));
+    let mut ep = hookrelay_shared::Endpoint {
+        id: hookrelay_shared::ids::new_id("ep"),
+        workspace: "default".into(),
+        name: "e".into(),
+        url: "https://example.com".into(),
+        events: vec!["*".into()],
+        enabled: true,
+        secret: hookrelay_shared::signature::generate_secret(),
+        headers: Default::default(),
+        created_at: old,
+        updated_at: old,
+        last_success_at: None,
+        disabled_reason: None,
+        disabled_at: None,
+    };
+    stack.store.put_endpoint(&ep).await.unwrap();
+    stack
+        .store
+        .record_success("default", &ep.id, now, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let cutoff = now.minus(Duration::from_secs(365 * 86_400));
+    let disabled = stack
+        .store
+        .disable_endpoint("default", &ep.id, "stale", now, Some(cutoff))
+        .await
+        .unwrap();
+    assert!(!disabled);
+    ep = stack
+        .store
+        .get_endpoint("default", &ep.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ep.enabled);
+    // Throttled: a second success within the hour writes nothing.
+    let wrote = stack
+        .store
+        .record_success(
+            "default",
+            &ep.id,
+            now.plus(Duration::from_secs(60)),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert!(!wrote);
+}

@@ -1,0 +1,112 @@
+//! The template and the code agree: index names, queue sizing against the retry policy's
+//! bounds, and the event source mapping the local stack plays.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use hookrelay_local::template::{Template, number};
+use hookrelay_shared::retry::{MAX_RETRIES, MAX_VISIBILITY, RetryPolicy};
+use hookrelay_shared::store::{GSI1, PENDING_INDEX, SWEEP_INDEX};
+use hookrelay_tests::Stack;
+
+#[tokio::test]
+async fn provisioned_table_has_the_indexes_the_store_queries() {
+    let stack = Stack::new().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let table = ddb
+        .describe_table()
+        .table_name(&stack.settings.table_name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let mut names: Vec<_> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|g| g.index_name().map(str::to_owned))
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        GSI1.to_owned(),
+        PENDING_INDEX.to_owned(),
+        SWEEP_INDEX.to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name(&stack.settings.table_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|d| d.attribute_name()),
+        Some("expires_at")
+    );
+}
+
+#[tokio::test]
+async fn queue_sizing_covers_the_longest_allowed_schedule() {
+    let t = Template::workspace_default().unwrap();
+    let q = &t.resource("DeliveriesQueue").unwrap()["Properties"];
+    let max_receive = number(&q["RedrivePolicy"], "maxReceiveCount").unwrap();
+    let retention = number(q, "MessageRetentionPeriod").unwrap();
+    let visibility = number(q, "VisibilityTimeout").unwrap();
+
+    // Every allowed attempt fits under the redrive policy, with margin for crashed invocations.
+    let longest = RetryPolicy::parse(&vec!["43200"; MAX_RETRIES].join(",")).unwrap();
+    assert!(
+        max_receive >= u64::from(longest.max_attempts()) + 3,
+        "{max_receive}"
+    );
+    assert!(RetryPolicy::parse(&vec!["1"; MAX_RETRIES + 1].join(",")).is_err());
+    // The message outlives the longest schedule.
+    let total: Duration = longest.schedule().iter().sum();
+    assert!(Duration::from_secs(retention) > total + Duration::from_secs(86_400));
+    assert!(MAX_VISIBILITY.as_secs() == 43_200);
+    // Lambda's guidance: visibility at least six times the consumer's timeout.
+    let delivery_timeout = number(
+        &t.resource("DeliveryFunction").unwrap()["Properties"],
+        "Timeout",
+    )
+    .unwrap();
+    assert!(visibility >= 6 * delivery_timeout);
+    // The template's parameter pattern and the code's bound agree.
+    let pattern = t.parameter_default("RetrySchedule").unwrap();
+    assert!(RetryPolicy::parse(pattern.as_str().unwrap()).is_ok());
+}
+
+#[tokio::test]
+async fn provisioned_queue_has_the_templates_redrive_policy() {
+    let stack = Stack::new().await;
+    let attrs = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.settings.delivery_queue_url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).unwrap();
+    let t = Template::workspace_default().unwrap();
+    let q = &t.resource("DeliveriesQueue").unwrap()["Properties"];
+    assert_eq!(
+        redrive["maxReceiveCount"].as_u64(),
+        number(&q["RedrivePolicy"], "maxReceiveCount")
+    );
+    assert!(
+        redrive["deadLetterTargetArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("DeadLetterQueue")
+    );
+    assert_eq!(
+        attrs[&QueueAttributeName::VisibilityTimeout],
+        number(q, "VisibilityTimeout").unwrap().to_string()
+    );
+}
