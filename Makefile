@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
-FUNCTIONS := -p hookrelay-ingest -p hookrelay-delivery -p hookrelay-sweeper -p hookrelay-admin
+FUNCTION_BINS := ingest delivery sweeper admin
 
 .PHONY: dev test lint fmt build venv clean
 
@@ -20,8 +20,11 @@ $(STAMP): infra/requirements-dev.txt
 	touch $@
 
 ## The whole system on 127.0.0.1: API on $$HOOKRELAY_PORT (3000), moto, cargo lambda watch.
+# Each function is built as `cargo lambda watch` runs it (`cargo run --bin NAME`, its own
+# feature set), so the first request does not wait for a compile.
 dev: $(STAMP)
-	cargo build $(FUNCTIONS) -p hookrelay-local
+	for f in $(FUNCTION_BINS); do cargo build --bin $$f || exit 1; done
+	cargo build -p hookrelay-local
 	cargo run --quiet -p hookrelay-local
 
 ## Unit and integration tests; starts its own moto server.

@@ -211,6 +211,8 @@ fn start_watch(root: &Path, port: u16, env_file: &Path) -> Result<Child> {
             "--invoke-port",
         ])
         .arg(port.to_string())
+        // API Gateway without a CORS configuration adds no CORS headers either.
+        .arg("--disable-cors")
         .arg("--env-file")
         .arg(env_file)
         .current_dir(root)
