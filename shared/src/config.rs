@@ -34,7 +34,14 @@ pub struct Settings {
     /// How long a warm function trusts its in-memory copy of endpoints and sources.
     pub cache_ttl: Duration,
     pub delivery_timeout: Duration,
+    /// The longest per-endpoint timeout allowed: below the delivery function's own timeout.
+    pub max_delivery_timeout: Duration,
     pub delivery_concurrency: usize,
+    /// Address ranges deliveries may reach although they are not public (comma-separated
+    /// IPs or CIDRs). Empty in AWS; the local stack opens 127.0.0.1.
+    pub delivery_allow_networks: String,
+    /// How long a rotated-out secret keeps signing.
+    pub secret_grace: Duration,
     /// Events still marked pending this long after they were accepted are re-enqueued by
     /// the sweeper.
     pub reconcile_after: Duration,
@@ -59,7 +66,18 @@ impl Settings {
                 15,
                 "seconds",
             )?),
+            max_delivery_timeout: Duration::from_secs(parsed(
+                "DELIVERY_MAX_TIMEOUT_SECONDS",
+                25,
+                "seconds",
+            )?),
             delivery_concurrency: parsed("DELIVERY_CONCURRENCY", 32, "a positive number")?.max(1),
+            delivery_allow_networks: env::var("DELIVERY_ALLOW_NETWORKS").unwrap_or_default(),
+            secret_grace: Duration::from_secs(parsed(
+                "SECRET_ROTATION_GRACE_SECONDS",
+                86_400,
+                "seconds",
+            )?),
             reconcile_after: Duration::from_secs(parsed(
                 "RECONCILE_AFTER_SECONDS",
                 300,
@@ -80,7 +98,10 @@ impl Settings {
             sweep_after_days: 365,
             cache_ttl: Duration::ZERO,
             delivery_timeout: Duration::from_secs(15),
+            max_delivery_timeout: Duration::from_secs(25),
             delivery_concurrency: 32,
+            delivery_allow_networks: String::new(),
+            secret_grace: Duration::from_secs(86_400),
             reconcile_after: Duration::from_secs(300),
         }
     }

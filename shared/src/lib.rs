@@ -16,8 +16,8 @@ pub mod telemetry;
 pub mod timestamp;
 
 pub use model::{
-    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, DEFAULT_WORKSPACE, DeliveryTask,
-    Endpoint, Event, Source, Workspace,
+    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, DEFAULT_WORKSPACE, DeadLetter,
+    DeliveryTask, Endpoint, Event, RetryConfig, Source, TriggerMode, Workspace,
 };
 pub use timestamp::Timestamp;
 

@@ -47,17 +47,76 @@ pub struct Endpoint {
     pub secret: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// This endpoint's own retry schedule, instead of the deployment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryConfig>,
+    /// Per-request timeout; the deployment's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// After a rotation, the old secret keeps signing until `previous_secret_expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<Timestamp>,
+    #[serde(default)]
+    pub consecutive_failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<Timestamp>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryConfig {
+    /// Seconds before each retry.
+    pub schedule: Vec<u64>,
+}
+
 impl Endpoint {
+    /// A new enabled endpoint with a fresh signing secret.
+    pub fn new(workspace: &str, name: &str, url: &str, events: Vec<String>) -> Self {
+        let now = Timestamp::now();
+        Self {
+            id: crate::ids::new_id(crate::ids::ENDPOINT),
+            workspace: workspace.to_owned(),
+            name: name.to_owned(),
+            url: url.to_owned(),
+            events,
+            enabled: true,
+            secret: crate::signature::generate_secret(),
+            headers: BTreeMap::new(),
+            retry: None,
+            timeout_seconds: None,
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            last_success_at: None,
+            last_failure_at: None,
+            consecutive_failures: 0,
+            disabled_reason: None,
+            disabled_at: None,
+        }
+    }
+
+    /// The secrets that sign a request at `now`: the current one, and the previous one
+    /// while its grace period lasts.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at)
+            && now < until
+        {
+            secrets.push(prev);
+        }
+        secrets
+    }
+
     pub fn wants(&self, event_type: &str) -> bool {
         self.enabled && self.events.iter().any(|f| filter::matches(f, event_type))
     }
@@ -103,10 +162,25 @@ impl AttemptStatus {
     }
 }
 
+/// Why an attempt happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TriggerMode {
+    /// The first try after the event was accepted.
+    Initial,
+    /// A retry on the schedule.
+    Automatic,
+    /// Asked for through the admin API.
+    Manual,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRequest {
     pub method: String,
     pub url: String,
+    /// Headers sent, with secret-looking values redacted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +189,11 @@ pub struct AttemptResponse {
     pub status: Option<u16>,
     /// Milliseconds from sending the request to reading the response (or giving up).
     pub latency: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The response body, cut at 16 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +204,7 @@ pub struct Attempt {
     pub endpoint_id: String,
     pub status: AttemptStatus,
     pub attempt_number: u32,
+    pub trigger_mode: TriggerMode,
     pub scheduled_at: Timestamp,
     pub attempted_at: Timestamp,
     pub exhausted: bool,
@@ -148,6 +228,9 @@ pub struct DeliveryTask {
     pub event_key: String,
     pub event_id: String,
     pub endpoint_id: String,
+    /// Set for a retry asked for through the admin API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 impl DeliveryTask {
@@ -160,6 +243,24 @@ impl DeliveryTask {
             event_key: event_key.to_owned(),
             event_id: event.id.clone(),
             endpoint_id: endpoint_id.to_owned(),
+            manual: false,
         }
     }
+}
+
+/// What the dead-letter queue holds: the task and why it ended there, so an operator can
+/// see what failed without reading the attempts, and a redrive can send it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub task: DeliveryTask,
+    /// `exhausted` (every attempt failed).
+    pub reason: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_code: Option<String>,
+    pub endpoint_url: String,
+    pub event_type: String,
+    pub failed_at: Timestamp,
 }

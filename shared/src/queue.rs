@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::{
 };
 use futures::future::join_all;
 
-use crate::DeliveryTask;
+use crate::{DeadLetter, DeliveryTask};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -31,6 +31,53 @@ impl QueueError {
             source: Box::new(err.into()),
         }
     }
+}
+
+/// What a peek at the dead-letter queue shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetterView {
+    pub message_id: String,
+    /// Tasks the delivery function dead-lettered carry why; tasks SQS moved there after
+    /// repeated crashes carry only the task.
+    #[serde(flatten)]
+    pub letter: DeadLetterBody,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum DeadLetterBody {
+    Letter(Box<DeadLetter>),
+    Task { task: DeliveryTask },
+    Unreadable { body: String },
+}
+
+impl DeadLetterBody {
+    pub fn parse(body: &str) -> Self {
+        if let Ok(l) = serde_json::from_str::<DeadLetter>(body) {
+            return DeadLetterBody::Letter(Box::new(l));
+        }
+        match serde_json::from_str::<DeliveryTask>(body) {
+            Ok(task) => DeadLetterBody::Task { task },
+            Err(_) => DeadLetterBody::Unreadable {
+                body: body.chars().take(1024).collect(),
+            },
+        }
+    }
+
+    pub fn task(&self) -> Option<&DeliveryTask> {
+        match self {
+            DeadLetterBody::Letter(l) => Some(&l.task),
+            DeadLetterBody::Task { task } => Some(task),
+            DeadLetterBody::Unreadable { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Depth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
 }
 
 /// SendMessageBatch and ChangeMessageVisibilityBatch take at most ten entries.
@@ -150,17 +197,118 @@ impl Queue {
         Ok(refused)
     }
 
+    /// Approximate message counts of a queue (SQS's own numbers).
+    pub async fn depth(&self, url: &str) -> Result<Depth, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| QueueError::sqs("GetQueueAttributes", e))?
+            .attributes
+            .unwrap_or_default();
+        let n = |a: A| attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(Depth {
+            visible: n(A::ApproximateNumberOfMessages),
+            in_flight: n(A::ApproximateNumberOfMessagesNotVisible),
+            delayed: n(A::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    /// Up to ten dead letters, left on the queue (received with a zero visibility timeout).
+    pub async fn peek_dead_letters(&self, max: i32) -> Result<Vec<DeadLetterView>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.dlq_url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .visibility_timeout(0)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .map_err(|e| QueueError::sqs("ReceiveMessage", e))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| DeadLetterView {
+                message_id: m.message_id.unwrap_or_default(),
+                letter: DeadLetterBody::parse(m.body.as_deref().unwrap_or_default()),
+            })
+            .collect())
+    }
+
+    /// Moves up to `limit` dead letters back to the deliveries queue as fresh tasks (their
+    /// attempts count from one again). A letter is deleted only after its task is queued;
+    /// unreadable ones stay. Answers how many were moved.
+    pub async fn redrive(&self, limit: usize) -> Result<usize, QueueError> {
+        let mut moved = 0;
+        while moved < limit {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages((limit - moved).min(SQS_BATCH) as i32)
+                .visibility_timeout(60)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .map_err(|e| QueueError::sqs("ReceiveMessage", e))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            let mut tasks = Vec::new();
+            let mut handles = Vec::new();
+            for m in &messages {
+                let body = DeadLetterBody::parse(m.body.as_deref().unwrap_or_default());
+                if let Some(task) = body.task() {
+                    let mut task = task.clone();
+                    task.manual = false;
+                    tasks.push(task);
+                    handles.push(m.receipt_handle.clone().unwrap_or_default());
+                }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            let unsent = self.send_tasks(&tasks).await?;
+            for (task, handle) in tasks.iter().zip(handles) {
+                if unsent.contains(task) {
+                    continue;
+                }
+                self.client
+                    .delete_message()
+                    .queue_url(&self.dlq_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| QueueError::sqs("DeleteMessage", e))?;
+                moved += 1;
+            }
+            if !unsent.is_empty() {
+                break;
+            }
+        }
+        Ok(moved)
+    }
+
     /// Moves an exhausted task to the dead-letter queue, with why, so it can be redriven.
-    pub async fn dead_letter(&self, task: &DeliveryTask, reason: &str) -> Result<(), QueueError> {
+    pub async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), QueueError> {
         self.client
             .send_message()
             .queue_url(&self.dlq_url)
-            .message_body(serde_json::to_string(task)?)
+            .message_body(serde_json::to_string(letter)?)
             .message_attributes(
                 "reason",
                 MessageAttributeValue::builder()
                     .data_type("String")
-                    .string_value(reason)
+                    .string_value(&letter.reason)
                     .build()?,
             )
             .send()

@@ -66,6 +66,20 @@ impl RetryPolicy {
         })
     }
 
+    /// A schedule given as seconds (an endpoint's own), with the same bounds as `parse`.
+    pub fn from_seconds(secs: &[u64]) -> Result<Self, RetryPolicyError> {
+        if let Some(&too_long) = secs.iter().find(|&&s| s > MAX_VISIBILITY.as_secs()) {
+            return Err(RetryPolicyError::TooLong(too_long));
+        }
+        if secs.len() > MAX_RETRIES {
+            return Err(RetryPolicyError::TooMany(secs.len()));
+        }
+        Ok(Self {
+            schedule: secs.iter().map(|&s| Duration::from_secs(s)).collect(),
+            jitter: 0.2,
+        })
+    }
+
     pub fn without_jitter(mut self) -> Self {
         self.jitter = 0.0;
         self

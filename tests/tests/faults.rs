@@ -150,21 +150,9 @@ async fn sweeper_does_not_disable_an_endpoint_that_just_succeeded() {
     let stack = Stack::new().await;
     let now = Timestamp::now();
     let old = now.minus(Duration::from_secs(400 * 86_400));
-    let mut ep = hookrelay_shared::Endpoint {
-        id: hookrelay_shared::ids::new_id("ep"),
-        workspace: "default".into(),
-        name: "e".into(),
-        url: "https://example.com".into(),
-        events: vec!["*".into()],
-        enabled: true,
-        secret: hookrelay_shared::signature::generate_secret(),
-        headers: Default::default(),
-        created_at: old,
-        updated_at: old,
-        last_success_at: None,
-        disabled_reason: None,
-        disabled_at: None,
-    };
+    let mut ep = hookrelay_shared::Endpoint::new("default", "e", "https://example.com", vec!["*".into()]);
+    ep.created_at = old;
+    ep.updated_at = old;
     stack.store.put_endpoint(&ep).await.unwrap();
     stack
         .store

@@ -290,8 +290,14 @@ async fn exhausted_task_ends_in_the_dead_letter_queue() {
 
     let dead = stack.dead_letters().await;
     assert_eq!(dead.len(), 1);
-    let task: Value = serde_json::from_str(dead[0].body().unwrap()).unwrap();
-    assert_eq!(task["event_id"], event_id.as_str());
+    let letter: Value = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+    assert_eq!(letter["task"]["event_id"], event_id.as_str());
+    assert_eq!(letter["reason"], "exhausted");
+    assert_eq!(letter["attempts"], 2);
+    assert_eq!(letter["last_status"], 503);
+    assert_eq!(letter["last_error_code"], "HTTP_STATUS");
+    assert_eq!(letter["event_type"], "x");
+    assert_eq!(letter["endpoint_url"], receiver.url.as_str());
 
     let attempts = attempts_of(&stack, &event_id).await;
     assert_eq!(attempts.len(), 2);
@@ -315,7 +321,7 @@ async fn connection_errors_and_timeouts_are_failed_attempts() {
     assert_eq!(r.failed, 1);
     let attempts = attempts_of(&stack, &event_id).await;
     assert_eq!(attempts[0]["status"], "FAILED");
-    assert_eq!(attempts[0]["error_code"], "CONNECTION_ERROR");
+    assert_eq!(attempts[0]["error_code"], "CONNECTION");
     assert!(attempts[0]["response"].get("status").is_none());
 }
 
@@ -433,22 +439,7 @@ async fn sweeper_deactivates_stale_endpoints_only() {
 }
 
 fn stack_endpoint(url: &str) -> hookrelay_shared::Endpoint {
-    let now = Timestamp::now();
-    hookrelay_shared::Endpoint {
-        id: hookrelay_shared::ids::new_id("ep"),
-        workspace: "default".into(),
-        name: "e".into(),
-        url: url.into(),
-        events: vec!["*".into()],
-        enabled: true,
-        secret: signature::generate_secret(),
-        headers: Default::default(),
-        created_at: now,
-        updated_at: now,
-        last_success_at: None,
-        disabled_reason: None,
-        disabled_at: None,
-    }
+    hookrelay_shared::Endpoint::new("default", "e", url, vec!["*".into()])
 }
 
 #[tokio::test]

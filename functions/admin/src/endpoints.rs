@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use hookrelay_shared::api::{self, ApiError};
-use hookrelay_shared::{Endpoint, Timestamp, ids, signature};
+use hookrelay_shared::{Endpoint, RetryConfig, Timestamp, signature};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Deserialize;
@@ -20,6 +20,10 @@ struct CreateEndpoint {
     enabled: bool,
     #[serde(default)]
     headers: HashMap<String, String>,
+    #[serde(default)]
+    retry: Option<RetryConfig>,
+    #[serde(default)]
+    timeout_seconds: Option<u32>,
 }
 
 fn all_events() -> Vec<String> {
@@ -37,23 +41,21 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     p.url("url", &body.url);
     p.event_filters("events", &body.events);
     p.headers("headers", &body.headers);
+    if let Some(r) = &body.retry {
+        p.schedule("retry.schedule", &r.schedule);
+    }
+    if let Some(t) = body.timeout_seconds {
+        let max = ctx.settings.max_delivery_timeout.as_secs();
+        if t == 0 || u64::from(t) > max {
+            p.add("timeout_seconds", format!("must be 1 to {max} seconds"));
+        }
+    }
     p.finish()?;
-    let now = Timestamp::now();
-    let endpoint = Endpoint {
-        id: ids::new_id(ids::ENDPOINT),
-        workspace: ws.to_owned(),
-        name: body.name.trim().to_owned(),
-        url: body.url,
-        events: body.events,
-        enabled: body.enabled,
-        secret: signature::generate_secret(),
-        headers: body.headers.into_iter().collect(),
-        created_at: now,
-        updated_at: now,
-        last_success_at: None,
-        disabled_reason: None,
-        disabled_at: None,
-    };
+    let mut endpoint = Endpoint::new(ws, body.name.trim(), &body.url, body.events);
+    endpoint.enabled = body.enabled;
+    endpoint.headers = body.headers.into_iter().collect();
+    endpoint.retry = body.retry;
+    endpoint.timeout_seconds = body.timeout_seconds;
     ctx.store
         .put_endpoint(&endpoint)
         .await
@@ -68,6 +70,26 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no endpoint {id:?}")))?;
+    Ok(api::json(StatusCode::OK, &endpoint))
+}
+
+/// `POST …/endpoints/{id}/secret/rotate`: a new secret signs from now on; the old one
+/// signs too until the grace period ends, so receivers can switch without losing events.
+pub async fn rotate_secret(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    let now = Timestamp::now();
+    let endpoint = ctx
+        .store
+        .rotate_secret(
+            ws,
+            id,
+            &signature::generate_secret(),
+            now.plus(ctx.settings.secret_grace),
+            now,
+        )
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id:?}")))?;
+    tracing::info!(endpoint.id = %id, "endpoint secret rotated");
     Ok(api::json(StatusCode::OK, &endpoint))
 }
 

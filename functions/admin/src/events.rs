@@ -1,11 +1,11 @@
 use hookrelay_shared::api::{self, ApiError};
-use hookrelay_shared::{Event, Timestamp};
+use hookrelay_shared::{DeliveryTask, Event, Timestamp};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::{Context, request, store_error};
+use crate::{Context, queue_error, request, store_error};
 
 /// An event as the API shows it: the payload inline as JSON, exactly as received.
 #[derive(Serialize)]
@@ -59,6 +59,46 @@ pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
     Ok(api::json(
         StatusCode::OK,
         &serde_json::json!({ "data": data, "next": events.next }),
+    ))
+}
+
+/// `POST /workspaces/{ws}/events/{id}/retry?endpoint_id=…`: one more delivery of the
+/// event to one endpoint, recorded as a `MANUAL` attempt.
+pub async fn retry(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
+    let q = request::query(req);
+    let endpoint_id = q
+        .get("endpoint_id")
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing_endpoint_id", "give ?endpoint_id=…"))?;
+    let (event_key, event) = ctx
+        .store
+        .get_event(ws, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no event {id:?}")))?;
+    ctx.store
+        .get_endpoint(ws, endpoint_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {endpoint_id:?}")))?;
+    let mut task = DeliveryTask::new(&event, &event_key, endpoint_id);
+    task.manual = true;
+    let unsent = ctx
+        .queue
+        .send_tasks(std::slice::from_ref(&task))
+        .await
+        .map_err(queue_error)?;
+    if !unsent.is_empty() {
+        return Err(ApiError::unavailable("the retry could not be queued; try again"));
+    }
+    Ok(api::json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "event_id": event.id, "endpoint_id": endpoint_id, "queued": true }),
     ))
 }
 

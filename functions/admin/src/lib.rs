@@ -1,6 +1,7 @@
 //! The admin function: the management API under `/workspaces/{ws}/…`, behind a bearer key.
 
 mod auth;
+mod dlq;
 mod endpoints;
 mod events;
 mod request;
@@ -10,6 +11,7 @@ mod validate;
 use aws_config::SdkConfig;
 use hookrelay_shared::api::ApiError;
 use hookrelay_shared::config::Settings;
+use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::{Store, StoreError};
 use http::{Method, Response};
 use lambda_http::Request;
@@ -18,6 +20,7 @@ pub use auth::AdminKeyError;
 
 pub struct Context {
     pub store: Store,
+    pub queue: Queue,
     pub settings: Settings,
     admin_key: auth::AdminKey,
 }
@@ -30,6 +33,7 @@ impl Context {
     ) -> Result<Self, AdminKeyError> {
         Ok(Self {
             store: Store::connect(aws, &settings),
+            queue: Queue::connect(aws, &settings),
             settings,
             admin_key: auth::AdminKey::new(admin_key)?,
         })
@@ -50,6 +54,16 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
 async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
     ctx.admin_key.check(req.headers())?;
     let path = req.uri().path().trim_end_matches('/');
+    let m = req.method();
+    if let Some((_, dlq_path)) = path.split_once("/dlq").filter(|(pre, _)| !pre.contains("/workspaces")) {
+        return match (dlq_path, m) {
+            ("", &Method::GET) => dlq::peek(ctx).await,
+            ("/redrive", &Method::POST) => dlq::redrive(ctx, req).await,
+            ("", _) => Err(not_allowed("GET")),
+            ("/redrive", _) => Err(not_allowed("POST")),
+            _ => Err(ApiError::not_found("no such route")),
+        };
+    }
     let rest = path
         .split_once("/workspaces/")
         .map(|(_, rest)| rest)
@@ -63,7 +77,6 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no workspace {ws_name:?}")))?;
     let ws = workspace.name.as_str();
-    let m = req.method();
     match (&segments[1..], m) {
         (["sources"], &Method::GET) => sources::list(ctx, ws, req).await,
         (["sources"], &Method::POST) => sources::create(ctx, ws, req).await,
@@ -71,12 +84,19 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["endpoints"], &Method::GET) => endpoints::list(ctx, ws, req).await,
         (["endpoints"], &Method::POST) => endpoints::create(ctx, ws, req).await,
         (["endpoints", id], &Method::GET) => endpoints::get(ctx, ws, id).await,
+        (["endpoints", id, "secret", "rotate"], &Method::POST) => {
+            endpoints::rotate_secret(ctx, ws, id).await
+        }
+        (["events", id, "retry"], &Method::POST) => events::retry(ctx, ws, id, req).await,
         (["events"], &Method::GET) => events::list(ctx, ws, req).await,
         (["events", id], &Method::GET) => events::get(ctx, ws, id).await,
         (["attempts"], &Method::GET) => events::list_attempts(ctx, ws, req).await,
         (["sources"] | ["endpoints"], _) => Err(not_allowed("GET, POST")),
         (["sources", _] | ["endpoints", _] | ["events"] | ["events", _] | ["attempts"], _) => {
             Err(not_allowed("GET"))
+        }
+        (["endpoints", _, "secret", "rotate"] | ["events", _, "retry"], _) => {
+            Err(not_allowed("POST"))
         }
         _ => Err(ApiError::not_found("no such route")),
     }
@@ -88,6 +108,11 @@ fn not_allowed(allow: &str) -> ApiError {
         "method_not_allowed",
         format!("this route accepts {allow}"),
     )
+}
+
+pub(crate) fn queue_error(e: hookrelay_shared::queue::QueueError) -> ApiError {
+    tracing::error!(error = %hookrelay_shared::telemetry::error_chain(&e), "queue error");
+    ApiError::unavailable("the queue is unavailable; retry later")
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {

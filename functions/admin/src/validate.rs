@@ -56,6 +56,12 @@ impl Problems {
         }
     }
 
+    pub fn schedule(&mut self, field: &str, secs: &[u64]) {
+        if let Err(e) = hookrelay_shared::retry::RetryPolicy::from_seconds(secs) {
+            self.add(field, e.to_string());
+        }
+    }
+
     pub fn header_name(&mut self, field: &str, name: &str) {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             self.add(field, "is not a valid HTTP header name");

@@ -1,10 +1,12 @@
 //! The delivery function: a batch of SQS delivery tasks becomes concurrent, signed HTTP
 //! requests; failures are retried by SQS itself through each message's visibility timeout.
 
+pub mod guard;
 mod outcome;
-mod send;
+pub mod send;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -16,6 +18,7 @@ use hookrelay_shared::store::Store;
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{Attempt, DeliveryTask, Timestamp};
 
+pub use guard::NetworkPolicy;
 pub use outcome::Outcome;
 
 /// A success is written at most this often per endpoint: the rule it feeds is in months.
@@ -26,19 +29,35 @@ pub struct Context {
     pub queue: Queue,
     pub settings: Settings,
     pub http: reqwest::Client,
+    pub policy: Arc<NetworkPolicy>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("setting DELIVERY_ALLOW_NETWORKS is invalid")]
+    AllowList(#[from] guard::BadAllowEntry),
+    #[error("the HTTP client could not be built")]
+    Http(#[from] reqwest::Error),
 }
 
 impl Context {
-    pub fn new(aws: &SdkConfig, settings: Settings) -> Result<Self, reqwest::Error> {
+    pub fn new(aws: &SdkConfig, settings: Settings) -> Result<Self, ContextError> {
+        let policy = Arc::new(NetworkPolicy::parse(&settings.delivery_allow_networks)?);
         let http = reqwest::Client::builder()
             .user_agent(hookrelay_shared::USER_AGENT)
             // A 3xx is a failed delivery, not something to follow.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.delivery_timeout)
+            // Every name goes through the guard; no proxy may connect on our behalf.
+            .dns_resolver(Arc::new(guard::GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .no_proxy()
+            .timeout(settings.max_delivery_timeout)
             .connect_timeout(settings.delivery_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(50))
             .build()?;
         Ok(Self {
+            policy,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             settings,
@@ -143,6 +162,6 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
         tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
     }
 
-    outcome::settle(ctx, outcomes, &endpoints, &mut response).await;
+    outcome::settle(ctx, outcomes, &events, &endpoints, &mut response).await;
     response
 }

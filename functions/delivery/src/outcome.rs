@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use hookrelay_shared::{Attempt, Endpoint, Timestamp};
+use hookrelay_shared::{Attempt, DeadLetter, Endpoint, Event, Timestamp};
 
 use crate::{Context, Received, SUCCESS_WRITE_INTERVAL};
 use hookrelay_shared::telemetry::error_chain;
@@ -21,6 +21,8 @@ pub enum Outcome {
     Gone(Attempt),
     /// Not attempted (endpoint disabled or deleted): the task ends.
     Canceled(Attempt),
+    /// Refused by the SSRF guard: waiting will not change that, so the task ends.
+    Denied(Attempt),
     /// Nothing left to deliver (the event expired): the task ends.
     Dropped,
 }
@@ -32,7 +34,8 @@ impl Outcome {
             | Outcome::Retry { attempt: a, .. }
             | Outcome::Exhausted(a)
             | Outcome::Gone(a)
-            | Outcome::Canceled(a) => Some(a),
+            | Outcome::Canceled(a)
+            | Outcome::Denied(a) => Some(a),
             Outcome::Dropped => None,
         }
     }
@@ -41,14 +44,22 @@ impl Outcome {
 pub(crate) async fn settle(
     ctx: &Context,
     outcomes: Vec<(Received, Outcome)>,
+    events: &HashMap<String, Event>,
     endpoints: &HashMap<(String, String), Endpoint>,
     response: &mut SqsBatchResponse,
 ) {
     let now = Timestamp::now();
     let mut delays = Vec::new();
     let mut succeeded = HashSet::new();
+    let mut failures: HashMap<(String, String), u32> = HashMap::new();
     for (r, outcome) in outcomes {
         let key = (r.task.workspace.clone(), r.task.endpoint_id.clone());
+        if matches!(
+            outcome,
+            Outcome::Retry { .. } | Outcome::Exhausted(_) | Outcome::Gone(_) | Outcome::Denied(_)
+        ) {
+            *failures.entry(key.clone()).or_default() += 1;
+        }
         match outcome {
             Outcome::Delivered(_) => {
                 succeeded.insert(key);
@@ -57,8 +68,21 @@ pub(crate) async fn settle(
                 delays.push((r.receipt_handle.clone(), delay));
                 response.add_failure(r.message_id.clone());
             }
-            Outcome::Exhausted(_) => {
-                if let Err(e) = ctx.queue.dead_letter(&r.task, "exhausted").await {
+            Outcome::Exhausted(attempt) => {
+                let letter = DeadLetter {
+                    task: r.task.clone(),
+                    reason: "exhausted".to_owned(),
+                    attempts: attempt.attempt_number,
+                    last_status: attempt.response.as_ref().and_then(|x| x.status),
+                    last_error_code: attempt.error_code.clone(),
+                    endpoint_url: attempt.request.url.clone(),
+                    event_type: events
+                        .get(&r.task.event_key)
+                        .map(|e| e.event_type.clone())
+                        .unwrap_or_default(),
+                    failed_at: attempt.attempted_at,
+                };
+                if let Err(e) = ctx.queue.dead_letter(&letter).await {
                     // Keep the message: SQS redelivers it and the redrive policy still
                     // catches it if this keeps failing.
                     tracing::error!(event.id = %r.task.event_id, error = %error_chain(&e), "dead-lettering failed");
@@ -79,7 +103,7 @@ pub(crate) async fn settle(
                     }
                 }
             }
-            Outcome::Canceled(_) | Outcome::Dropped => {}
+            Outcome::Canceled(_) | Outcome::Denied(_) | Outcome::Dropped => {}
         }
     }
 
@@ -98,12 +122,21 @@ pub(crate) async fn settle(
         }
     }
 
+    // One atomic write per failing endpoint per batch, however many of its tasks failed.
+    let failure_writes = failures.into_iter().map(|((ws, id), n)| async move {
+        if let Err(e) = ctx.store.record_failures(&ws, &id, n, now).await {
+            tracing::warn!(endpoint.id = %id, error = %error_chain(&e), "failure count not written");
+        }
+    });
+    futures::future::join_all(failure_writes).await;
+
     for (ws, id) in succeeded {
-        let recent = endpoints
-            .get(&(ws.clone(), id.clone()))
+        let known = endpoints.get(&(ws.clone(), id.clone()));
+        let recent = known
             .and_then(|ep| ep.last_success_at)
             .is_some_and(|at| now.since(at) < SUCCESS_WRITE_INTERVAL);
-        if recent {
+        let streak = known.is_some_and(|ep| ep.consecutive_failures > 0);
+        if recent && !streak {
             continue;
         }
         if let Err(e) = ctx

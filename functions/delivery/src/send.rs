@@ -1,16 +1,22 @@
 //! One delivery: the signed POST of an event's stored body to one endpoint, and what its
 //! result means for the task.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
+use hookrelay_shared::retry::{MAX_VISIBILITY, RetryPolicy};
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{
-    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, Endpoint, Event, Timestamp, ids,
-    signature,
+    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, Endpoint, Event, Timestamp,
+    TriggerMode, ids, signature,
 };
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 
+use crate::guard::{Denied, DnsFailure};
 use crate::{Context, Outcome, Received};
+
+/// Response bodies are kept for the attempt history up to this size.
+pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
 
 pub async fn deliver(
     ctx: &Context,
@@ -30,6 +36,13 @@ pub async fn deliver(
         endpoint_id: r.task.endpoint_id.clone(),
         status: AttemptStatus::Canceled,
         attempt_number: r.attempt,
+        trigger_mode: if r.task.manual {
+            TriggerMode::Manual
+        } else if r.attempt == 1 {
+            TriggerMode::Initial
+        } else {
+            TriggerMode::Automatic
+        },
         scheduled_at: if r.attempt == 1 {
             r.sent_at.unwrap_or(now)
         } else {
@@ -43,6 +56,7 @@ pub async fn deliver(
         request: AttemptRequest {
             method: "POST".to_owned(),
             url: endpoint.map(|e| e.url.clone()).unwrap_or_default(),
+            headers: BTreeMap::new(),
         },
         response: None,
     };
@@ -57,34 +71,45 @@ pub async fn deliver(
         }
         Some(ep) => ep,
     };
+    attempt.status = AttemptStatus::Failed;
 
     let started = Instant::now();
-    let result = post(ctx, event, endpoint, now).await;
+    let result = post(ctx, event, endpoint, now, &mut attempt.request.headers).await;
     let latency = started.elapsed().as_millis() as u64;
-    let status = match result {
-        Ok(status) => {
+    let (status, retry_after) = match result {
+        Ok(resp) => {
+            let retry_after = retry_after(&resp.headers, now);
             attempt.response = Some(AttemptResponse {
-                status: Some(status.as_u16()),
+                status: Some(resp.status.as_u16()),
                 latency,
+                headers: header_map(&resp.headers, false),
+                body: resp.body,
             });
-            if status.is_success() {
+            if resp.status.is_success() {
                 attempt.status = AttemptStatus::Successful;
                 log(&attempt, latency);
                 return Outcome::Delivered(attempt);
             }
-            Some(status)
+            attempt.error_code = Some("HTTP_STATUS".to_owned());
+            (Some(resp.status), retry_after)
         }
         Err(failure) => {
             attempt.response = Some(AttemptResponse {
                 status: None,
                 latency,
+                headers: BTreeMap::new(),
+                body: None,
             });
             attempt.error_code = Some(failure.code.to_owned());
             attempt.error_message = Some(failure.message);
-            None
+            if failure.code == "DENIED" {
+                // A policy refusal will not change by waiting: the task ends here.
+                log(&attempt, latency);
+                return Outcome::Denied(attempt);
+            }
+            (None, None)
         }
     };
-    attempt.status = AttemptStatus::Failed;
 
     if status == Some(StatusCode::GONE) {
         // The receiver says the endpoint is gone for good: stop, and switch it off.
@@ -92,8 +117,15 @@ pub async fn deliver(
         log(&attempt, latency);
         return Outcome::Gone(attempt);
     }
-    let outcome = match ctx.settings.retry.delay_after(r.attempt) {
-        Some(delay) => {
+    let policy = endpoint_policy(ctx, endpoint);
+    let outcome = match policy.delay_after(r.attempt) {
+        Some(scheduled) => {
+            let delay = match (status, retry_after) {
+                (Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE), Some(asked)) => {
+                    bounded_retry_after(asked, scheduled)
+                }
+                _ => scheduled,
+            };
             attempt.next_attempt_at = Some(now.plus(delay));
             Outcome::Retry { attempt, delay }
         }
@@ -106,6 +138,36 @@ pub async fn deliver(
         log(a, latency);
     }
     outcome
+}
+
+fn endpoint_policy<'a>(ctx: &'a Context, ep: &Endpoint) -> std::borrow::Cow<'a, RetryPolicy> {
+    match ep.retry.as_ref().map(|r| RetryPolicy::from_seconds(&r.schedule)) {
+        Some(Ok(p)) => std::borrow::Cow::Owned(p),
+        Some(Err(e)) => {
+            tracing::warn!(endpoint.id = %ep.id, error = %e, "invalid endpoint schedule; using the default");
+            std::borrow::Cow::Borrowed(&ctx.settings.retry)
+        }
+        None => std::borrow::Cow::Borrowed(&ctx.settings.retry),
+    }
+}
+
+/// A receiver's `Retry-After` is honoured within bounds: never sooner than the schedule,
+/// never later than twice it (nor SQS's 12 h cap).
+pub fn bounded_retry_after(asked: Duration, scheduled: Duration) -> Duration {
+    asked
+        .clamp(scheduled, scheduled.saturating_mul(2))
+        .min(MAX_VISIBILITY)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    Some(Timestamp::from_unix_millis(at_ms)?.since(now))
 }
 
 fn log(a: &Attempt, duration_ms: u64) {
@@ -127,43 +189,176 @@ struct Failure {
     message: String,
 }
 
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Option<String>,
+}
+
 async fn post(
     ctx: &Context,
     event: &Event,
     endpoint: &Endpoint,
     now: Timestamp,
-) -> Result<StatusCode, Failure> {
+    sent: &mut BTreeMap<String, String>,
+) -> Result<Answer, Failure> {
+    let url = url::Url::parse(&endpoint.url).map_err(|e| Failure {
+        code: "CONNECTION",
+        message: format!("invalid URL: {e}"),
+    })?;
+    ctx.policy.check_url(&url).map_err(|e| Failure {
+        code: "DENIED",
+        message: e.to_string(),
+    })?;
     let timestamp = now.unix_seconds();
-    let signature = signature::sign(&endpoint.secret, &event.id, timestamp, &event.payload)
+    let signatures = endpoint
+        .signing_secrets(now)
+        .into_iter()
+        .map(|secret| signature::sign(secret, &event.id, timestamp, &event.payload))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure {
-            code: "SIGNING_FAILED",
+            code: "SIGNING",
             message: e.to_string(),
-        })?;
-    let mut req = ctx
-        .http
-        .post(&endpoint.url)
-        .header(http::header::CONTENT_TYPE, "application/json");
+        })?
+        .join(" ");
+
+    let mut headers = HeaderMap::new();
     for (name, value) in &endpoint.headers {
-        req = req.header(name, value);
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
     }
-    let resp = req
-        .header("webhook-id", &event.id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+    let fixed = [
+        ("content-type", "application/json".to_owned()),
+        ("user-agent", hookrelay_shared::USER_AGENT.to_owned()),
+        ("webhook-id", event.id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signatures),
+    ];
+    for (name, value) in fixed {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    *sent = header_map(&headers, true);
+
+    let timeout = endpoint
+        .timeout_seconds
+        .map(|s| Duration::from_secs(u64::from(s)))
+        .unwrap_or(ctx.settings.delivery_timeout)
+        .min(ctx.settings.max_delivery_timeout);
+    let mut resp = ctx
+        .http
+        .post(url)
+        .headers(headers)
+        .timeout(timeout)
         .body(event.payload.clone())
         .send()
         .await
-        .map_err(|e| Failure {
-            code: if e.is_timeout() {
-                "TIMEOUT"
-            } else if e.is_connect() {
-                "CONNECTION_ERROR"
-            } else if e.is_builder() {
-                "URL_INVALID"
+        .map_err(classify)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    while body.len() < MAX_RESPONSE_BODY {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            // The status is what counts; a body cut short is still recorded as far as it got.
+            Err(_) => break,
+        }
+    }
+    body.truncate(MAX_RESPONSE_BODY);
+    Ok(Answer {
+        status,
+        headers,
+        body: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
+    })
+}
+
+fn classify(e: reqwest::Error) -> Failure {
+    let message = error_chain(&e);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.downcast_ref::<Denied>().is_some() {
+            return Failure { code: "DENIED", message };
+        }
+        if err.downcast_ref::<DnsFailure>().is_some() {
+            return Failure { code: "DNS", message };
+        }
+        source = err.source();
+    }
+    let lower = message.to_lowercase();
+    let code = if e.is_timeout() {
+        "TIMEOUT"
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        "TLS"
+    } else {
+        "CONNECTION"
+    };
+    Failure { code, message }
+}
+
+/// Headers as recorded in the attempt history: values of secret-looking headers redacted.
+fn header_map(headers: &HeaderMap, redact: bool) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let name = k.as_str();
+            let value = if redact && is_sensitive(name) || name == "set-cookie" {
+                "[redacted]".to_owned()
             } else {
-                "REQUEST_ERROR"
-            },
-            message: error_chain(&e),
-        })?;
-    Ok(resp.status())
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
+fn is_sensitive(name: &str) -> bool {
+    const MARKERS: [&str; 6] = ["auth", "token", "secret", "key", "password", "cookie"];
+    name != "webhook-signature" && MARKERS.iter().any(|m| name.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_bounded_by_the_schedule() {
+        let s = Duration::from_secs(60);
+        assert_eq!(bounded_retry_after(Duration::from_secs(5), s), s);
+        assert_eq!(bounded_retry_after(Duration::from_secs(90), s), Duration::from_secs(90));
+        assert_eq!(bounded_retry_after(Duration::from_secs(9999), s), Duration::from_secs(120));
+        let long = Duration::from_secs(36_000);
+        assert_eq!(bounded_retry_after(Duration::from_secs(80_000), long), MAX_VISIBILITY);
+    }
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        let now = Timestamp::parse("2026-11-23T10:00:00.000Z").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "120".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(120)));
+        h.insert("retry-after", "Mon, 23 Nov 2026 10:05:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(300)));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn redacts_secret_looking_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer x".parse().unwrap());
+        h.insert("x-api-key", "k".parse().unwrap());
+        h.insert("webhook-signature", "v1,abc".parse().unwrap());
+        h.insert("x-team", "blue".parse().unwrap());
+        let m = header_map(&h, true);
+        assert_eq!(m["authorization"], "[redacted]");
+        assert_eq!(m["x-api-key"], "[redacted]");
+        assert_eq!(m["webhook-signature"], "v1,abc");
+        assert_eq!(m["x-team"], "blue");
+    }
 }

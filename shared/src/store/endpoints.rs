@@ -59,9 +59,9 @@ impl Store {
         Ok(all)
     }
 
-    /// Records a success at `now` unless one was recorded within `throttle`: the rule this
-    /// feeds is measured in months, so one write an hour per endpoint is plenty. Answers
-    /// whether a write happened.
+    /// Records a success at `now` unless one was recorded within `throttle` and there is no
+    /// failure streak to reset: the rule this feeds is measured in months, so one write an
+    /// hour per endpoint is plenty. Answers whether a write happened.
     pub async fn record_success(
         &self,
         ws: &str,
@@ -77,15 +77,75 @@ impl Store {
             .set_key(Some(keys::key(pk, sk)))
             // sweep_at only matters while sweep_shard exists (enabled endpoints), so setting
             // it unconditionally never puts a disabled endpoint back in the index.
-            .update_expression("SET last_success_at = :now, sweep_at = :now")
+            .update_expression(
+                "SET last_success_at = :now, sweep_at = :now, consecutive_failures = :zero",
+            )
             .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(last_success_at) OR last_success_at < :cutoff)",
+                "attribute_exists(pk) AND (attribute_not_exists(last_success_at) OR last_success_at < :cutoff OR consecutive_failures > :zero)",
             )
             .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":cutoff", s(now.minus(throttle).to_string()))
             .send()
             .await;
         condition_held(result)
+    }
+
+    /// Counts `failures` more failed attempts, atomically: concurrent batches never lose a
+    /// count to a read-modify-write race.
+    pub async fn record_failures(
+        &self,
+        ws: &str,
+        id: &str,
+        failures: u32,
+        now: Timestamp,
+    ) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key_of(keys::endpoint(ws, id))))
+            .update_expression("SET last_failure_at = :now ADD consecutive_failures :n")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":n", AttributeValue::N(failures.to_string()))
+            .send()
+            .await;
+        condition_held(result).map(|_| ())
+    }
+
+    /// Replaces the signing secret; the old one keeps signing until `grace_until`. Answers
+    /// the endpoint as it is now, or `None` if it does not exist.
+    pub async fn rotate_secret(
+        &self,
+        ws: &str,
+        id: &str,
+        new_secret: &str,
+        grace_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Endpoint>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key_of(keys::endpoint(ws, id))))
+            .update_expression(
+                "SET previous_secret = secret, previous_secret_expires_at = :until, secret = :new, updated_at = :now",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":until", s(grace_until.to_string()))
+            .expression_attribute_values(":new", s(new_secret))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(|a| from_item("endpoint", a)).transpose(),
+            Err(e) => match condition_held(Err(e)) {
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     /// Disables an enabled endpoint and takes it out of the sweep index. With `stale_before`,

@@ -69,6 +69,10 @@ pub fn key(pk: String, sk: String) -> Item {
     ])
 }
 
+pub fn key_of((pk, sk): (String, String)) -> Item {
+    key(pk, sk)
+}
+
 pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
