@@ -221,3 +221,92 @@ pub fn admin_request(
 pub fn json_of(resp: &http::Response<String>) -> serde_json::Value {
     serde_json::from_str(resp.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.body()))
 }
+
+/// Verifies a delivery with the `standardwebhooks` package from PyPI, an implementation
+/// independent of ours. `Err` carries the verifier's complaint.
+pub fn verify_with_standardwebhooks(secret: &str, d: &receiver::Delivery) -> Result<(), String> {
+    use std::io::Write;
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python3");
+    let script = "import json,sys\nfrom standardwebhooks.webhooks import Webhook\nd=json.load(sys.stdin)\nWebhook(d['secret']).verify(d['body'], d['headers'])\nprint('verified')";
+    let headers: serde_json::Map<String, serde_json::Value> =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .map(|h| ((*h).to_owned(), serde_json::Value::String(d.header(h))))
+            .collect();
+    let input = serde_json::json!({
+        "secret": secret,
+        "body": String::from_utf8_lossy(&d.body),
+        "headers": headers,
+    });
+    let mut child = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("python not available (run `make venv`): {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(input.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("verified") {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Creates a source through the admin API; answers its id.
+pub async fn create_source(stack: &Stack, body: serde_json::Value) -> String {
+    let resp = hookrelay_admin::handle(
+        &stack.admin(),
+        admin_request("POST", "/workspaces/default/sources", Some(body)),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.body());
+    json_of(&resp)["id"].as_str().expect("id").to_owned()
+}
+
+/// Creates an endpoint through the admin API; answers it as the API shows it.
+pub async fn create_endpoint(stack: &Stack, body: serde_json::Value) -> serde_json::Value {
+    let resp = hookrelay_admin::handle(
+        &stack.admin(),
+        admin_request("POST", "/workspaces/default/endpoints", Some(body)),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{}", resp.body());
+    json_of(&resp)
+}
+
+/// Sends a webhook to a source through the ingest handler; answers the event id.
+pub async fn send_event(stack: &Stack, source: &str, body: &[u8]) -> String {
+    let resp = hookrelay_ingest::handle(
+        &stack.ingest(),
+        request("POST", &format!("/in/{source}"), &[], body),
+    )
+    .await;
+    assert_eq!(resp.status(), 202, "{}", resp.body());
+    json_of(&resp)["id"].as_str().expect("id").to_owned()
+}
+
+/// The attempts of an event through the admin API, newest first.
+pub async fn attempts_of(stack: &Stack, event_id: &str) -> Vec<serde_json::Value> {
+    let resp = hookrelay_admin::handle(
+        &stack.admin(),
+        admin_request(
+            "GET",
+            &format!("/workspaces/default/attempts?event_id={event_id}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{}", resp.body());
+    json_of(&resp)["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}

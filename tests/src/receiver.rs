@@ -1,13 +1,15 @@
-//! A real HTTP receiver on 127.0.0.1 that records what it is sent and answers with the
-//! statuses a test scripts.
+//! A real HTTP receiver on 127.0.0.1 that records what it is sent and answers as a test
+//! scripts: status, headers, body, delay.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 #[derive(Debug, Clone)]
@@ -17,11 +19,56 @@ pub struct Delivery {
     pub body: Bytes,
 }
 
+impl Delivery {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     seen: Vec<Delivery>,
-    script: VecDeque<u16>,
-    fallback: Option<u16>,
+    script: VecDeque<Reply>,
+    fallback: Option<Reply>,
 }
 
 #[derive(Clone)]
@@ -50,10 +97,18 @@ impl Receiver {
         }
     }
 
-    /// The next answers, in order; after them, `then` forever.
+    /// The next statuses, in order; after them, `then` forever.
     pub fn script(&self, statuses: &[u16], then: u16) {
+        self.replies(
+            statuses.iter().map(|s| Reply::status(*s)).collect(),
+            Reply::status(then),
+        );
+    }
+
+    /// The next answers, in order; after them, `then` forever.
+    pub fn replies(&self, replies: Vec<Reply>, then: Reply) {
         let mut s = self.shared.lock().expect("lock");
-        s.script = statuses.iter().copied().collect();
+        s.script = replies.into();
         s.fallback = Some(then);
     }
 
@@ -67,13 +122,31 @@ async fn record(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
-    let mut s = shared.lock().expect("lock");
-    s.seen.push(Delivery {
-        path: uri.path().to_owned(),
-        headers,
-        body,
-    });
-    let code = s.script.pop_front().or(s.fallback).unwrap_or(200);
-    StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
+) -> Response {
+    let reply = {
+        let mut s = shared.lock().expect("lock");
+        s.seen.push(Delivery {
+            path: uri.path().to_owned(),
+            headers,
+            body,
+        });
+        s.script
+            .pop_front()
+            .or_else(|| s.fallback.clone())
+            .unwrap_or_else(|| Reply::status(200))
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut resp = (
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
+        reply.body,
+    )
+        .into_response();
+    for (k, v) in reply.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
 }

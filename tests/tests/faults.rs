@@ -150,7 +150,8 @@ async fn sweeper_does_not_disable_an_endpoint_that_just_succeeded() {
     let stack = Stack::new().await;
     let now = Timestamp::now();
     let old = now.minus(Duration::from_secs(400 * 86_400));
-    let mut ep = hookrelay_shared::Endpoint::new("default", "e", "https://example.com", vec!["*".into()]);
+    let mut ep =
+        hookrelay_shared::Endpoint::new("default", "e", "https://example.com", vec!["*".into()]);
     ep.created_at = old;
     ep.updated_at = old;
     stack.store.put_endpoint(&ep).await.unwrap();

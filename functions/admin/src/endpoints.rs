@@ -75,7 +75,11 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
 
 /// `POST …/endpoints/{id}/secret/rotate`: a new secret signs from now on; the old one
 /// signs too until the grace period ends, so receivers can switch without losing events.
-pub async fn rotate_secret(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+pub async fn rotate_secret(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+) -> Result<Response<String>, ApiError> {
     let now = Timestamp::now();
     let endpoint = ctx
         .store

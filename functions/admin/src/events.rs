@@ -94,7 +94,9 @@ pub async fn retry(
         .await
         .map_err(queue_error)?;
     if !unsent.is_empty() {
-        return Err(ApiError::unavailable("the retry could not be queued; try again"));
+        return Err(ApiError::unavailable(
+            "the retry could not be queued; try again",
+        ));
     }
     Ok(api::json(
         StatusCode::ACCEPTED,

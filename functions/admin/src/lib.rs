@@ -55,7 +55,10 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
     ctx.admin_key.check(req.headers())?;
     let path = req.uri().path().trim_end_matches('/');
     let m = req.method();
-    if let Some((_, dlq_path)) = path.split_once("/dlq").filter(|(pre, _)| !pre.contains("/workspaces")) {
+    if let Some((_, dlq_path)) = path
+        .split_once("/dlq")
+        .filter(|(pre, _)| !pre.contains("/workspaces"))
+    {
         return match (dlq_path, m) {
             ("", &Method::GET) => dlq::peek(ctx).await,
             ("/redrive", &Method::POST) => dlq::redrive(ctx, req).await,

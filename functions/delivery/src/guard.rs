@@ -87,8 +87,11 @@ impl Resolve for GuardedResolver {
                     reason: e.to_string(),
                 })?
                 .collect();
-            let permitted: Vec<SocketAddr> =
-                addrs.iter().copied().filter(|a| policy.permits(a.ip())).collect();
+            let permitted: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| policy.permits(a.ip()))
+                .collect();
             if permitted.is_empty() {
                 let first = addrs.first().map(|a| a.ip().to_string()).unwrap_or(host);
                 return Err(Box::new(Denied(first)) as Box<dyn std::error::Error + Send + Sync>);
@@ -122,7 +125,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_public_v4(v4);
     }
@@ -155,13 +159,39 @@ mod tests {
     #[test]
     fn denies_non_public_ranges() {
         for s in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-            "169.254.169.254", "100.64.0.1", "100.127.255.255", "0.0.0.0", "0.1.2.3",
-            "224.0.0.1", "239.255.255.255", "240.0.0.1", "255.255.255.255", "192.0.2.1",
-            "198.18.0.1", "192.0.0.8", "::1", "::", "fc00::1", "fd12:3456::1", "fe80::1",
-            "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1",
-            "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "2001:db8::1", "::127.0.0.1",
-            "fec0::1", "2001::1", "100::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "239.255.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.18.0.1",
+            "192.0.0.8",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2001:db8::1",
+            "::127.0.0.1",
+            "fec0::1",
+            "2001::1",
+            "100::1",
         ] {
             assert!(!is_public(ip(s)), "{s} should be denied");
         }
@@ -170,8 +200,14 @@ mod tests {
     #[test]
     fn permits_public_addresses() {
         for s in [
-            "8.8.8.8", "1.1.1.1", "100.128.0.1", "172.32.0.1", "192.169.0.1", "2606:4700::1111",
-            "::ffff:8.8.8.8", "64:ff9b::808:808",
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
         ] {
             assert!(is_public(ip(s)), "{s} should be permitted");
         }
@@ -192,7 +228,10 @@ mod tests {
     fn checks_urls() {
         let p = NetworkPolicy::default();
         let u = |s: &str| url::Url::parse(s).unwrap();
-        assert!(p.check_url(&u("http://169.254.169.254/latest/meta-data/")).is_err());
+        assert!(
+            p.check_url(&u("http://169.254.169.254/latest/meta-data/"))
+                .is_err()
+        );
         assert!(p.check_url(&u("http://[::ffff:127.0.0.1]:8080/")).is_err());
         assert!(p.check_url(&u("ftp://example.com/")).is_err());
         assert!(p.check_url(&u("file:///etc/passwd")).is_err());
@@ -202,10 +241,22 @@ mod tests {
 
     #[tokio::test]
     async fn resolver_refuses_names_of_private_addresses() {
-        let r = GuardedResolver { policy: Arc::new(NetworkPolicy::default()) };
-        let err = r.resolve(Name::from_str("localhost").unwrap()).await.err().unwrap();
+        let r = GuardedResolver {
+            policy: Arc::new(NetworkPolicy::default()),
+        };
+        let err = r
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .err()
+            .unwrap();
         assert!(err.downcast_ref::<Denied>().is_some(), "{err}");
-        let open = GuardedResolver { policy: Arc::new(NetworkPolicy::parse("127.0.0.0/8,::1").unwrap()) };
-        assert!(open.resolve(Name::from_str("localhost").unwrap()).await.is_ok());
+        let open = GuardedResolver {
+            policy: Arc::new(NetworkPolicy::parse("127.0.0.0/8,::1").unwrap()),
+        };
+        assert!(
+            open.resolve(Name::from_str("localhost").unwrap())
+                .await
+                .is_ok()
+        );
     }
 }

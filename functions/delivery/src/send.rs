@@ -121,9 +121,10 @@ pub async fn deliver(
     let outcome = match policy.delay_after(r.attempt) {
         Some(scheduled) => {
             let delay = match (status, retry_after) {
-                (Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE), Some(asked)) => {
-                    bounded_retry_after(asked, scheduled)
-                }
+                (
+                    Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE),
+                    Some(asked),
+                ) => bounded_retry_after(asked, scheduled),
                 _ => scheduled,
             };
             attempt.next_attempt_at = Some(now.plus(delay));
@@ -141,7 +142,11 @@ pub async fn deliver(
 }
 
 fn endpoint_policy<'a>(ctx: &'a Context, ep: &Endpoint) -> std::borrow::Cow<'a, RetryPolicy> {
-    match ep.retry.as_ref().map(|r| RetryPolicy::from_seconds(&r.schedule)) {
+    match ep
+        .retry
+        .as_ref()
+        .map(|r| RetryPolicy::from_seconds(&r.schedule))
+    {
         Some(Ok(p)) => std::borrow::Cow::Owned(p),
         Some(Err(e)) => {
             tracing::warn!(endpoint.id = %ep.id, error = %e, "invalid endpoint schedule; using the default");
@@ -161,7 +166,11 @@ pub fn bounded_retry_after(asked: Duration, scheduled: Duration) -> Duration {
 
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -283,17 +292,24 @@ fn classify(e: reqwest::Error) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
         if err.downcast_ref::<Denied>().is_some() {
-            return Failure { code: "DENIED", message };
+            return Failure {
+                code: "DENIED",
+                message,
+            };
         }
         if err.downcast_ref::<DnsFailure>().is_some() {
-            return Failure { code: "DNS", message };
+            return Failure {
+                code: "DNS",
+                message,
+            };
         }
         source = err.source();
     }
     let lower = message.to_lowercase();
     let code = if e.is_timeout() {
         "TIMEOUT"
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
         "TLS"
     } else {
         "CONNECTION"
@@ -330,10 +346,19 @@ mod tests {
     fn retry_after_is_bounded_by_the_schedule() {
         let s = Duration::from_secs(60);
         assert_eq!(bounded_retry_after(Duration::from_secs(5), s), s);
-        assert_eq!(bounded_retry_after(Duration::from_secs(90), s), Duration::from_secs(90));
-        assert_eq!(bounded_retry_after(Duration::from_secs(9999), s), Duration::from_secs(120));
+        assert_eq!(
+            bounded_retry_after(Duration::from_secs(90), s),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            bounded_retry_after(Duration::from_secs(9999), s),
+            Duration::from_secs(120)
+        );
         let long = Duration::from_secs(36_000);
-        assert_eq!(bounded_retry_after(Duration::from_secs(80_000), long), MAX_VISIBILITY);
+        assert_eq!(
+            bounded_retry_after(Duration::from_secs(80_000), long),
+            MAX_VISIBILITY
+        );
     }
 
     #[test]
@@ -342,7 +367,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "120".parse().unwrap());
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(120)));
-        h.insert("retry-after", "Mon, 23 Nov 2026 10:05:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Mon, 23 Nov 2026 10:05:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(300)));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);

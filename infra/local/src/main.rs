@@ -93,6 +93,11 @@ async fn main() -> Result<()> {
     env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
     env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
     env.insert("CACHE_TTL_SECONDS".into(), "2".into());
+    // The local stack delivers to the developer's own machine.
+    env.insert(
+        "DELIVERY_ALLOW_NETWORKS".into(),
+        "127.0.0.1/32,::1/128".into(),
+    );
     env.entry("RUST_LOG".into())
         .or_insert_with(|| "info".into());
     let env_file = root.join(".local/functions.env");
