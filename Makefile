@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean
+.PHONY: dev test lint fmt build venv clean bench
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -48,3 +48,7 @@ build: $(STAMP)
 clean:
 	cargo clean
 	rm -rf .aws-sam .local
+
+## Benchmarks (criterion); results under target/criterion.
+bench:
+	cargo bench -p hookrelay-delivery --bench concurrency

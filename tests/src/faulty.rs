@@ -131,14 +131,20 @@ async fn serve(
         });
         let sock = reader.get_mut();
         match fate {
-            Fate::Ok => sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await?,
+            Fate::Ok => {
+                sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await?
+            }
             Fate::Slow => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await?
+                sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await?
             }
             Fate::Error => {
-                sock.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops")
-                    .await?
+                sock.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops",
+                )
+                .await?
             }
             Fate::Hang => {
                 tokio::time::sleep(Duration::from_secs(5)).await;

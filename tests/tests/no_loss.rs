@@ -29,19 +29,35 @@ async fn every_accepted_event_is_delivered_or_dead_lettered() {
         .sqs
         .set_queue_attributes()
         .queue_url(&stack.settings.delivery_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, CRASH_VISIBILITY.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            CRASH_VISIBILITY.to_string(),
+        )
         .send()
         .await
         .unwrap();
 
-    let faults = Faults { error: 0.15, hang: 0.05, drop: 0.05, slow: 0.10 };
+    let faults = Faults {
+        error: 0.15,
+        hang: 0.05,
+        drop: 0.05,
+        slow: 0.10,
+    };
     let a = FaultyReceiver::start(faults, 1).await; // a.*
     let b = FaultyReceiver::start(faults, 2).await; // *
     let c = FaultyReceiver::start(faults, 3).await; // c.only: never sent
     let source = create_source(&stack, json!({"name": "load"})).await;
-    let ep_a = create_endpoint(&stack, json!({"name": "a", "url": a.url, "events": ["a.*"]})).await;
+    let ep_a = create_endpoint(
+        &stack,
+        json!({"name": "a", "url": a.url, "events": ["a.*"]}),
+    )
+    .await;
     let ep_b = create_endpoint(&stack, json!({"name": "b", "url": b.url, "events": ["*"]})).await;
-    create_endpoint(&stack, json!({"name": "c", "url": c.url, "events": ["c.only"]})).await;
+    create_endpoint(
+        &stack,
+        json!({"name": "c", "url": c.url, "events": ["c.only"]}),
+    )
+    .await;
 
     // Accept the events.
     let ingest = stack.ingest();
@@ -52,7 +68,11 @@ async fn every_accepted_event_is_delivered_or_dead_lettered() {
             async move {
                 let ty = if n % 2 == 0 { "a.created" } else { "b.updated" };
                 let body = format!(r#"{{"event_type":"{ty}","data":{{"n":{n}}}}}"#).into_bytes();
-                let resp = hookrelay_ingest::handle(ingest, request("POST", &format!("/in/{source}"), &[], &body)).await;
+                let resp = hookrelay_ingest::handle(
+                    ingest,
+                    request("POST", &format!("/in/{source}"), &[], &body),
+                )
+                .await;
                 assert_eq!(resp.status(), 202, "{}", resp.body());
                 let id: serde_json::Value = serde_json::from_str(resp.body()).unwrap();
                 (id["id"].as_str().unwrap().to_owned(), ty.to_owned(), body)
@@ -62,12 +82,17 @@ async fn every_accepted_event_is_delivered_or_dead_lettered() {
         .collect()
         .await;
     assert_eq!(accepted.len(), EVENTS);
-    let tasks_expected = accepted.iter().map(|(_, ty, _)| if ty == "a.created" { 2 } else { 1 }).sum::<usize>();
+    let tasks_expected = accepted
+        .iter()
+        .map(|(_, ty, _)| if ty == "a.created" { 2 } else { 1 })
+        .sum::<usize>();
 
     let ctx = Arc::new(stack.delivery());
 
     // Kill a delivery invocation mid-batch: its messages are neither deleted nor delayed.
-    let doomed = esm::receive_batch(&stack.sqs, &stack.mapping, Duration::from_secs(1)).await.unwrap();
+    let doomed = esm::receive_batch(&stack.sqs, &stack.mapping, Duration::from_secs(1))
+        .await
+        .unwrap();
     let doomed_ids: HashSet<String> = doomed.iter().filter_map(|m| m.message_id.clone()).collect();
     assert_eq!(doomed_ids.len(), stack.mapping.batch_size);
     let event = esm::to_event(&doomed, &stack.mapping);
@@ -88,7 +113,9 @@ async fn every_accepted_event_is_delivered_or_dead_lettered() {
         tokio::spawn(async move {
             let mut idle = 0;
             while Instant::now() < deadline && idle < 8 {
-                let batch = esm::receive_batch(&sqs, &mapping, Duration::from_secs(1)).await.unwrap();
+                let batch = esm::receive_batch(&sqs, &mapping, Duration::from_secs(1))
+                    .await
+                    .unwrap();
                 if batch.is_empty() {
                     idle += 1;
                     continue;
@@ -96,21 +123,36 @@ async fn every_accepted_event_is_delivered_or_dead_lettered() {
                 idle = 0;
                 {
                     let mut s = seen_messages.lock().unwrap();
-                    s.extend(batch.iter().filter_map(|m| m.message_id.clone()).map(|id| (id, Instant::now())));
+                    s.extend(
+                        batch
+                            .iter()
+                            .filter_map(|m| m.message_id.clone())
+                            .map(|id| (id, Instant::now())),
+                    );
                 }
-                let response = hookrelay_delivery::handle(&ctx, esm::to_event(&batch, &mapping)).await;
-                esm::complete(&sqs, &mapping, &batch, Some(&response)).await.unwrap();
+                let response =
+                    hookrelay_delivery::handle(&ctx, esm::to_event(&batch, &mapping)).await;
+                esm::complete(&sqs, &mapping, &batch, Some(&response))
+                    .await
+                    .unwrap();
             }
         })
     });
     futures::future::join_all(pollers).await;
-    assert_eq!(stack.queue_depth(&stack.settings.delivery_queue_url).await, (0, 0), "queue drained");
+    assert_eq!(
+        stack.queue_depth(&stack.settings.delivery_queue_url).await,
+        (0, 0),
+        "queue drained"
+    );
 
     // The killed batch came back and was handled again (its timing is checked exactly in
     // `killed_invocation_leaves_its_batch_for_the_visibility_timeout`).
     let seen_messages = seen_messages.lock().unwrap().clone();
     for id in &doomed_ids {
-        let back = seen_messages.iter().find(|(m, _)| m == id).unwrap_or_else(|| panic!("{id} never came back"));
+        let back = seen_messages
+            .iter()
+            .find(|(m, _)| m == id)
+            .unwrap_or_else(|| panic!("{id} never came back"));
         assert!(back.1 > killed_at);
     }
 
@@ -152,16 +194,29 @@ async fn every_accepted_event_is_delivered_or_dead_lettered() {
             if got.contains_key(id) {
                 delivered += 1;
             } else {
-                assert!(dead.contains(&(id.clone(), ep.clone())), "{id} to {ep}: neither delivered nor dead-lettered");
+                assert!(
+                    dead.contains(&(id.clone(), ep.clone())),
+                    "{id} to {ep}: neither delivered nor dead-lettered"
+                );
             }
         }
     }
     // None went where it was not subscribed.
     assert!(c.seen().is_empty());
-    let a_types: HashMap<&str, &str> = accepted.iter().map(|(id, ty, _)| (id.as_str(), ty.as_str())).collect();
-    assert!(a.seen().iter().all(|s| a_types[s.webhook_id.as_str()] == "a.created"));
+    let a_types: HashMap<&str, &str> = accepted
+        .iter()
+        .map(|(id, ty, _)| (id.as_str(), ty.as_str()))
+        .collect();
+    assert!(
+        a.seen()
+            .iter()
+            .all(|s| a_types[s.webhook_id.as_str()] == "a.created")
+    );
     // Every request for one event carried that event's webhook-id and its exact body.
-    let bodies: HashMap<&str, &[u8]> = accepted.iter().map(|(id, _, b)| (id.as_str(), b.as_slice())).collect();
+    let bodies: HashMap<&str, &[u8]> = accepted
+        .iter()
+        .map(|(id, _, b)| (id.as_str(), b.as_slice()))
+        .collect();
     let requests: Vec<_> = a.seen().into_iter().chain(b.seen()).collect();
     for s in &requests {
         assert_eq!(bodies[s.webhook_id.as_str()], s.body.as_slice());
@@ -183,19 +238,27 @@ async fn killed_invocation_leaves_its_batch_for_the_visibility_timeout() {
         .sqs
         .set_queue_attributes()
         .queue_url(&stack.settings.delivery_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, CRASH_VISIBILITY.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            CRASH_VISIBILITY.to_string(),
+        )
         .send()
         .await
         .unwrap();
     let receiver = Receiver::start().await;
     // The first answer takes long enough for the invocation to die while waiting for it.
-    receiver.replies(vec![Reply::status(200).delay(Duration::from_secs(3))], Reply::status(200));
+    receiver.replies(
+        vec![Reply::status(200).delay(Duration::from_secs(3))],
+        Reply::status(200),
+    );
     let source = create_source(&stack, json!({"name": "s"})).await;
     create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
     let event_id = send_event(&stack, &source, br#"{"event_type":"x"}"#).await;
 
     let ctx = Arc::new(stack.delivery());
-    let batch = esm::receive_batch(&stack.sqs, &stack.mapping, Duration::from_secs(1)).await.unwrap();
+    let batch = esm::receive_batch(&stack.sqs, &stack.mapping, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(batch.len(), 1);
     let event = esm::to_event(&batch, &stack.mapping);
     let victim = {
@@ -210,10 +273,17 @@ async fn killed_invocation_leaves_its_batch_for_the_visibility_timeout() {
     // Hidden until the visibility timeout ends, then handled again: nothing was lost.
     tokio::time::sleep(Duration::from_secs(CRASH_VISIBILITY - 2)).await;
     assert!(stack.deliver_once(&ctx, Duration::ZERO).await.is_none());
-    let again = stack.deliver_once(&ctx, Duration::from_secs(5)).await.unwrap();
+    let again = stack
+        .deliver_once(&ctx, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!((again.received, again.deleted), (1, 1));
     let got = receiver.deliveries();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].header("webhook-id"), event_id);
-    assert_eq!(got[1].header("webhook-id"), event_id, "the duplicate carries the same id");
+    assert_eq!(
+        got[1].header("webhook-id"),
+        event_id,
+        "the duplicate carries the same id"
+    );
 }

@@ -5,7 +5,7 @@ pub mod guard;
 mod outcome;
 pub mod send;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +16,15 @@ use hookrelay_shared::config::Settings;
 use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::Store;
 use hookrelay_shared::telemetry::error_chain;
-use hookrelay_shared::{Attempt, DeliveryTask, Timestamp};
+use hookrelay_shared::{Attempt, DeliveryTask, Endpoint, Event, Timestamp};
 
 pub use guard::NetworkPolicy;
 pub use outcome::Outcome;
+
+/// A batch's events by item key.
+pub type Events = HashMap<String, Event>;
+/// A batch's endpoints by (workspace, id).
+pub type Endpoints = HashMap<(String, String), Endpoint>;
 
 /// A success is written at most this often per endpoint: the rule it feeds is in months.
 pub const SUCCESS_WRITE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -108,6 +113,28 @@ fn parse(msg: &SqsMessage) -> Option<Received> {
     })
 }
 
+/// Sends a batch's deliveries concurrently, at most `delivery_concurrency` at once; each is
+/// bounded by its own timeout, so one slow endpoint never holds the others.
+pub async fn deliver_all(
+    ctx: &Context,
+    received: Vec<Received>,
+    events: &Events,
+    endpoints: &Endpoints,
+) -> Vec<(Received, Outcome)> {
+    futures::stream::iter(received)
+        .map(|r| {
+            let event = events.get(&r.task.event_key);
+            let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
+            async move {
+                let outcome = send::deliver(ctx, &r, event, endpoint).await;
+                (r, outcome)
+            }
+        })
+        .buffer_unordered(ctx.settings.delivery_concurrency)
+        .collect()
+        .await
+}
+
 /// Handles one SQS batch. Answers the messages to retry; a failure of our own dependencies
 /// fails the affected messages, never silently drops them.
 pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
@@ -137,18 +164,7 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
         }
     };
 
-    let outcomes: Vec<(Received, Outcome)> = futures::stream::iter(received)
-        .map(|r| {
-            let event = events.get(&r.task.event_key);
-            let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
-            async move {
-                let outcome = send::deliver(ctx, &r, event, endpoint).await;
-                (r, outcome)
-            }
-        })
-        .buffer_unordered(ctx.settings.delivery_concurrency)
-        .collect()
-        .await;
+    let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
 
     let attempts: Vec<Attempt> = outcomes
         .iter()
