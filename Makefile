@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean bench
+.PHONY: dev test lint fmt build venv clean bench fixtures
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -52,3 +52,8 @@ clean:
 ## Benchmarks (criterion); results under target/criterion.
 bench:
 	cargo bench -p hookrelay-delivery --bench concurrency
+
+## Re-sign tests/fixtures/signed.json with the providers' own libraries (needs Node and npm).
+fixtures: $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/fixtures/requirements.txt
+	cd tests/fixtures && npm install --silent && node generate-github.mjs && ../../$(VENV)/bin/python3 generate.py

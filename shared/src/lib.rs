@@ -17,7 +17,8 @@ pub mod timestamp;
 
 pub use model::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, DEFAULT_WORKSPACE, DeadLetter,
-    DeliveryTask, Endpoint, Event, RetryConfig, Source, TriggerMode, Workspace,
+    DeliveryTask, Endpoint, Event, HmacAlgorithm, RetryConfig, SignatureEncoding, Source,
+    SourceResponse, TriggerMode, Verification, Workspace,
 };
 pub use timestamp::Timestamp;
 

@@ -27,11 +27,149 @@ pub struct Source {
     /// When set, the event type is read from this request header instead of the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_type_header: Option<String>,
+    /// For generic sources: a JSON pointer (`/type`) to the event type in the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type_pointer: Option<String>,
     /// Used when neither the header nor the body names an event type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_event_type: Option<String>,
+    /// How a request proves where it came from.
+    #[serde(default)]
+    pub verification: Verification,
+    /// Signed timestamps older or newer than this are refused (default 300 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_tolerance_seconds: Option<u32>,
+    /// A custom path the source is also mounted on (`/log`), besides `/in/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// What senders get back instead of `202 {"id": …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<SourceResponse>,
+    /// Accept bodies that are not JSON (stored as received) instead of answering 415.
+    #[serde(default)]
+    pub accept_raw: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl Source {
+    pub fn new(workspace: &str, name: &str) -> Self {
+        let now = Timestamp::now();
+        Self {
+            id: crate::ids::new_id(crate::ids::SOURCE),
+            workspace: workspace.to_owned(),
+            name: name.to_owned(),
+            enabled: true,
+            event_type_header: None,
+            event_type_pointer: None,
+            default_event_type: None,
+            verification: Verification::None,
+            timestamp_tolerance_seconds: None,
+            path: None,
+            response: None,
+            accept_raw: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceResponse {
+    pub status: u16,
+    #[serde(default = "SourceResponse::default_content_type")]
+    pub content_type: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+impl SourceResponse {
+    fn default_content_type() -> String {
+        "application/json".to_owned()
+    }
+}
+
+/// A source's proof of origin. Secrets are the provider's signing secrets as the provider
+/// shows them (`whsec_…` for Stripe and Standard Webhooks).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Verification {
+    #[default]
+    None,
+    Github {
+        secret: String,
+    },
+    Stripe {
+        secret: String,
+    },
+    Lark {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verification_token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypt_key: Option<String>,
+    },
+    StandardWebhooks {
+        secret: String,
+    },
+    Shopify {
+        secret: String,
+    },
+    Slack {
+        secret: String,
+    },
+    Hmac {
+        header: String,
+        secret: String,
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        #[serde(default)]
+        encoding: SignatureEncoding,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
+    BasicAuth {
+        username: String,
+        password: String,
+    },
+    ApiKey {
+        header: String,
+        value: String,
+    },
+}
+
+impl Verification {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verification::None => "none",
+            Verification::Github { .. } => "github",
+            Verification::Stripe { .. } => "stripe",
+            Verification::Lark { .. } => "lark",
+            Verification::StandardWebhooks { .. } => "standard_webhooks",
+            Verification::Shopify { .. } => "shopify",
+            Verification::Slack { .. } => "slack",
+            Verification::Hmac { .. } => "hmac",
+            Verification::BasicAuth { .. } => "basic_auth",
+            Verification::ApiKey { .. } => "api_key",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+    Base64url,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

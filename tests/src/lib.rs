@@ -4,6 +4,7 @@
 
 pub mod faulty;
 pub mod receiver;
+pub mod signing;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};

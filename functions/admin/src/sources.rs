@@ -1,5 +1,5 @@
 use hookrelay_shared::api::{self, ApiError};
-use hookrelay_shared::{Source, Timestamp, ids};
+use hookrelay_shared::{Source, SourceResponse, Verification};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,19 @@ struct CreateSource {
     #[serde(default)]
     event_type_header: Option<String>,
     #[serde(default)]
+    event_type_pointer: Option<String>,
+    #[serde(default)]
     default_event_type: Option<String>,
+    #[serde(default)]
+    verification: Verification,
+    #[serde(default)]
+    timestamp_tolerance_seconds: Option<u32>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    response: Option<SourceResponse>,
+    #[serde(default)]
+    accept_raw: bool,
 }
 
 fn yes() -> bool {
@@ -33,7 +45,10 @@ struct SourceView<'a> {
 
 fn view(source: &Source) -> SourceView<'_> {
     SourceView {
-        ingest_path: format!("/in/{}", source.id),
+        ingest_path: source
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/in/{}", source.id)),
         source,
     }
 }
@@ -50,18 +65,57 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     {
         p.add("default_event_type", "must be 1 to 128 characters");
     }
+    if let Some(ptr) = &body.event_type_pointer
+        && !ptr.starts_with('/')
+    {
+        p.add("event_type_pointer", "must be a JSON pointer such as /type");
+    }
+    if let Some(t) = body.timestamp_tolerance_seconds
+        && !(1..=86_400).contains(&t)
+    {
+        p.add("timestamp_tolerance_seconds", "must be 1 to 86400");
+    }
+    if let Some(path) = &body.path {
+        p.mount_path("path", path);
+    }
+    if let Some(r) = &body.response {
+        if !(200..=299).contains(&r.status) {
+            p.add("response.status", "must be a 2xx status");
+        }
+        if http::HeaderValue::from_str(&r.content_type).is_err() {
+            p.add("response.content_type", "is not a valid header value");
+        }
+        if r.body.len() > 4096 {
+            p.add("response.body", "must be at most 4096 bytes");
+        }
+    }
+    p.verification("verification", &body.verification);
     p.finish()?;
-    let now = Timestamp::now();
-    let source = Source {
-        id: ids::new_id(ids::SOURCE),
-        workspace: ws.to_owned(),
-        name: body.name.trim().to_owned(),
-        enabled: body.enabled,
-        event_type_header: body.event_type_header.map(|h| h.to_ascii_lowercase()),
-        default_event_type: body.default_event_type,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut source = Source::new(ws, body.name.trim());
+    source.enabled = body.enabled;
+    source.event_type_header = body.event_type_header.map(|h| h.to_ascii_lowercase());
+    source.event_type_pointer = body.event_type_pointer;
+    source.default_event_type = body.default_event_type;
+    source.verification = body.verification;
+    source.timestamp_tolerance_seconds = body.timestamp_tolerance_seconds;
+    source.response = body.response;
+    source.accept_raw = body.accept_raw;
+    if let Some(path) = body.path {
+        let path = path.trim_end_matches('/').to_owned();
+        if !ctx
+            .store
+            .claim_source_path(&path, &source.id)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "path_taken",
+                format!("another source is mounted on {path}"),
+            ));
+        }
+        source.path = Some(path);
+    }
     ctx.store.put_source(&source).await.map_err(store_error)?;
     Ok(api::json(StatusCode::CREATED, &view(&source)))
 }

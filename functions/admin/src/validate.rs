@@ -62,6 +62,80 @@ impl Problems {
         }
     }
 
+    /// A custom mount path: a plain absolute path that no API route already owns.
+    pub fn mount_path(&mut self, field: &str, path: &str) {
+        let reserved = ["/in", "/workspaces", "/healthz", "/dlq"];
+        let ok_chars = path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+        if !path.starts_with('/')
+            || path.len() < 2
+            || path.len() > 256
+            || !ok_chars
+            || path.contains("//")
+        {
+            self.add(
+                field,
+                "must be an absolute path of letters, digits and / - _ . ~",
+            );
+        } else if reserved
+            .iter()
+            .any(|r| path == *r || path.starts_with(&format!("{r}/")))
+        {
+            self.add(field, "is reserved by the API");
+        }
+    }
+
+    /// Secrets present, header names valid, Standard Webhooks secrets decodable.
+    pub fn verification(&mut self, field: &str, v: &hookrelay_shared::Verification) {
+        use hookrelay_shared::Verification as V;
+        let mut secret = |name: &str, s: &str| {
+            if s.is_empty() || s.len() > 1024 {
+                self.add(format!("{field}.{name}"), "must be 1 to 1024 characters");
+            }
+        };
+        match v {
+            V::None => {}
+            V::Github { secret: s }
+            | V::Stripe { secret: s }
+            | V::Shopify { secret: s }
+            | V::Slack { secret: s } => secret("secret", s),
+            V::StandardWebhooks { secret: s } => {
+                if hookrelay_shared::signature::decode_secret(s).is_err() {
+                    self.add(
+                        format!("{field}.secret"),
+                        "must be whsec_ followed by base64",
+                    );
+                }
+            }
+            V::Hmac {
+                header, secret: s, ..
+            } => {
+                secret("secret", s);
+                self.header_name(&format!("{field}.header"), header);
+            }
+            V::BasicAuth { username, password } => {
+                secret("username", username);
+                secret("password", password);
+            }
+            V::ApiKey { header, value } => {
+                secret("value", value);
+                self.header_name(&format!("{field}.header"), header);
+            }
+            V::Lark {
+                verification_token,
+                encrypt_key,
+            } => {
+                if verification_token.is_none() && encrypt_key.is_none() {
+                    self.add(
+                        field,
+                        "a Lark source needs a verification_token or an encrypt_key",
+                    );
+                }
+            }
+        }
+    }
+
     pub fn header_name(&mut self, field: &str, name: &str) {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             self.add(field, "is not a valid HTTP header name");

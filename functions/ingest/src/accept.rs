@@ -1,46 +1,51 @@
-//! The ingest pipeline: check the request, store the event once, queue one task per
-//! subscribed endpoint, confirm the event is queued.
+//! The ingest pipeline: check the request, verify it came from its source, store the event
+//! once, queue one task per subscribed endpoint, confirm the event is queued.
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use serde::Serialize;
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde_json::Value;
 
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::store::InsertOutcome;
-use hookrelay_shared::{DeliveryTask, Event, Timestamp, ids};
+use hookrelay_shared::telemetry::error_chain;
+use hookrelay_shared::{DeliveryTask, Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
-use hookrelay_shared::telemetry::error_chain;
-
+use crate::provider;
+use crate::verify::{self, Rejection};
 use crate::{Context, unavailable};
 
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 const MAX_EVENT_TYPE: usize = 128;
+/// All header names and values together; API Gateway allows about 10 KB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Accepted {
-    pub id: String,
-    /// The idempotency key had been seen: this is the original event, nothing new was queued.
-    #[serde(skip)]
-    pub duplicate: bool,
-}
-
-impl Accepted {
-    pub fn into_response(self) -> Response<String> {
-        let mut resp = api::json(StatusCode::ACCEPTED, &self);
-        if self.duplicate {
-            resp.headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        }
-        resp
-    }
+/// Which source a request is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SourceRef {
+    Id(String),
+    Path(String),
 }
 
 pub async fn accept(
     ctx: &Context,
-    source_id: &str,
+    target: &SourceRef,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Accepted, ApiError> {
+) -> Result<Response<String>, ApiError> {
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the headers are {header_bytes} bytes; the limit is {MAX_HEADER_BYTES}"),
+        ));
+    }
     if body.len() > ctx.settings.max_body_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -52,11 +57,10 @@ pub async fn accept(
             ),
         ));
     }
-    let source = match ids::has_prefix(source_id, ids::SOURCE) {
-        true => ctx.source(source_id).await?,
-        false => None,
-    }
-    .ok_or_else(|| ApiError::not_found(format!("no source {source_id:?}")))?;
+    let source = ctx.source(target).await?.ok_or_else(|| match target {
+        SourceRef::Id(id) => ApiError::not_found(format!("no source {id:?}")),
+        SourceRef::Path(_) => ApiError::not_found("no such route"),
+    })?;
     if !source.enabled {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -64,45 +68,74 @@ pub async fn accept(
             "this source is disabled",
         ));
     }
+    let is_json = content_is_json(headers);
+    if !is_json && !source.accept_raw {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send a JSON body with Content-Type: application/json",
+        ));
+    }
 
-    let body_type = envelope::event_type(body).map_err(|e| match e {
-        BodyError::Malformed(why) => ApiError::bad_request(
-            "malformed_json",
-            format!("the body is not valid JSON: {why}"),
-        ),
-        BodyError::BadEventType => {
-            ApiError::bad_request("invalid_event_type", "`event_type` must be a string")
-        }
-    })?;
-    let header_type = source
-        .event_type_header
-        .as_deref()
-        .and_then(|h| headers.get(h))
-        .map(|v| {
-            v.to_str().map_err(|_| {
-                ApiError::bad_request("invalid_event_type", "the event type header is not text")
-            })
+    let now = Timestamp::now();
+    let tolerance = source
+        .timestamp_tolerance_seconds
+        .map_or(DEFAULT_TOLERANCE_SECS, u64::from);
+    let verified = verify::verify(&source.verification, headers, body, now, tolerance)
+        .map_err(|r| refused(&source, r))?;
+    if let Some(challenge) = verified.challenge {
+        return Ok(api::json(
+            StatusCode::OK,
+            &serde_json::json!({ "challenge": challenge }),
+        ));
+    }
+
+    // What the event type and delivery id are read from: the decrypted body when there is
+    // one; the stored body is always the one received.
+    let readable = verified.plaintext.as_deref().unwrap_or(body);
+    let tree: Option<Value> = if is_json
+        && (provider::reads_body(&source.verification) || source.event_type_pointer.is_some())
+    {
+        Some(serde_json::from_slice(readable).map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        })?)
+    } else {
+        None
+    };
+    if let Some(challenge) = provider::slack_challenge(&source.verification, tree.as_ref()) {
+        return Ok(api::json(
+            StatusCode::OK,
+            &serde_json::json!({ "challenge": challenge }),
+        ));
+    }
+    let envelope_type = match (&tree, is_json) {
+        (Some(t), _) => t
+            .get("event_type")
+            .and_then(Value::as_str)
+            .map(Cow::Borrowed),
+        (None, true) => envelope::event_type(readable).map_err(body_error)?,
+        (None, false) => None,
+    };
+    let identity = provider::identify(&source.verification, headers, tree.as_ref());
+    let event_type = identity
+        .event_type
+        .or_else(|| header_text(headers, source.event_type_header.as_deref()))
+        .or_else(|| {
+            let pointer = source.event_type_pointer.as_deref()?;
+            tree.as_ref()?.pointer(pointer)?.as_str().map(str::to_owned)
         })
-        .transpose()?;
-    let event_type = header_type
-        .map(str::to_owned)
-        .or(body_type.map(|t| t.into_owned()))
+        .or(envelope_type.map(Cow::into_owned))
         .or_else(|| source.default_event_type.clone())
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_event_type",
-                match &source.event_type_header {
-                    Some(h) => {
-                        format!("no event type: send the {h} header or an `event_type` field")
-                    }
-                    None => "no event type: send an `event_type` field".to_owned(),
-                },
-            )
+            ApiError::bad_request("missing_event_type", "the request names no event type")
         })?;
     validate_event_type(&event_type)?;
 
     let event_id = ids::new_id(ids::EVENT);
-    let idempotency_key = idempotency_key(headers)?.unwrap_or_else(|| event_id.clone());
+    let idempotency_key = match identity.delivery_id {
+        Some(id) => checked_key(&id)?,
+        None => idempotency_header(headers)?.unwrap_or_else(|| event_id.clone()),
+    };
 
     let endpoints = ctx.endpoints(&source.workspace).await?;
     let targets: Vec<String> = endpoints
@@ -110,14 +143,13 @@ pub async fn accept(
         .filter(|ep| ep.wants(&event_type))
         .map(|ep| ep.id.clone())
         .collect();
-
     let event = Event {
         id: event_id,
         workspace: source.workspace.clone(),
         source_id: source.id.clone(),
         event_type,
         idempotency_key,
-        received_at: Timestamp::now(),
+        received_at: now,
         payload: body.to_vec(),
         endpoint_ids: targets,
     };
@@ -130,14 +162,10 @@ pub async fn accept(
     let event_key = match outcome {
         InsertOutcome::Duplicate(original) => {
             tracing::info!(event.id = %original.id, source.id = %source.id, "duplicate event");
-            return Ok(Accepted {
-                id: original.id,
-                duplicate: true,
-            });
+            return Ok(answer(&source, &original.id, true));
         }
         InsertOutcome::Inserted { event_key } => event_key,
     };
-
     if pending {
         enqueue(ctx, &event, &event_key).await;
     }
@@ -148,10 +176,74 @@ pub async fn accept(
         endpoints = event.endpoint_ids.len(),
         "event accepted"
     );
-    Ok(Accepted {
-        id: event.id,
-        duplicate: false,
-    })
+    Ok(answer(&source, &event.id, false))
+}
+
+fn refused(source: &Source, r: Rejection) -> ApiError {
+    tracing::info!(source.id = %source.id, verification = source.verification.kind(), check = r.code, "verification failed");
+    ApiError::new(StatusCode::UNAUTHORIZED, r.code, r.message)
+}
+
+fn body_error(e: BodyError) -> ApiError {
+    match e {
+        BodyError::Malformed(why) => ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {why}"),
+        ),
+        BodyError::BadEventType => {
+            ApiError::bad_request("invalid_event_type", "`event_type` must be a string")
+        }
+    }
+}
+
+/// The source's own answer when it sets one, else `202 {"id": …}`.
+fn answer(source: &Source, id: &str, duplicate: bool) -> Response<String> {
+    let mut resp = match &source.response {
+        Some(r) => {
+            let mut resp = Response::new(r.body.clone());
+            *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::ACCEPTED);
+            if let Ok(ct) = HeaderValue::from_str(&r.content_type) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            resp
+        }
+        None => api::json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id })),
+    };
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert("hookrelay-event-id", v);
+    }
+    if duplicate {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// JSON unless the request says otherwise; no Content-Type is taken as JSON.
+fn content_is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || media.ends_with("+json") || media == "text/json"
+}
+
+fn header_text(headers: &HeaderMap, name: Option<&str>) -> Option<String> {
+    headers
+        .get(name?)?
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// Queues the event's tasks and clears its pending mark. The event is stored already, so a
@@ -182,25 +274,30 @@ async fn enqueue(ctx: &Context, event: &Event, event_key: &str) {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers
         .get("idempotency-key")
         .or_else(|| headers.get("webhook-id"))
     else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_idempotency_key",
-                format!("the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
-            )
-        })?;
-    Ok(Some(key.to_owned()))
+    let key = value.to_str().map_err(|_| bad_key())?;
+    checked_key(key).map(Some)
+}
+
+fn checked_key(key: &str) -> Result<String, ApiError> {
+    let key = key.trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+        return Err(bad_key());
+    }
+    Ok(key.to_owned())
+}
+
+fn bad_key() -> ApiError {
+    ApiError::bad_request(
+        "invalid_idempotency_key",
+        format!("the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} visible characters"),
+    )
 }
 
 fn validate_event_type(t: &str) -> Result<(), ApiError> {

@@ -1,7 +1,10 @@
-//! The ingest function: `POST /in/{source}` and `GET /healthz`.
+//! The ingest function: `POST /in/{source}` (or a source's custom path) and `GET /healthz`.
 
 mod accept;
 mod envelope;
+pub mod lark;
+pub mod provider;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -12,18 +15,18 @@ use hookrelay_shared::config::Settings;
 use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::Store;
 use hookrelay_shared::telemetry::error_chain;
-use hookrelay_shared::{Endpoint, Source};
+use hookrelay_shared::{Endpoint, Source, ids};
 use http::{Method, Response, StatusCode};
 use lambda_http::{Request, RequestExt};
 
-pub use accept::{Accepted, accept};
+pub use accept::{MAX_HEADER_BYTES, SourceRef, accept};
 
 /// Built once per cold start; every invocation borrows it.
 pub struct Context {
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
-    sources: TtlCache<String, Option<Source>>,
+    sources: TtlCache<SourceRef, Option<Source>>,
     endpoints: TtlCache<String, Arc<Vec<Endpoint>>>,
 }
 
@@ -38,12 +41,22 @@ impl Context {
         }
     }
 
-    async fn source(&self, id: &str) -> Result<Option<Source>, ApiError> {
-        if let Some(s) = self.sources.get(&id.to_owned()) {
+    async fn source(&self, target: &SourceRef) -> Result<Option<Source>, ApiError> {
+        if let Some(s) = self.sources.get(target) {
             return Ok(s);
         }
-        let source = self.store.get_source(id).await.map_err(unavailable)?;
-        self.sources.insert(id.to_owned(), source.clone());
+        let source = match target {
+            SourceRef::Id(id) if ids::has_prefix(id, ids::SOURCE) => {
+                self.store.get_source(id).await.map_err(unavailable)?
+            }
+            SourceRef::Id(_) => None,
+            SourceRef::Path(path) => self
+                .store
+                .source_for_path(path)
+                .await
+                .map_err(unavailable)?,
+        };
+        self.sources.insert(target.clone(), source.clone());
         Ok(source)
     }
 
@@ -71,46 +84,43 @@ fn unavailable(e: impl std::error::Error) -> ApiError {
 pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
     let path = req.uri().path().to_owned();
     let source_param = req.path_parameters().first("source").map(str::to_owned);
-    let route = route(&path, source_param);
-    match (route, req.method()) {
-        (Route::Health, &Method::GET | &Method::HEAD) => api::text(StatusCode::OK, "OK"),
-        (Route::Health, _) => api::method_not_allowed("GET, HEAD"),
-        (Route::Ingest(source_id), &Method::POST) => {
-            match accept(ctx, &source_id, req.headers(), req.body().as_ref()).await {
-                Ok(accepted) => accepted.into_response(),
-                Err(e) => {
-                    tracing::info!(source.id = %source_id, status = e.status.as_u16(), code = e.code, "event rejected");
-                    e.into_response()
-                }
-            }
+    let target = match (route(&path, source_param), req.method()) {
+        (Route::Health, &Method::GET | &Method::HEAD) => return api::text(StatusCode::OK, "OK"),
+        (Route::Health, _) => return api::method_not_allowed("GET, HEAD"),
+        (Route::Ingest(target), &Method::POST) => target,
+        (Route::Ingest(_), _) => return api::method_not_allowed("POST"),
+    };
+    match accept(ctx, &target, req.headers(), req.body().as_ref()).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::info!(source = ?target, status = e.status.as_u16(), code = e.code, "event rejected");
+            e.into_response()
         }
-        (Route::Ingest(_), _) => api::method_not_allowed("POST"),
-        (Route::Unknown, _) => ApiError::not_found("no such route").into_response(),
     }
 }
 
 #[derive(Debug, PartialEq)]
 enum Route {
     Health,
-    Ingest(String),
-    Unknown,
+    Ingest(SourceRef),
 }
 
 /// API Gateway gives the `{source}` path parameter; without it (a function URL, the local
-/// stack) the path itself is read.
+/// stack) the path itself is read. Any other path may be a source's custom mount.
 fn route(path: &str, source_param: Option<String>) -> Route {
     let path = path.trim_end_matches('/');
-    if path == "/healthz" || path.ends_with("/healthz") && !path.contains("/in/") {
+    if path == "/healthz" {
         return Route::Health;
     }
     if let Some(source) = source_param.filter(|s| !s.is_empty()) {
-        return Route::Ingest(source);
+        return Route::Ingest(SourceRef::Id(source));
     }
-    match path.rsplit_once("/in/") {
-        Some((_, source)) if !source.is_empty() && !source.contains('/') => {
-            Route::Ingest(source.to_owned())
+    match path.strip_prefix("/in/") {
+        Some(source) if !source.is_empty() && !source.contains('/') => {
+            Route::Ingest(SourceRef::Id(source.to_owned()))
         }
-        _ => Route::Unknown,
+        _ if path.is_empty() => Route::Ingest(SourceRef::Path("/".to_owned())),
+        _ => Route::Ingest(SourceRef::Path(path.to_owned())),
     }
 }
 
@@ -120,18 +130,15 @@ mod tests {
 
     #[test]
     fn routes() {
+        let id = |s: &str| Route::Ingest(SourceRef::Id(s.into()));
+        let path = |s: &str| Route::Ingest(SourceRef::Path(s.into()));
         assert_eq!(route("/healthz", None), Route::Health);
-        assert_eq!(route("/in/src_1", None), Route::Ingest("src_1".into()));
-        assert_eq!(
-            route("/prod/in/src_1/", None),
-            Route::Ingest("src_1".into())
-        );
-        assert_eq!(
-            route("/in/x", Some("src_2".into())),
-            Route::Ingest("src_2".into())
-        );
-        assert_eq!(route("/in/", None), Route::Unknown);
-        assert_eq!(route("/in/a/b", None), Route::Unknown);
-        assert_eq!(route("/other", None), Route::Unknown);
+        assert_eq!(route("/in/src_1", None), id("src_1"));
+        assert_eq!(route("/in/src_1/", None), id("src_1"));
+        assert_eq!(route("/in/x", Some("src_2".into())), id("src_2"));
+        assert_eq!(route("/in/a/b", None), path("/in/a/b"));
+        assert_eq!(route("/log", None), path("/log"));
+        assert_eq!(route("/hooks/github/", None), path("/hooks/github"));
+        assert_eq!(route("", None), path("/"));
     }
 }

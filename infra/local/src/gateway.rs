@@ -31,10 +31,22 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
+/// The route API Gateway would choose: among those that match, the most specific (more
+/// literal segments, no greedy variable), and an exact method before `ANY`.
 pub fn find<'a>(routes: &'a [HttpRoute], method: &Method, path: &str) -> Option<&'a HttpRoute> {
     routes
         .iter()
-        .find(|r| (r.method == "ANY" || r.method == method.as_str()) && path_matches(&r.path, path))
+        .filter(|r| {
+            (r.method == "ANY" || r.method == method.as_str()) && path_matches(&r.path, path)
+        })
+        .max_by_key(|r| {
+            let literal = r
+                .path
+                .split('/')
+                .filter(|s| !s.is_empty() && !s.starts_with('{'))
+                .count();
+            (!r.path.contains("+}"), literal, r.method != "ANY")
+        })
 }
 
 struct Gateway {

@@ -42,3 +42,44 @@ impl Store {
         self.page(what, query, req).await
     }
 }
+
+impl Store {
+    /// Mounts a source on a custom path, unless another source holds it. Answers whether
+    /// the path is now this source's.
+    pub async fn claim_source_path(&self, path: &str, source_id: &str) -> Result<bool> {
+        let mut item = with_key(Default::default(), keys::source_path(path));
+        item.insert("source_id".into(), s(source_id));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR source_id = :id")
+            .expression_attribute_values(":id", s(source_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(super::StoreError::dynamo("PutItem", e)),
+        }
+    }
+
+    /// The source mounted on a custom path.
+    pub async fn source_for_path(&self, path: &str) -> Result<Option<Source>> {
+        let Some(item) = self.get(keys::source_path(path), false).await? else {
+            return Ok(None);
+        };
+        match keys::get_s(&item, "source_id") {
+            Some(id) => self.get_source(id).await,
+            None => Ok(None),
+        }
+    }
+}
