@@ -61,7 +61,14 @@ async fn storage_down_at_ingest_is_a_503_and_queues_nothing() {
 async fn queue_down_at_ingest_keeps_the_event_and_the_sweeper_delivers_it() {
     let stack = Stack::new().await;
     let receiver = Receiver::start().await;
+    let second = Receiver::start().await;
     let source = setup(&stack, &receiver.url).await;
+    let resp = hookrelay_admin::handle(
+        &stack.admin(),
+        admin_request("POST", "/workspaces/default/endpoints", Some(json!({"name": "r2", "url": second.url}))),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
     let mut settings = stack.settings.clone();
     settings.delivery_queue_url = format!("{}-gone", stack.settings.delivery_queue_url);
     let ctx = hookrelay_ingest::Context::new(&stack.aws, settings);
@@ -81,9 +88,14 @@ async fn queue_down_at_ingest_keeps_the_event_and_the_sweeper_delivers_it() {
         .unwrap();
     assert_eq!(report.reenqueued_events, 1);
     stack.drain(&stack.delivery()).await;
-    let got = receiver.deliveries();
-    assert_eq!(got.len(), 1);
-    assert_eq!(&got[0].body[..], body);
+    for r in [&receiver, &second] {
+        let got = r.deliveries();
+        assert_eq!(got.len(), 1, "exactly once per endpoint");
+        assert_eq!(&got[0].body[..], body);
+    }
+    // A second reconciliation finds nothing left.
+    let again = hookrelay_sweeper::handle(&stack.sweeper(), later).await.unwrap();
+    assert_eq!(again.pending_found, 0);
 }
 
 #[tokio::test]
