@@ -65,7 +65,11 @@ async fn queue_down_at_ingest_keeps_the_event_and_the_sweeper_delivers_it() {
     let source = setup(&stack, &receiver.url).await;
     let resp = hookrelay_admin::handle(
         &stack.admin(),
-        admin_request("POST", "/workspaces/default/endpoints", Some(json!({"name": "r2", "url": second.url}))),
+        admin_request(
+            "POST",
+            "/workspaces/default/endpoints",
+            Some(json!({"name": "r2", "url": second.url})),
+        ),
     )
     .await;
     assert_eq!(resp.status(), 201);
@@ -94,7 +98,9 @@ async fn queue_down_at_ingest_keeps_the_event_and_the_sweeper_delivers_it() {
         assert_eq!(&got[0].body[..], body);
     }
     // A second reconciliation finds nothing left.
-    let again = hookrelay_sweeper::handle(&stack.sweeper(), later).await.unwrap();
+    let again = hookrelay_sweeper::handle(&stack.sweeper(), later)
+        .await
+        .unwrap();
     assert_eq!(again.pending_found, 0);
 }
 
