@@ -49,9 +49,12 @@ clean:
 	cargo clean
 	rm -rf .aws-sam .local
 
-## Benchmarks (criterion); results under target/criterion.
+## Benchmarks: delivery concurrency (criterion, results under target/criterion), then each
+## function's release binary size and cold-start init time.
 bench:
 	cargo bench -p hookrelay-delivery --bench concurrency
+	cargo build --release $(foreach f,$(FUNCTION_BINS),--bin $(f))
+	cargo run --release --quiet -p hookrelay-local --bin hookrelay-coldstart
 
 ## Re-sign tests/fixtures/signed.json with the providers' own libraries (needs Node and npm).
 fixtures: $(STAMP)

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod filter;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod retry;

@@ -110,3 +110,108 @@ async fn provisioned_queue_has_the_templates_redrive_policy() {
         number(q, "VisibilityTimeout").unwrap().to_string()
     );
 }
+
+#[tokio::test]
+async fn local_stack_matches_the_template() {
+    let stack = Stack::new().await;
+    let t = Template::workspace_default().unwrap();
+    let props = &t.resource("Table").unwrap()["Properties"];
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let table = ddb
+        .describe_table()
+        .table_name(&stack.settings.table_name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Vec<(String, String)> {
+        schema
+            .iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let yaml_keys = |v: &serde_yaml_ng::Value| -> Vec<(String, String)> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap().to_owned(),
+                    k["KeyType"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(keys(table.key_schema()), yaml_keys(&props["KeySchema"]));
+    for gsi in props["GlobalSecondaryIndexes"].as_sequence().unwrap() {
+        let name = gsi["IndexName"].as_str().unwrap();
+        let local = table
+            .global_secondary_indexes()
+            .iter()
+            .find(|g| g.index_name() == Some(name))
+            .unwrap_or_else(|| panic!("index {name} missing locally"));
+        assert_eq!(
+            keys(local.key_schema()),
+            yaml_keys(&gsi["KeySchema"]),
+            "{name}"
+        );
+        assert_eq!(
+            local
+                .projection()
+                .and_then(|p| p.projection_type())
+                .map(|p| p.as_str()),
+            gsi["Projection"]["ProjectionType"].as_str(),
+            "{name}"
+        );
+    }
+
+    for (logical, url) in [
+        ("DeliveriesQueue", &stack.settings.delivery_queue_url),
+        ("DeadLetterQueue", &stack.settings.dead_letter_queue_url),
+    ] {
+        let q = &t.resource(logical).unwrap()["Properties"];
+        let attrs = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        for (prop, attr) in [
+            (
+                "MessageRetentionPeriod",
+                QueueAttributeName::MessageRetentionPeriod,
+            ),
+            ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+        ] {
+            if let Some(n) = number(q, prop) {
+                assert_eq!(attrs[&attr], n.to_string(), "{logical}.{prop}");
+            }
+        }
+    }
+
+    // The event source mapping the local stack plays is the template's.
+    let ev = &t.resource("DeliveryFunction").unwrap()["Properties"]["Events"]["Deliveries"]["Properties"];
+    let param = |v: &serde_yaml_ng::Value| {
+        let resolved = t.resolve(v, &Default::default()).unwrap();
+        hookrelay_local::template::scalar(&resolved)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(stack.mapping.batch_size as u64, param(&ev["BatchSize"]));
+    assert_eq!(
+        stack.mapping.window.as_secs(),
+        param(&ev["MaximumBatchingWindowInSeconds"])
+    );
+    assert!(stack.mapping.report_batch_item_failures);
+}

@@ -37,6 +37,7 @@ fn batch(url: &str) -> (Vec<Received>, Events, Endpoints) {
             task: DeliveryTask::new(&event, &key, &endpoint.id),
             attempt: 1,
             sent_at: None,
+            trace_id: None,
         });
         events.insert(key, event);
     }

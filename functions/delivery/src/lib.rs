@@ -80,6 +80,8 @@ pub struct Received {
     /// SQS's receive count: the attempt number.
     pub attempt: u32,
     pub sent_at: Option<Timestamp>,
+    /// The invocation's X-Ray trace, passed on to the endpoint as `X-Amzn-Trace-Id`.
+    pub trace_id: Option<String>,
 }
 
 fn parse(msg: &SqsMessage) -> Option<Received> {
@@ -110,6 +112,7 @@ fn parse(msg: &SqsMessage) -> Option<Received> {
         task,
         attempt,
         sent_at,
+        trace_id: None,
     })
 }
 
@@ -138,7 +141,24 @@ pub async fn deliver_all(
 /// Handles one SQS batch. Answers the messages to retry; a failure of our own dependencies
 /// fails the affected messages, never silently drops them.
 pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
-    let received: Vec<Received> = event.records.iter().filter_map(parse).collect();
+    handle_traced(ctx, event, None).await
+}
+
+/// [`handle`], with the invocation's X-Ray trace id passed on to endpoints.
+pub async fn handle_traced(
+    ctx: &Context,
+    event: SqsEvent,
+    trace_id: Option<&str>,
+) -> SqsBatchResponse {
+    let received: Vec<Received> = event
+        .records
+        .iter()
+        .filter_map(parse)
+        .map(|mut r| {
+            r.trace_id = trace_id.map(str::to_owned);
+            r
+        })
+        .collect();
     let mut response = SqsBatchResponse::default();
     if received.is_empty() {
         return response;

@@ -9,7 +9,10 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let ctx: &'static Context = Box::leak(Box::new(Context::new(&aws::load().await, settings)?));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(hookrelay_delivery::handle(ctx, event.payload).await)
+        let trace = event.context.xray_trace_id.clone();
+        Ok::<SqsBatchResponse, Error>(
+            hookrelay_delivery::handle_traced(ctx, event.payload, trace.as_deref()).await,
+        )
     }))
     .await
 }

@@ -7,6 +7,7 @@ use aws_lambda_events::event::sqs::SqsBatchResponse;
 use hookrelay_shared::{Attempt, DeadLetter, Endpoint, Event, Timestamp};
 
 use crate::{Context, Received, SUCCESS_WRITE_INTERVAL};
+use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::telemetry::error_chain;
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,33 @@ impl Outcome {
     }
 }
 
+fn record(metrics: &mut Metrics, outcome: &Outcome) {
+    let latency = |a: &Attempt| a.response.as_ref().map_or(0.0, |r| r.latency as f64);
+    match outcome {
+        Outcome::Delivered(a) => {
+            metrics.add(m::DELIVERIES_SUCCEEDED, 1.0);
+            metrics.add(m::DELIVERY_LATENCY, latency(a));
+            metrics.add(m::ATTEMPTS_PER_SUCCESS, f64::from(a.attempt_number));
+        }
+        Outcome::Retry { attempt, .. } => {
+            metrics.add(m::DELIVERIES_FAILED, 1.0);
+            metrics.add(m::DELIVERY_LATENCY, latency(attempt));
+        }
+        Outcome::Exhausted(a) => {
+            metrics.add(m::DELIVERIES_FAILED, 1.0);
+            metrics.add(m::DELIVERIES_EXHAUSTED, 1.0);
+            metrics.add(m::DELIVERY_LATENCY, latency(a));
+        }
+        Outcome::Gone(a) => {
+            metrics.add(m::DELIVERIES_FAILED, 1.0);
+            metrics.add(m::DELIVERY_LATENCY, latency(a));
+            metrics.add_by(m::ENDPOINTS_DEACTIVATED, "Reason", "gone", 1.0);
+        }
+        Outcome::Denied(_) => metrics.add(m::DELIVERIES_DENIED, 1.0),
+        Outcome::Canceled(_) | Outcome::Dropped => {}
+    }
+}
+
 pub(crate) async fn settle(
     ctx: &Context,
     outcomes: Vec<(Received, Outcome)>,
@@ -49,6 +77,11 @@ pub(crate) async fn settle(
     response: &mut SqsBatchResponse,
 ) {
     let now = Timestamp::now();
+    let mut metrics = Metrics::new("delivery");
+    for (_, o) in &outcomes {
+        record(&mut metrics, o);
+    }
+    metrics.flush();
     let mut delays = Vec::new();
     let mut succeeded = HashSet::new();
     let mut failures: HashMap<(String, String), u32> = HashMap::new();

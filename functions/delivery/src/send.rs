@@ -74,7 +74,15 @@ pub async fn deliver(
     attempt.status = AttemptStatus::Failed;
 
     let started = Instant::now();
-    let result = post(ctx, event, endpoint, now, &mut attempt.request.headers).await;
+    let result = post(
+        ctx,
+        event,
+        endpoint,
+        now,
+        r.trace_id.as_deref(),
+        &mut attempt.request.headers,
+    )
+    .await;
     let latency = started.elapsed().as_millis() as u64;
     let (status, retry_after) = match result {
         Ok(resp) => {
@@ -209,6 +217,7 @@ async fn post(
     event: &Event,
     endpoint: &Endpoint,
     now: Timestamp,
+    trace_id: Option<&str>,
     sent: &mut BTreeMap<String, String>,
 ) -> Result<Answer, Failure> {
     let url = url::Url::parse(&endpoint.url).map_err(|e| Failure {
@@ -251,6 +260,9 @@ async fn post(
         if let Ok(v) = http::HeaderValue::from_str(&value) {
             headers.insert(name, v);
         }
+    }
+    if let Some(v) = trace_id.and_then(|t| http::HeaderValue::from_str(t).ok()) {
+        headers.insert("x-amzn-trace-id", v);
     }
     *sent = header_map(&headers, true);
 

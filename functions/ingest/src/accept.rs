@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde_json::Value;
 
 use hookrelay_shared::api::{self, ApiError};
+use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::store::InsertOutcome;
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{DeliveryTask, Event, Source, Timestamp, ids};
@@ -34,6 +35,7 @@ pub async fn accept(
     target: &SourceRef,
     headers: &HeaderMap,
     body: &[u8],
+    metrics: &mut Metrics,
 ) -> Result<Response<String>, ApiError> {
     let header_bytes: usize = headers
         .iter()
@@ -167,7 +169,7 @@ pub async fn accept(
         InsertOutcome::Inserted { event_key } => event_key,
     };
     if pending {
-        enqueue(ctx, &event, &event_key).await;
+        enqueue(ctx, &event, &event_key, metrics).await;
     }
     tracing::info!(
         event.id = %event.id,
@@ -249,7 +251,7 @@ fn header_text(headers: &HeaderMap, name: Option<&str>) -> Option<String> {
 /// Queues the event's tasks and clears its pending mark. The event is stored already, so a
 /// failure here is not the sender's problem: the event stays pending and the sweeper
 /// re-enqueues it.
-async fn enqueue(ctx: &Context, event: &Event, event_key: &str) {
+async fn enqueue(ctx: &Context, event: &Event, event_key: &str, metrics: &mut Metrics) {
     let tasks: Vec<DeliveryTask> = event
         .endpoint_ids
         .iter()
@@ -259,13 +261,16 @@ async fn enqueue(ctx: &Context, event: &Event, event_key: &str) {
         Ok(unsent) => unsent,
         Err(e) => {
             tracing::error!(event.id = %event.id, error = %error_chain(&e), "tasks could not be queued");
+            metrics.add(m::ENQUEUE_FAILURES, tasks.len() as f64);
             return;
         }
     };
     if !unsent.is_empty() {
         unsent = ctx.queue.send_tasks(&unsent).await.unwrap_or(unsent);
     }
+    metrics.add(m::TASKS_ENQUEUED, (tasks.len() - unsent.len()) as f64);
     if !unsent.is_empty() {
+        metrics.add(m::ENQUEUE_FAILURES, unsent.len() as f64);
         tracing::warn!(event.id = %event.id, unsent = unsent.len(), "tasks left for reconciliation");
         return;
     }

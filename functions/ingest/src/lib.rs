@@ -12,6 +12,7 @@ use aws_config::SdkConfig;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::cache::TtlCache;
 use hookrelay_shared::config::Settings;
+use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::Store;
 use hookrelay_shared::telemetry::error_chain;
@@ -90,13 +91,34 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
         (Route::Ingest(target), &Method::POST) => target,
         (Route::Ingest(_), _) => return api::method_not_allowed("POST"),
     };
-    match accept(ctx, &target, req.headers(), req.body().as_ref()).await {
-        Ok(resp) => resp,
+    let started = std::time::Instant::now();
+    let mut metrics = Metrics::new("ingest");
+    let resp = match accept(
+        ctx,
+        &target,
+        req.headers(),
+        req.body().as_ref(),
+        &mut metrics,
+    )
+    .await
+    {
+        Ok(resp) => {
+            if resp.headers().contains_key("idempotent-replayed") {
+                metrics.add(m::EVENTS_DUPLICATED, 1.0);
+            } else if resp.headers().contains_key("hookrelay-event-id") {
+                metrics.add(m::EVENTS_RECEIVED, 1.0);
+            }
+            resp
+        }
         Err(e) => {
             tracing::info!(source = ?target, status = e.status.as_u16(), code = e.code, "event rejected");
+            metrics.add_by(m::EVENTS_REJECTED, "Reason", e.code, 1.0);
             e.into_response()
         }
-    }
+    };
+    metrics.add(m::INGEST_LATENCY, started.elapsed().as_secs_f64() * 1000.0);
+    metrics.flush();
+    resp
 }
 
 #[derive(Debug, PartialEq)]

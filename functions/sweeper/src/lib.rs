@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use aws_config::SdkConfig;
 use hookrelay_shared::config::Settings;
+use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::queue::{Queue, QueueError};
 use hookrelay_shared::store::{Store, StoreError};
 use hookrelay_shared::{DeliveryTask, Timestamp};
@@ -51,6 +52,19 @@ pub async fn handle(ctx: &Context, now: Timestamp) -> Result<SweepReport, SweepE
     deactivate_stale(ctx, now, &mut report).await?;
     reenqueue_stranded(ctx, now, &mut report).await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
+    let mut metrics = Metrics::new("sweeper");
+    metrics.add_by(
+        m::ENDPOINTS_DEACTIVATED,
+        "Reason",
+        "stale",
+        report.deactivated as f64,
+    );
+    metrics.add(
+        m::STRANDED_EVENTS_REENQUEUED,
+        report.reenqueued_events as f64,
+    );
+    metrics.add(m::SWEEP_DURATION, report.duration_ms as f64);
+    metrics.flush();
     tracing::info!(
         stale_found = report.stale_found,
         deactivated = report.deactivated,

@@ -79,6 +79,22 @@ async fn main() -> Result<()> {
     prov.bindings
         .refs
         .insert("AdminKey".into(), opts.admin_key.clone());
+    // The admin key lives where the template says: an SSM SecureString parameter.
+    if let Some(name) = template
+        .parameter_default("AdminKeyParameterName")
+        .as_ref()
+        .and_then(hookrelay_local::template::scalar)
+    {
+        aws_sdk_ssm::Client::new(&aws)
+            .put_parameter()
+            .name(name)
+            .value(&opts.admin_key)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(aws_sdk_ssm::Error::from)?;
+    }
     let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), prov.table("Table")?);
     store
         .ensure_workspace(hookrelay_shared::DEFAULT_WORKSPACE)

@@ -1,0 +1,186 @@
+//! CloudWatch metrics in Embedded Metric Format: one JSON document per line on stdout, which
+//! Lambda ships to CloudWatch Logs and CloudWatch turns into metrics without an API call.
+//! Dimensions stay low-cardinality: the function, and for rejections the reason code; never
+//! an event or endpoint id. Every name is declared here and documented in docs/metrics.md.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+pub const NAMESPACE: &str = "HookRelay";
+
+pub const EVENTS_RECEIVED: &str = "EventsReceived";
+pub const EVENTS_REJECTED: &str = "EventsRejected";
+pub const EVENTS_DUPLICATED: &str = "EventsDuplicated";
+pub const INGEST_LATENCY: &str = "IngestLatency";
+pub const TASKS_ENQUEUED: &str = "TasksEnqueued";
+pub const ENQUEUE_FAILURES: &str = "EnqueueFailures";
+pub const DELIVERIES_SUCCEEDED: &str = "DeliveriesSucceeded";
+pub const DELIVERIES_FAILED: &str = "DeliveriesFailed";
+pub const DELIVERIES_EXHAUSTED: &str = "DeliveriesExhausted";
+pub const DELIVERIES_DENIED: &str = "DeliveriesDenied";
+pub const DELIVERY_LATENCY: &str = "DeliveryLatency";
+pub const ATTEMPTS_PER_SUCCESS: &str = "AttemptsPerSuccess";
+pub const ENDPOINTS_DEACTIVATED: &str = "EndpointsDeactivated";
+pub const STRANDED_EVENTS_REENQUEUED: &str = "StrandedEventsReenqueued";
+pub const SWEEP_DURATION: &str = "SweepDuration";
+
+/// Every metric the code emits, with its unit.
+pub const ALL: &[(&str, Unit)] = &[
+    (EVENTS_RECEIVED, Unit::Count),
+    (EVENTS_REJECTED, Unit::Count),
+    (EVENTS_DUPLICATED, Unit::Count),
+    (INGEST_LATENCY, Unit::Milliseconds),
+    (TASKS_ENQUEUED, Unit::Count),
+    (ENQUEUE_FAILURES, Unit::Count),
+    (DELIVERIES_SUCCEEDED, Unit::Count),
+    (DELIVERIES_FAILED, Unit::Count),
+    (DELIVERIES_EXHAUSTED, Unit::Count),
+    (DELIVERIES_DENIED, Unit::Count),
+    (DELIVERY_LATENCY, Unit::Milliseconds),
+    (ATTEMPTS_PER_SUCCESS, Unit::Count),
+    (ENDPOINTS_DEACTIVATED, Unit::Count),
+    (STRANDED_EVENTS_REENQUEUED, Unit::Count),
+    (SWEEP_DURATION, Unit::Milliseconds),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+fn unit_of(name: &str) -> Unit {
+    ALL.iter()
+        .find(|(n, _)| *n == name)
+        .map_or(Unit::Count, |(_, u)| *u)
+}
+
+/// An optional extra dimension (name, value) besides `Function`.
+type ExtraDimension = Option<(String, String)>;
+
+/// Metrics of one invocation, written as EMF lines by [`Metrics::flush`].
+#[derive(Debug, Default)]
+pub struct Metrics {
+    function: String,
+    /// (extra dimension, metric) → values.
+    values: BTreeMap<(ExtraDimension, &'static str), Vec<f64>>,
+}
+
+impl Metrics {
+    pub fn new(function: &str) -> Self {
+        Self {
+            function: function.to_owned(),
+            values: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, name: &'static str, value: f64) {
+        self.values.entry((None, name)).or_default().push(value);
+    }
+
+    /// A value under one more dimension, e.g. `Reason` of a rejection.
+    pub fn add_by(&mut self, name: &'static str, dimension: &str, key: &str, value: f64) {
+        self.values
+            .entry((Some((dimension.to_owned(), key.to_owned())), name))
+            .or_default()
+            .push(value);
+    }
+
+    /// The EMF documents: one per dimension set.
+    pub fn render(&self, timestamp_ms: i64) -> Vec<String> {
+        let mut groups: BTreeMap<ExtraDimension, Vec<(&'static str, &Vec<f64>)>> = BTreeMap::new();
+        for ((dim, name), values) in &self.values {
+            groups.entry(dim.clone()).or_default().push((name, values));
+        }
+        groups
+            .into_iter()
+            .map(|(dim, metrics)| {
+                let mut dims = vec!["Function".to_owned()];
+                let mut doc = serde_json::Map::new();
+                doc.insert("Function".into(), Value::String(self.function.clone()));
+                if let Some((k, v)) = &dim {
+                    dims.push(k.clone());
+                    doc.insert(k.clone(), Value::String(v.clone()));
+                }
+                let defs: Vec<Value> = metrics
+                    .iter()
+                    .map(|(n, _)| json!({"Name": n, "Unit": unit_of(n).as_str()}))
+                    .collect();
+                for (n, values) in &metrics {
+                    let v = if values.len() == 1 {
+                        json!(values[0])
+                    } else {
+                        json!(values)
+                    };
+                    doc.insert((*n).to_owned(), v);
+                }
+                doc.insert(
+                    "_aws".into(),
+                    json!({
+                        "Timestamp": timestamp_ms,
+                        "CloudWatchMetrics": [{
+                            "Namespace": NAMESPACE,
+                            "Dimensions": [dims],
+                            "Metrics": defs,
+                        }]
+                    }),
+                );
+                Value::Object(doc).to_string()
+            })
+            .collect()
+    }
+
+    /// Prints the documents, one per line, for Lambda to ship.
+    pub fn flush(&mut self) {
+        let now = crate::Timestamp::now().unix_millis();
+        for line in self.render(now) {
+            println!("{line}");
+        }
+        self.values.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_emf_documents() {
+        let mut m = Metrics::new("ingest");
+        m.add(EVENTS_RECEIVED, 1.0);
+        m.add(INGEST_LATENCY, 12.0);
+        m.add(INGEST_LATENCY, 8.0);
+        m.add_by(EVENTS_REJECTED, "Reason", "invalid_signature", 1.0);
+        let lines = m.render(1_700_000_000_000);
+        assert_eq!(lines.len(), 2);
+        let plain: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(plain["Function"], "ingest");
+        assert_eq!(plain["EventsReceived"], 1.0);
+        assert_eq!(plain["IngestLatency"], json!([12.0, 8.0]));
+        let cw = &plain["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], "HookRelay");
+        assert_eq!(cw["Dimensions"], json!([["Function"]]));
+        assert!(
+            cw["Metrics"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"Name": "IngestLatency", "Unit": "Milliseconds"}))
+        );
+        let by: Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(by["Reason"], "invalid_signature");
+        assert_eq!(
+            by["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function", "Reason"]])
+        );
+    }
+}
