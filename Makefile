@@ -25,7 +25,7 @@ $(STAMP): infra/requirements-dev.txt
 dev: $(STAMP)
 	for f in $(FUNCTION_BINS); do cargo build --bin $$f || exit 1; done
 	cargo build -p hookrelay-local
-	cargo run --quiet -p hookrelay-local
+	cargo run --quiet -p hookrelay-local --bin hookrelay-local
 
 ## Unit and integration tests; starts its own moto server.
 test: $(STAMP)
