@@ -1,5 +1,5 @@
 //! JSON answers of the HTTP functions (ingest, admin): one error shape everywhere,
-//! `{"error": "<code>", "message": "<what went wrong>"}`, and never a 500 for a client's
+//! `{"error": {"code": "…", "message": "…", "field": "…"}}`, and never a 500 for a client's
 //! mistake.
 
 use http::{HeaderValue, Response, StatusCode, header};
@@ -46,16 +46,26 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<String> {
         #[derive(Serialize)]
-        struct Body<'a> {
-            error: &'a str,
+        struct Detail<'a> {
+            code: &'a str,
             message: &'a str,
+            /// The first offending field, when the error is about one.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            field: Option<&'a str>,
             #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
             fields: &'a std::collections::BTreeMap<String, String>,
         }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Detail<'a>,
+        }
         let body = serde_json::to_string(&Body {
-            error: self.code,
-            message: &self.message,
-            fields: &self.fields,
+            error: Detail {
+                code: self.code,
+                message: &self.message,
+                field: self.fields.keys().next().map(String::as_str),
+                fields: &self.fields,
+            },
         })
         .unwrap_or_default();
         let mut resp = json_raw(self.status, body);

@@ -24,7 +24,7 @@ async fn requires_the_admin_key() {
             let resp =
                 hookrelay_admin::handle(&admin, request(method, path, &headers, b"{}")).await;
             assert_eq!(resp.status(), 401, "{why} {method} {path}");
-            assert_eq!(json_of(&resp)["error"], "unauthorized");
+            assert_eq!(json_of(&resp)["error"]["code"], "unauthorized");
         }
     }
 }
@@ -44,9 +44,9 @@ async fn validates_with_field_level_messages() {
     .await;
     assert_eq!(resp.status(), 400);
     let err = json_of(&resp);
-    assert_eq!(err["error"], "validation_failed");
+    assert_eq!(err["error"]["code"], "validation_failed");
     for field in ["name", "url", "events[0]", "headers.webhook-id"] {
-        assert!(err["fields"][field].is_string(), "{field}: {err}");
+        assert!(err["error"]["fields"][field].is_string(), "{field}: {err}");
     }
     for (body, code) in [
         (json!({"name": "x"}), "invalid_body"),
@@ -61,7 +61,7 @@ async fn validates_with_field_level_messages() {
         )
         .await;
         assert_eq!(resp.status(), 400);
-        assert_eq!(json_of(&resp)["error"], code);
+        assert_eq!(json_of(&resp)["error"]["code"], code);
     }
     let resp = hookrelay_admin::handle(
         &admin,
@@ -69,7 +69,7 @@ async fn validates_with_field_level_messages() {
     )
     .await;
     assert_eq!(resp.status(), 400);
-    assert_eq!(json_of(&resp)["error"], "missing_body");
+    assert_eq!(json_of(&resp)["error"]["code"], "missing_body");
 }
 
 #[tokio::test]

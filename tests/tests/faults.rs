@@ -50,7 +50,7 @@ async fn storage_down_at_ingest_is_a_503_and_queues_nothing() {
     .await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "5");
-    assert_eq!(json_of(&resp)["error"], "unavailable");
+    assert_eq!(json_of(&resp)["error"]["code"], "unavailable");
     assert_eq!(
         stack.queue_depth(&stack.settings.delivery_queue_url).await,
         (0, 0)

@@ -107,7 +107,7 @@ proptest! {
         }
         if status >= 400 {
             let err: serde_json::Value = serde_json::from_str(resp.body()).expect("JSON error");
-            prop_assert!(err["error"].is_string() && err["message"].is_string());
+            prop_assert!(err["error"]["code"].is_string() && err["error"]["message"].is_string());
         }
     }
 }

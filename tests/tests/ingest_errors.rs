@@ -103,9 +103,11 @@ async fn client_mistakes_get_4xx_with_json_errors() {
         let resp = post(&stack, &path, &[], &body).await;
         assert_eq!(resp.status(), status, "{name}: {}", resp.body());
         let err = json_of(&resp);
-        assert_eq!(err["error"], code, "{name}");
+        assert_eq!(err["error"]["code"], code, "{name}");
         assert!(
-            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            err["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
             "{name}"
         );
         assert_eq!(resp.headers()["content-type"], "application/json");
@@ -119,7 +121,7 @@ async fn client_mistakes_get_4xx_with_json_errors() {
     )
     .await;
     assert_eq!(resp.status(), 400);
-    assert_eq!(json_of(&resp)["error"], "invalid_idempotency_key");
+    assert_eq!(json_of(&resp)["error"]["code"], "invalid_idempotency_key");
 
     // Nothing was stored for any of them.
     let events = stack
@@ -184,7 +186,7 @@ async fn event_type_from_header_default_and_disabled_sources() {
     let off = source(&stack, json!({"name": "off", "enabled": false})).await;
     let resp = post(&stack, &format!("/in/{off}"), &[], br#"{"event_type":"x"}"#).await;
     assert_eq!(resp.status(), 403);
-    assert_eq!(json_of(&resp)["error"], "source_disabled");
+    assert_eq!(json_of(&resp)["error"]["code"], "source_disabled");
 
     // An event with no subscribed endpoint is stored and not queued.
     assert_eq!(

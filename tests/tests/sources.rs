@@ -181,12 +181,16 @@ async fn each_scheme_accepts_signed_and_refuses_the_rest() {
 
         let missing = post(&stack, &path, &[], body).await;
         assert_eq!(missing.status(), 401, "{kind}: {}", missing.body());
-        assert_eq!(json_of(&missing)["error"], "missing_header", "{kind}");
+        assert_eq!(
+            json_of(&missing)["error"]["code"],
+            "missing_header",
+            "{kind}"
+        );
         let bad: Vec<(&str, &str)> = case.bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let refused = post(&stack, &path, &bad, body).await;
         assert_eq!(refused.status(), 401, "{kind}");
         let err = json_of(&refused);
-        assert_eq!(err["error"], case.bad_code, "{kind}: {err}");
+        assert_eq!(err["error"]["code"], case.bad_code, "{kind}: {err}");
         // The answer never gives the expected value away.
         let good: Vec<(&str, &str)> = case.good.iter().map(|(k, v)| (*k, v.as_str())).collect();
         for (_, v) in &good {
@@ -331,7 +335,7 @@ async fn lark_challenges_tokens_and_encrypted_events() {
     )
     .await;
     assert_eq!(wrong.status(), 401);
-    assert_eq!(json_of(&wrong)["error"], "invalid_token");
+    assert_eq!(json_of(&wrong)["error"]["code"], "invalid_token");
     assert_eq!(events(&stack).await, 0, "challenges create no event");
 
     let v1 = br#"{"uuid":"u-1","token":"tok","ts":"1","type":"event_callback","event":{"type":"message"}}"#;
@@ -387,7 +391,7 @@ async fn lark_challenges_tokens_and_encrypted_events() {
     assert_eq!(ev.event_type, "im.message.receive_v1");
     assert_eq!(ev.payload, body, "stored exactly as received");
     let unsigned = post(&stack, &path, &[], body).await;
-    assert_eq!(json_of(&unsigned)["error"], "missing_header");
+    assert_eq!(json_of(&unsigned)["error"]["code"], "missing_header");
     let forged = post(
         &stack,
         &path,
@@ -399,7 +403,7 @@ async fn lark_challenges_tokens_and_encrypted_events() {
         body,
     )
     .await;
-    assert_eq!(json_of(&forged)["error"], "invalid_signature");
+    assert_eq!(json_of(&forged)["error"]["code"], "invalid_signature");
 }
 
 #[tokio::test]
@@ -466,7 +470,7 @@ async fn custom_paths_answers_and_content_types() {
     )
     .await;
     assert_eq!(r.status(), 415);
-    assert_eq!(json_of(&r)["error"], "unsupported_media_type");
+    assert_eq!(json_of(&r)["error"]["code"], "unsupported_media_type");
     let r = post(
         &stack,
         &format!("/in/{strict}"),
