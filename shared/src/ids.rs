@@ -13,6 +13,18 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", Ulid::new())
 }
 
+/// The smallest (or, with `upper`, the largest) id of this kind created at `at`; open ends
+/// when `at` is `None`. Lets a time range be a key condition on ids.
+pub fn time_bound(prefix: &str, at: Option<crate::Timestamp>, upper: bool) -> String {
+    let ulid = match (at, upper) {
+        (None, false) => Ulid::nil(),
+        (None, true) => Ulid::from_parts(u64::MAX, u128::MAX),
+        (Some(t), false) => Ulid::from_parts(t.unix_millis().max(0) as u64, 0),
+        (Some(t), true) => Ulid::from_parts(t.unix_millis().max(0) as u64, u128::MAX),
+    };
+    format!("{prefix}_{ulid}")
+}
+
 /// True when `id` looks like an id of this kind; used to answer 404 early for garbage paths.
 pub fn has_prefix(id: &str, prefix: &str) -> bool {
     id.len() == prefix.len() + 27

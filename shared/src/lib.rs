@@ -9,6 +9,7 @@ pub mod filter;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod publish;
 pub mod queue;
 pub mod retry;
 pub mod signature;

@@ -34,8 +34,8 @@ fn yes() -> bool {
     true
 }
 
-pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
-    let body: CreateEndpoint = request::json_body(req)?;
+/// Validates a create or full-update body and applies it to `endpoint`.
+fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Result<(), ApiError> {
     let mut p = Problems::default();
     p.name("name", &body.name);
     p.url("url", &body.url);
@@ -51,11 +51,25 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
         }
     }
     p.finish()?;
-    let mut endpoint = Endpoint::new(ws, body.name.trim(), &body.url, body.events);
+    endpoint.name = body.name.trim().to_owned();
+    endpoint.url = body.url;
+    endpoint.events = body.events;
+    if body.enabled && !endpoint.enabled {
+        endpoint.disabled_reason = None;
+        endpoint.disabled_at = None;
+    }
     endpoint.enabled = body.enabled;
     endpoint.headers = body.headers.into_iter().collect();
     endpoint.retry = body.retry;
     endpoint.timeout_seconds = body.timeout_seconds;
+    endpoint.updated_at = Timestamp::now();
+    Ok(())
+}
+
+pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
+    let body: CreateEndpoint = request::json_body(req)?;
+    let mut endpoint = Endpoint::new(ws, body.name.trim(), &body.url, Vec::new());
+    apply(ctx, body, &mut endpoint)?;
     ctx.store
         .put_endpoint(&endpoint)
         .await
@@ -63,13 +77,45 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     Ok(api::json(StatusCode::CREATED, &endpoint))
 }
 
-pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
-    let endpoint = ctx
+/// `PUT`: replaces every setting; the id, secret and health are kept.
+pub async fn update(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
+    let body: CreateEndpoint = request::json_body(req)?;
+    let mut endpoint = find(ctx, ws, id).await?;
+    apply(ctx, body, &mut endpoint)?;
+    ctx.store
+        .put_endpoint(&endpoint)
+        .await
+        .map_err(store_error)?;
+    Ok(api::json(StatusCode::OK, &endpoint))
+}
+
+pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    if !ctx
         .store
+        .delete_endpoint(ws, id)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::not_found(format!("no endpoint {id:?}")));
+    }
+    Ok(crate::workspaces::no_content())
+}
+
+async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Endpoint, ApiError> {
+    ctx.store
         .get_endpoint(ws, id)
         .await
         .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id:?}")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id:?}")))
+}
+
+pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    let endpoint = find(ctx, ws, id).await?;
     Ok(api::json(StatusCode::OK, &endpoint))
 }
 

@@ -1,5 +1,7 @@
 use hookrelay_shared::api::{self, ApiError};
-use hookrelay_shared::{DeliveryTask, Event, Timestamp};
+use hookrelay_shared::publish;
+use hookrelay_shared::store::{AttemptFilter, EventFilter};
+use hookrelay_shared::{AttemptStatus, DeliveryTask, Event, Timestamp, ids};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Serialize;
@@ -48,11 +50,33 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
     Ok(api::json(StatusCode::OK, &view(&event, true)))
 }
 
+/// `GET …/events?event_type=&since=&until=`: newest first; times are RFC 3339.
 pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
-    let page = request::page(&request::query(req))?;
+    let q = request::query(req);
+    let page = request::page(&q)?;
+    let time = |name: &str| {
+        q.get(name)
+            .map(|v| {
+                Timestamp::parse(v).map_err(|_| {
+                    let mut e = ApiError::bad_request(
+                        "invalid_time",
+                        format!("{name} must be an RFC 3339 time"),
+                    );
+                    e.fields
+                        .insert(name.to_owned(), "not an RFC 3339 time".into());
+                    e
+                })
+            })
+            .transpose()
+    };
+    let filter = EventFilter {
+        event_type: q.get("event_type").filter(|t| !t.is_empty()).cloned(),
+        since: time("since")?,
+        until: time("until")?,
+    };
     let events = ctx
         .store
-        .list_events(ws, &page)
+        .find_events(ws, &filter, &page)
         .await
         .map_err(store_error)?;
     let data: Vec<_> = events.data.iter().map(|e| view(e, false)).collect();
@@ -61,6 +85,80 @@ pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
         &serde_json::json!({ "data": data, "next": events.next }),
     ))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    event_type: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    data: Option<serde_json::Value>,
+}
+
+/// `POST …/events`: publishes `{"event_type", "data"}` directly, fanned out like an ingested
+/// event; `Idempotency-Key` makes a retry of the same publish a no-op.
+pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
+    let body: PublishBody = request::json_body(req)?;
+    if body.event_type.is_empty() || body.event_type.len() > 128 {
+        let mut e = ApiError::bad_request(
+            "invalid_event_type",
+            "event_type must be 1 to 128 characters",
+        );
+        e.fields
+            .insert("event_type".into(), "must be 1 to 128 characters".into());
+        return Err(e);
+    }
+    let endpoints = ctx
+        .store
+        .workspace_endpoints(ws)
+        .await
+        .map_err(store_error)?;
+    let id = ids::new_id(ids::EVENT);
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 256)
+        .map_or_else(|| id.clone(), str::to_owned);
+    let event = Event {
+        endpoint_ids: endpoints
+            .iter()
+            .filter(|e| e.wants(&body.event_type))
+            .map(|e| e.id.clone())
+            .collect(),
+        id,
+        workspace: ws.to_owned(),
+        source_id: PUBLISH_SOURCE.to_owned(),
+        event_type: body.event_type,
+        idempotency_key: key,
+        received_at: Timestamp::now(),
+        payload: req.body().as_ref().to_vec(),
+    };
+    let published = publish::publish(
+        &ctx.store,
+        &ctx.queue,
+        &event,
+        &format!("{PUBLISH_SOURCE}:{ws}"),
+        ctx.settings.retention(),
+    )
+    .await
+    .map_err(store_error)?;
+    let mut resp = api::json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "id": published.id, "endpoint_ids": event.endpoint_ids }),
+    );
+    if published.duplicate {
+        resp.headers_mut().insert(
+            "idempotent-replayed",
+            http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
+}
+
+/// The source id of events published through the admin API.
+pub const PUBLISH_SOURCE: &str = "api";
 
 /// `POST /workspaces/{ws}/events/{id}/retry?endpoint_id=…`: one more delivery of the
 /// event to one endpoint, recorded as a `MANUAL` attempt.
@@ -104,8 +202,7 @@ pub async fn retry(
     ))
 }
 
-/// `GET /workspaces/{ws}/attempts?event_id=…`: attempts newest first, for one event or for
-/// the whole workspace.
+/// `GET …/attempts?event_id=&endpoint_id=&status=`: newest first.
 pub async fn list_attempts(
     ctx: &Context,
     ws: &str,
@@ -113,10 +210,37 @@ pub async fn list_attempts(
 ) -> Result<Response<String>, ApiError> {
     let q = request::query(req);
     let page = request::page(&q)?;
-    let attempts = match q.get("event_id").filter(|id| !id.is_empty()) {
-        Some(event_id) => ctx.store.list_event_attempts(ws, event_id, &page).await,
-        None => ctx.store.list_attempts(ws, &page).await,
-    }
-    .map_err(store_error)?;
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some("SUCCESSFUL") => Some(AttemptStatus::Successful),
+        Some("FAILED") => Some(AttemptStatus::Failed),
+        Some("CANCELED") => Some(AttemptStatus::Canceled),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                "status must be SUCCESSFUL, FAILED or CANCELED",
+            ));
+        }
+    };
+    let filter = AttemptFilter {
+        event_id: q.get("event_id").filter(|v| !v.is_empty()).cloned(),
+        endpoint_id: q.get("endpoint_id").filter(|v| !v.is_empty()).cloned(),
+        status,
+    };
+    let attempts = ctx
+        .store
+        .find_attempts(ws, &filter, &page)
+        .await
+        .map_err(store_error)?;
     Ok(api::json(StatusCode::OK, &attempts))
+}
+
+pub async fn get_attempt(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    let attempt = ctx
+        .store
+        .get_attempt(ws, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no attempt {id:?}")))?;
+    Ok(api::json(StatusCode::OK, &attempt))
 }

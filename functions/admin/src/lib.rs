@@ -7,6 +7,7 @@ mod events;
 mod request;
 mod sources;
 mod validate;
+mod workspaces;
 
 use aws_config::SdkConfig;
 use hookrelay_shared::api::ApiError;
@@ -67,6 +68,13 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
             _ => Err(ApiError::not_found("no such route")),
         };
     }
+    if path == "/workspaces" || path.ends_with("/workspaces") && !path.contains("/workspaces/") {
+        return match m {
+            &Method::GET => workspaces::list(ctx, req).await,
+            &Method::POST => workspaces::create(ctx, req).await,
+            _ => Err(not_allowed("GET, POST")),
+        };
+    }
     let rest = path
         .split_once("/workspaces/")
         .map(|(_, rest)| rest)
@@ -81,23 +89,32 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         .ok_or_else(|| ApiError::not_found(format!("no workspace {ws_name:?}")))?;
     let ws = workspace.name.as_str();
     match (&segments[1..], m) {
+        ([], &Method::GET) => workspaces::get(&workspace),
+        ([], &Method::PUT) => workspaces::update(&workspace, req),
+        ([], &Method::DELETE) => workspaces::delete(ctx, &workspace).await,
+        ([], _) => Err(not_allowed("GET, PUT, DELETE")),
         (["sources"], &Method::GET) => sources::list(ctx, ws, req).await,
         (["sources"], &Method::POST) => sources::create(ctx, ws, req).await,
         (["sources", id], &Method::GET) => sources::get(ctx, ws, id).await,
+        (["sources", id], &Method::PUT) => sources::update(ctx, ws, id, req).await,
+        (["sources", id], &Method::DELETE) => sources::delete(ctx, ws, id).await,
         (["endpoints"], &Method::GET) => endpoints::list(ctx, ws, req).await,
         (["endpoints"], &Method::POST) => endpoints::create(ctx, ws, req).await,
         (["endpoints", id], &Method::GET) => endpoints::get(ctx, ws, id).await,
+        (["endpoints", id], &Method::PUT) => endpoints::update(ctx, ws, id, req).await,
+        (["endpoints", id], &Method::DELETE) => endpoints::delete(ctx, ws, id).await,
         (["endpoints", id, "secret", "rotate"], &Method::POST) => {
             endpoints::rotate_secret(ctx, ws, id).await
         }
-        (["events", id, "retry"], &Method::POST) => events::retry(ctx, ws, id, req).await,
         (["events"], &Method::GET) => events::list(ctx, ws, req).await,
+        (["events"], &Method::POST) => events::publish(ctx, ws, req).await,
         (["events", id], &Method::GET) => events::get(ctx, ws, id).await,
+        (["events", id, "retry"], &Method::POST) => events::retry(ctx, ws, id, req).await,
         (["attempts"], &Method::GET) => events::list_attempts(ctx, ws, req).await,
-        (["sources"] | ["endpoints"], _) => Err(not_allowed("GET, POST")),
-        (["sources", _] | ["endpoints", _] | ["events"] | ["events", _] | ["attempts"], _) => {
-            Err(not_allowed("GET"))
-        }
+        (["attempts", id], &Method::GET) => events::get_attempt(ctx, ws, id).await,
+        (["sources"] | ["endpoints"] | ["events"], _) => Err(not_allowed("GET, POST")),
+        (["sources", _] | ["endpoints", _], _) => Err(not_allowed("GET, PUT, DELETE")),
+        (["events", _] | ["attempts"] | ["attempts", _], _) => Err(not_allowed("GET")),
         (["endpoints", _, "secret", "rotate"] | ["events", _, "retry"], _) => {
             Err(not_allowed("POST"))
         }

@@ -1,5 +1,5 @@
 use hookrelay_shared::api::{self, ApiError};
-use hookrelay_shared::{Source, SourceResponse, Verification};
+use hookrelay_shared::{Source, SourceResponse, Timestamp, Verification};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
@@ -53,8 +53,8 @@ fn view(source: &Source) -> SourceView<'_> {
     }
 }
 
-pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
-    let body: CreateSource = request::json_body(req)?;
+/// Validates a create or full-update body and applies it to `source`.
+fn apply(body: CreateSource, source: &mut Source) -> Result<Option<String>, ApiError> {
     let mut p = Problems::default();
     p.name("name", &body.name);
     if let Some(h) = &body.event_type_header {
@@ -91,7 +91,7 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     }
     p.verification("verification", &body.verification);
     p.finish()?;
-    let mut source = Source::new(ws, body.name.trim());
+    source.name = body.name.trim().to_owned();
     source.enabled = body.enabled;
     source.event_type_header = body.event_type_header.map(|h| h.to_ascii_lowercase());
     source.event_type_pointer = body.event_type_pointer;
@@ -100,34 +100,88 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     source.timestamp_tolerance_seconds = body.timestamp_tolerance_seconds;
     source.response = body.response;
     source.accept_raw = body.accept_raw;
-    if let Some(path) = body.path {
-        let path = path.trim_end_matches('/').to_owned();
-        if !ctx
-            .store
-            .claim_source_path(&path, &source.id)
-            .await
-            .map_err(store_error)?
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "path_taken",
-                format!("another source is mounted on {path}"),
-            ));
-        }
+    source.updated_at = Timestamp::now();
+    Ok(body.path.map(|p| p.trim_end_matches('/').to_owned()))
+}
+
+/// Mounts the source on `path` unless another source holds it.
+async fn claim(ctx: &Context, source: &Source, path: &str) -> Result<(), ApiError> {
+    if ctx
+        .store
+        .claim_source_path(path, &source.id)
+        .await
+        .map_err(store_error)?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "path_taken",
+            format!("another source is mounted on {path}"),
+        ))
+    }
+}
+
+pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
+    let body: CreateSource = request::json_body(req)?;
+    let mut source = Source::new(ws, body.name.trim());
+    if let Some(path) = apply(body, &mut source)? {
+        claim(ctx, &source, &path).await?;
         source.path = Some(path);
     }
     ctx.store.put_source(&source).await.map_err(store_error)?;
     Ok(api::json(StatusCode::CREATED, &view(&source)))
 }
 
-pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
-    let source = ctx
-        .store
+/// `PUT`: replaces every setting; the id, and the path claim when unchanged, are kept.
+pub async fn update(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
+    let body: CreateSource = request::json_body(req)?;
+    let mut source = find(ctx, ws, id).await?;
+    let old_path = source.path.clone();
+    let new_path = apply(body, &mut source)?;
+    if let Some(path) = &new_path
+        && old_path.as_ref() != Some(path)
+    {
+        claim(ctx, &source, path).await?;
+    }
+    source.path = new_path;
+    ctx.store.put_source(&source).await.map_err(store_error)?;
+    if let Some(old) = old_path
+        && source.path.as_ref() != Some(&old)
+    {
+        ctx.store
+            .release_source_path(&old, &source.id)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(api::json(StatusCode::OK, &view(&source)))
+}
+
+pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    let source = find(ctx, ws, id).await?;
+    ctx.store
+        .delete_source(&source)
+        .await
+        .map_err(store_error)?;
+    Ok(crate::workspaces::no_content())
+}
+
+async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Source, ApiError> {
+    ctx.store
         .get_source(id)
         .await
         .map_err(store_error)?
         .filter(|s| s.workspace == ws)
-        .ok_or_else(|| ApiError::not_found(format!("no source {id:?}")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no source {id:?}")))
+}
+
+pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    let source = find(ctx, ws, id).await?;
     Ok(api::json(StatusCode::OK, &view(&source)))
 }
 

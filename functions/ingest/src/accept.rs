@@ -8,9 +8,8 @@ use serde_json::Value;
 
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::metrics::{self as m, Metrics};
-use hookrelay_shared::store::InsertOutcome;
-use hookrelay_shared::telemetry::error_chain;
-use hookrelay_shared::{DeliveryTask, Event, Source, Timestamp, ids};
+use hookrelay_shared::publish::publish;
+use hookrelay_shared::{Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
 use crate::provider;
@@ -155,21 +154,21 @@ pub async fn accept(
         payload: body.to_vec(),
         endpoint_ids: targets,
     };
-    let pending = !event.endpoint_ids.is_empty();
-    let outcome = ctx
-        .store
-        .insert_event(&event, &source.id, pending, ctx.settings.retention())
-        .await
-        .map_err(unavailable)?;
-    let event_key = match outcome {
-        InsertOutcome::Duplicate(original) => {
-            tracing::info!(event.id = %original.id, source.id = %source.id, "duplicate event");
-            return Ok(answer(&source, &original.id, true));
-        }
-        InsertOutcome::Inserted { event_key } => event_key,
-    };
-    if pending {
-        enqueue(ctx, &event, &event_key, metrics).await;
+    let published = publish(
+        &ctx.store,
+        &ctx.queue,
+        &event,
+        &source.id,
+        ctx.settings.retention(),
+    )
+    .await
+    .map_err(unavailable)?;
+    if published.duplicate {
+        return Ok(answer(&source, &published.id, true));
+    }
+    metrics.add(m::TASKS_ENQUEUED, published.tasks_queued as f64);
+    if published.tasks_unsent > 0 {
+        metrics.add(m::ENQUEUE_FAILURES, published.tasks_unsent as f64);
     }
     tracing::info!(
         event.id = %event.id,
@@ -246,37 +245,6 @@ fn header_text(headers: &HeaderMap, name: Option<&str>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-}
-
-/// Queues the event's tasks and clears its pending mark. The event is stored already, so a
-/// failure here is not the sender's problem: the event stays pending and the sweeper
-/// re-enqueues it.
-async fn enqueue(ctx: &Context, event: &Event, event_key: &str, metrics: &mut Metrics) {
-    let tasks: Vec<DeliveryTask> = event
-        .endpoint_ids
-        .iter()
-        .map(|ep| DeliveryTask::new(event, event_key, ep))
-        .collect();
-    let mut unsent = match ctx.queue.send_tasks(&tasks).await {
-        Ok(unsent) => unsent,
-        Err(e) => {
-            tracing::error!(event.id = %event.id, error = %error_chain(&e), "tasks could not be queued");
-            metrics.add(m::ENQUEUE_FAILURES, tasks.len() as f64);
-            return;
-        }
-    };
-    if !unsent.is_empty() {
-        unsent = ctx.queue.send_tasks(&unsent).await.unwrap_or(unsent);
-    }
-    metrics.add(m::TASKS_ENQUEUED, (tasks.len() - unsent.len()) as f64);
-    if !unsent.is_empty() {
-        metrics.add(m::ENQUEUE_FAILURES, unsent.len() as f64);
-        tracing::warn!(event.id = %event.id, unsent = unsent.len(), "tasks left for reconciliation");
-        return;
-    }
-    if let Err(e) = ctx.store.clear_pending(event_key).await {
-        tracing::warn!(event.id = %event.id, error = %error_chain(&e), "pending mark not cleared; reconciliation may deliver twice");
-    }
 }
 
 fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

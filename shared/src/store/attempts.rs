@@ -12,6 +12,13 @@ use crate::Attempt;
 
 const UNPROCESSED_RETRIES: u32 = 5;
 
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFilter {
+    pub event_id: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub status: Option<crate::AttemptStatus>,
+}
+
 impl Store {
     /// Writes attempts in batches of 25, retrying what DynamoDB leaves unprocessed.
     pub async fn put_attempts(&self, attempts: &[Attempt], retention: Duration) -> Result<()> {
@@ -78,6 +85,64 @@ impl Store {
             .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
             .expression_attribute_values(":ws", s(ws));
         self.page("attempt", query, req).await
+    }
+
+    /// Attempts of a workspace, newest first, optionally of one event, one endpoint or one
+    /// status.
+    pub async fn find_attempts(
+        &self,
+        ws: &str,
+        filter: &AttemptFilter,
+        req: &PageRequest,
+    ) -> Result<Page<Attempt>> {
+        let mut conditions = vec!["workspace = :ws".to_owned()];
+        let mut query = match &filter.event_id {
+            Some(event_id) => self
+                .client
+                .query()
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id))),
+            None => self
+                .client
+                .query()
+                .index_name(super::keys::GSI1)
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", s(keys::attempts_list(ws))),
+        };
+        query = query.expression_attribute_values(":ws", s(ws));
+        if let Some(ep) = &filter.endpoint_id {
+            conditions.push("endpoint_id = :ep".into());
+            query = query.expression_attribute_values(":ep", s(ep));
+        }
+        if let Some(st) = filter.status {
+            conditions.push("#status = :st".into());
+            query = query
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":st", s(st.as_str()));
+        }
+        query = query.filter_expression(conditions.join(" AND "));
+        self.page("attempt", query, req).await
+    }
+
+    /// One attempt of a workspace.
+    pub async fn get_attempt(&self, ws: &str, id: &str) -> Result<Option<Attempt>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(super::keys::GSI1)
+            .key_condition_expression("gsi1pk = :pk AND gsi1sk = :id")
+            .expression_attribute_values(":pk", s(keys::attempts_list(ws)))
+            .expression_attribute_values(":id", s(id))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(|i| super::codec::from_item("attempt", i))
+            .transpose()
     }
 
     /// Attempts of a workspace, newest first.

@@ -27,6 +27,11 @@ impl Store {
         item.map(|i| from_item("endpoint", i)).transpose()
     }
 
+    /// Deletes an endpoint; queued tasks to it end as `ENDPOINT_NOT_FOUND`.
+    pub async fn delete_endpoint(&self, ws: &str, id: &str) -> Result<bool> {
+        self.delete(keys::endpoint(ws, id)).await
+    }
+
     pub async fn list_endpoints(&self, ws: &str, req: &PageRequest) -> Result<Page<Endpoint>> {
         let (pk, _) = keys::endpoint(ws, "");
         let query = self

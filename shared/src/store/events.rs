@@ -15,6 +15,13 @@ use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
 use crate::{Endpoint, Event};
 
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub since: Option<crate::Timestamp>,
+    pub until: Option<crate::Timestamp>,
+}
+
 #[derive(Debug)]
 pub enum InsertOutcome {
     /// Stored; the event's item key, which delivery tasks carry.
@@ -128,6 +135,34 @@ impl Store {
     pub async fn list_events(&self, ws: &str, req: &PageRequest) -> Result<Page<Event>> {
         self.query_gsi1_page("event", keys::events_list(ws), req)
             .await
+    }
+
+    /// Events of a workspace, newest first, by type and time range. The range is a key
+    /// condition (ids are ULIDs, so they sort by time); the type is a filter.
+    pub async fn find_events(
+        &self,
+        ws: &str,
+        filter: &EventFilter,
+        req: &PageRequest,
+    ) -> Result<Page<Event>> {
+        let lo = crate::ids::time_bound(crate::ids::EVENT, filter.since, false);
+        let hi = crate::ids::time_bound(crate::ids::EVENT, filter.until, true);
+        let mut query = self
+            .client
+            .query()
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_names("#sk", GSI1SK)
+            .expression_attribute_values(":pk", s(keys::events_list(ws)))
+            .expression_attribute_values(":lo", s(lo))
+            .expression_attribute_values(":hi", s(hi));
+        if let Some(t) = &filter.event_type {
+            query = query
+                .filter_expression("event_type = :t")
+                .expression_attribute_values(":t", s(t));
+        }
+        self.page("event", query, req).await
     }
 
     /// What a delivery batch needs, in as few reads as DynamoDB allows: events by item key

@@ -24,7 +24,8 @@ mod workspaces;
 
 use aws_sdk_dynamodb::Client;
 
-pub use events::InsertOutcome;
+pub use attempts::AttemptFilter;
+pub use events::{EventFilter, InsertOutcome};
 pub use keys::{GSI1, PENDING_INDEX, SHARDS, SWEEP_INDEX};
 pub use page::{Page, PageRequest};
 pub use sweep::{EndpointRef, PendingEvent};

@@ -28,6 +28,20 @@ impl Store {
         Ok(out.item)
     }
 
+    /// Deletes an item; answers whether it existed.
+    pub(super) async fn delete(&self, (pk, sk): (String, String)) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("DeleteItem", e))?;
+        Ok(out.attributes.is_some())
+    }
+
     pub(super) async fn put(&self, item: Item) -> Result<()> {
         self.client
             .put_item()

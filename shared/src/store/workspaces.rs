@@ -56,3 +56,63 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Creates a workspace; `None` if the name is taken.
+    pub async fn create_workspace(&self, name: &str) -> Result<Option<Workspace>> {
+        let ws = Workspace {
+            id: ids::new_id(ids::WORKSPACE),
+            name: name.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        let mut item = with_key(to_item("workspace", &ws)?, keys::workspace(name));
+        item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
+        item.insert(GSI1SK.into(), s(&ws.id));
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Some(ws)),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::dynamo("PutItem", e)),
+        }
+    }
+
+    /// Workspaces, newest first. `default` is written on first listing so it always shows.
+    pub async fn list_workspaces(
+        &self,
+        req: &super::PageRequest,
+    ) -> Result<super::Page<Workspace>> {
+        if req.cursor.is_none() {
+            self.ensure_workspace(DEFAULT_WORKSPACE).await?;
+        }
+        self.query_gsi1_page("workspace", keys::WORKSPACES_LIST.to_owned(), req)
+            .await
+    }
+
+    pub async fn delete_workspace(&self, name: &str) -> Result<bool> {
+        self.delete(keys::workspace(name)).await
+    }
+
+    /// Does the workspace still hold sources or endpoints?
+    pub async fn workspace_in_use(&self, name: &str) -> Result<bool> {
+        let one = super::PageRequest {
+            limit: Some(1),
+            cursor: None,
+        };
+        Ok(!self.list_endpoints(name, &one).await?.data.is_empty()
+            || !self.list_sources(name, &one).await?.data.is_empty())
+    }
+}

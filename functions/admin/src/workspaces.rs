@@ -1,0 +1,107 @@
+//! Workspaces: `default` always exists; others are created by name.
+
+use hookrelay_shared::api::{self, ApiError};
+use hookrelay_shared::{DEFAULT_WORKSPACE, Workspace};
+use http::{Response, StatusCode};
+use lambda_http::Request;
+use serde::Deserialize;
+
+use crate::validate::Problems;
+use crate::{Context, request, store_error};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceBody {
+    name: String,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let mut p = Problems::default();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        p.add("name", "must be 1 to 64 lowercase letters, digits, - or _");
+    }
+    p.finish()
+}
+
+pub async fn list(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
+    let page = request::page(&request::query(req))?;
+    let list = ctx
+        .store
+        .list_workspaces(&page)
+        .await
+        .map_err(store_error)?;
+    Ok(api::json(StatusCode::OK, &list))
+}
+
+pub async fn create(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
+    let body: WorkspaceBody = request::json_body(req)?;
+    check_name(&body.name)?;
+    let ws = ctx
+        .store
+        .create_workspace(&body.name)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| taken(&body.name))?;
+    Ok(api::json(StatusCode::CREATED, &ws))
+}
+
+pub fn get(ws: &Workspace) -> Result<Response<String>, ApiError> {
+    Ok(api::json(StatusCode::OK, ws))
+}
+
+/// Names are keys: a workspace cannot be renamed, so a full update only confirms it.
+pub fn update(ws: &Workspace, req: &Request) -> Result<Response<String>, ApiError> {
+    let body: WorkspaceBody = request::json_body(req)?;
+    if body.name != ws.name {
+        let mut e = ApiError::bad_request("immutable_field", "a workspace cannot be renamed");
+        e.fields.insert("name".into(), "cannot change".into());
+        return Err(e);
+    }
+    Ok(api::json(StatusCode::OK, ws))
+}
+
+pub async fn delete(ctx: &Context, ws: &Workspace) -> Result<Response<String>, ApiError> {
+    if ws.name == DEFAULT_WORKSPACE {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "workspace_protected",
+            "the default workspace cannot be deleted",
+        ));
+    }
+    if ctx
+        .store
+        .workspace_in_use(&ws.name)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "workspace_not_empty",
+            "delete the workspace's sources and endpoints first",
+        ));
+    }
+    ctx.store
+        .delete_workspace(&ws.name)
+        .await
+        .map_err(store_error)?;
+    Ok(no_content())
+}
+
+pub fn no_content() -> Response<String> {
+    let mut r = Response::new(String::new());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+fn taken(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "name_taken",
+        format!("a workspace named {name:?} exists"),
+    )
+}
