@@ -57,7 +57,12 @@ impl Settings {
                 &env::var("RETRY_SCHEDULE")
                     .unwrap_or_else(|_| crate::retry::DEFAULT_SCHEDULE.to_owned()),
             )?,
-            max_body_bytes: parsed("MAX_BODY_BYTES", 256 * 1024, "a number of bytes")?,
+            max_body_bytes: bounded(
+                "MAX_BODY_BYTES",
+                parsed("MAX_BODY_BYTES", 256 * 1024, "a number of bytes")?,
+                1024..=300 * 1024,
+                "1024 to 307200 bytes (a DynamoDB item holds at most 400 KB)",
+            )?,
             retention_days: parsed("RETENTION_DAYS", 30, "a number of days")?,
             sweep_after_days: parsed("SWEEP_AFTER_DAYS", 365, "a number of days")?,
             cache_ttl: Duration::from_secs(parsed("CACHE_TTL_SECONDS", 10, "seconds")?),
@@ -112,6 +117,23 @@ impl Settings {
 
     pub fn sweep_after(&self) -> Duration {
         Duration::from_secs(u64::from(self.sweep_after_days) * 86_400)
+    }
+}
+
+fn bounded<T: PartialOrd + ToString>(
+    name: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            value: value.to_string(),
+            expected,
+        })
     }
 }
 

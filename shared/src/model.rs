@@ -280,6 +280,9 @@ pub struct Event {
     /// Endpoints the event was fanned out to when it was accepted.
     #[serde(default)]
     pub endpoint_ids: Vec<String>,
+    /// The request's content type, kept for bodies that are not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,9 @@ use rand::Rng;
 
 /// SQS refuses visibility timeouts above 12 hours.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// The longest delay we ask for: SQS counts its 12 h from the receive, and the invocation
+/// has run a while by the time it sets the timeout.
+pub const MAX_DELAY: Duration = Duration::from_secs(12 * 60 * 60 - 300);
 
 /// The template's queue retention and `maxReceiveCount` are sized for this many retries.
 pub const MAX_RETRIES: usize = 20;
@@ -98,7 +101,7 @@ impl RetryPolicy {
     /// the last one.
     pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
         let base = *self.schedule.get(attempt.checked_sub(1)? as usize)?;
-        Some(self.jittered(base).min(MAX_VISIBILITY))
+        Some(self.jittered(base).min(MAX_DELAY))
     }
 
     fn jittered(&self, base: Duration) -> Duration {

@@ -127,6 +127,17 @@ async fn creates_gets_and_lists_with_cursors() {
     )
     .await;
     assert_eq!(bad.status(), 400);
+    // A cursor from one listing handed to another is the caller's mistake, not a 5xx.
+    let foreign = hookrelay_admin::handle(
+        &admin,
+        admin_request(
+            "GET",
+            &format!("/workspaces/default/sources?cursor={cursor}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(foreign.status(), 400, "{}", foreign.body());
     let bad = hookrelay_admin::handle(
         &admin,
         admin_request("GET", "/workspaces/default/endpoints?limit=0", None),

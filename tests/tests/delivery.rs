@@ -236,7 +236,12 @@ async fn attempts_record_headers_response_and_trigger_mode() {
     let receiver = Receiver::start().await;
     let big = "x".repeat(20_000);
     receiver.replies(
-        vec![Reply::status(500).header("x-request-id", "abc").body(big)],
+        vec![
+            Reply::status(500)
+                .header("x-request-id", "abc")
+                .header("x-huge", &"h".repeat(5000))
+                .body(big),
+        ],
         Reply::status(200).body("thanks"),
     );
     let source = create_source(&stack, json!({"name": "s"})).await;
@@ -273,6 +278,14 @@ async fn attempts_record_headers_response_and_trigger_mode() {
             .starts_with("v1,")
     );
     assert_eq!(first["response"]["headers"]["x-request-id"], "abc");
+    assert_eq!(
+        first["response"]["headers"]["x-huge"]
+            .as_str()
+            .unwrap()
+            .len(),
+        1024,
+        "capped"
+    );
     assert_eq!(first["response"]["body"].as_str().unwrap().len(), 16 * 1024);
     assert_eq!(second["response"]["body"], "thanks");
     assert!(attempts.iter().all(|a| a["response"]["latency"].is_u64()));

@@ -205,3 +205,93 @@ async fn sweeper_does_not_disable_an_endpoint_that_just_succeeded() {
         .unwrap();
     assert!(!wrote);
 }
+
+#[tokio::test]
+async fn an_expired_event_no_longer_blocks_its_key() {
+    // DynamoDB's TTL deletes late; an expired event must not swallow a new one.
+    let stack = Stack::new().await;
+    let mut event = hookrelay_shared::Event {
+        id: hookrelay_shared::ids::new_id("evt"),
+        workspace: "default".into(),
+        source_id: "src_x".into(),
+        event_type: "x".into(),
+        idempotency_key: "k".into(),
+        received_at: Timestamp::now().minus(Duration::from_secs(10)),
+        payload: b"{}".to_vec(),
+        endpoint_ids: vec![],
+        content_type: None,
+    };
+    let first = stack
+        .store
+        .insert_event(&event, "src_x", false, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        first,
+        hookrelay_shared::store::InsertOutcome::Inserted { .. }
+    ));
+    event.id = hookrelay_shared::ids::new_id("evt");
+    event.received_at = Timestamp::now();
+    let again = stack
+        .store
+        .insert_event(&event, "src_x", false, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            again,
+            hookrelay_shared::store::InsertOutcome::Inserted { .. }
+        ),
+        "{again:?}"
+    );
+    let dup = stack
+        .store
+        .insert_event(&event, "src_x", false, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(matches!(
+        dup,
+        hookrelay_shared::store::InsertOutcome::Duplicate(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_nearly_spent_invocation_postpones_instead_of_overrunning() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = setup(&stack, &receiver.url).await;
+    hookrelay_ingest::handle(
+        &stack.ingest(),
+        request(
+            "POST",
+            &format!("/in/{source}"),
+            &[],
+            br#"{"event_type":"x"}"#,
+        ),
+    )
+    .await;
+    let ctx = stack.delivery();
+    let batch =
+        hookrelay_local::esm::receive_batch(&stack.sqs, &stack.mapping, Duration::from_secs(1))
+            .await
+            .unwrap();
+    let event = hookrelay_local::esm::to_event(&batch, &stack.mapping);
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    let resp = hookrelay_delivery::handle_traced(&ctx, event, None, Some(deadline)).await;
+    assert_eq!(
+        resp.batch_item_failures.len(),
+        1,
+        "reported for another try"
+    );
+    assert!(receiver.deliveries().is_empty(), "no request started");
+    hookrelay_local::esm::complete(&stack.sqs, &stack.mapping, &batch, Some(&resp))
+        .await
+        .unwrap();
+    // Visible again at once, and delivered by an invocation with time to spare.
+    let r = stack
+        .deliver_once(&ctx, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(r.deleted, 1);
+    assert_eq!(receiver.deliveries().len(), 1);
+}

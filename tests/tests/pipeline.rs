@@ -457,6 +457,7 @@ async fn sweeper_reenqueues_events_stranded_before_queueing() {
         idempotency_key: "k1".into(),
         received_at: Timestamp::now().minus(Duration::from_secs(600)),
         payload: br#"{"event_type":"x"}"#.to_vec(),
+        content_type: None,
         endpoint_ids: vec![ep.id.clone()],
     };
     stack

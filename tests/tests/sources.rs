@@ -439,6 +439,21 @@ async fn custom_paths_answers_and_content_types() {
         .unwrap();
     assert_eq!(ev.payload, b"raw line, not JSON");
     assert_eq!(ev.source_id, log);
+    // Forwarded with the content type it came with.
+    let receiver = hookrelay_tests::Receiver::start().await;
+    hookrelay_tests::create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    post(
+        &stack,
+        "/log",
+        &[("content-type", "text/plain")],
+        b"second line",
+    )
+    .await;
+    stack.drain(&stack.delivery()).await;
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("content-type"), "text/plain");
+    assert_eq!(&got[0].body[..], b"second line");
 
     let admin = stack.admin();
     for (body, status) in [

@@ -134,6 +134,7 @@ pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<
         idempotency_key: key,
         received_at: Timestamp::now(),
         payload: req.body().as_ref().to_vec(),
+        content_type: None,
     };
     let published = publish::publish(
         &ctx.store,

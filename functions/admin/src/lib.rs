@@ -69,9 +69,9 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         };
     }
     if path == "/workspaces" || path.ends_with("/workspaces") && !path.contains("/workspaces/") {
-        return match m {
-            &Method::GET => workspaces::list(ctx, req).await,
-            &Method::POST => workspaces::create(ctx, req).await,
+        return match *m {
+            Method::GET => workspaces::list(ctx, req).await,
+            Method::POST => workspaces::create(ctx, req).await,
             _ => Err(not_allowed("GET, POST")),
         };
     }

@@ -28,6 +28,7 @@ fn batch(url: &str) -> (Vec<Received>, Events, Endpoints) {
             idempotency_key: format!("k{n}"),
             received_at: Timestamp::now(),
             payload: vec![b'x'; 1024],
+            content_type: None,
             endpoint_ids: vec![endpoint.id.clone()],
         };
         let key = format!("EVT#bench#{n}");
@@ -38,6 +39,7 @@ fn batch(url: &str) -> (Vec<Received>, Events, Endpoints) {
             attempt: 1,
             sent_at: None,
             trace_id: None,
+            deadline: None,
         });
         events.insert(key, event);
     }

@@ -82,6 +82,8 @@ pub struct Received {
     pub sent_at: Option<Timestamp>,
     /// The invocation's X-Ray trace, passed on to the endpoint as `X-Amzn-Trace-Id`.
     pub trace_id: Option<String>,
+    /// When the invocation will be stopped: no request may outlive it.
+    pub deadline: Option<std::time::Instant>,
 }
 
 fn parse(msg: &SqsMessage) -> Option<Received> {
@@ -113,6 +115,7 @@ fn parse(msg: &SqsMessage) -> Option<Received> {
         attempt,
         sent_at,
         trace_id: None,
+        deadline: None,
     })
 }
 
@@ -141,14 +144,16 @@ pub async fn deliver_all(
 /// Handles one SQS batch. Answers the messages to retry; a failure of our own dependencies
 /// fails the affected messages, never silently drops them.
 pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
-    handle_traced(ctx, event, None).await
+    handle_traced(ctx, event, None, None).await
 }
 
-/// [`handle`], with the invocation's X-Ray trace id passed on to endpoints.
+/// [`handle`], with the invocation's X-Ray trace id passed on to endpoints and its deadline
+/// bounding every request.
 pub async fn handle_traced(
     ctx: &Context,
     event: SqsEvent,
     trace_id: Option<&str>,
+    deadline: Option<std::time::Instant>,
 ) -> SqsBatchResponse {
     let received: Vec<Received> = event
         .records
@@ -156,6 +161,7 @@ pub async fn handle_traced(
         .filter_map(parse)
         .map(|mut r| {
             r.trace_id = trace_id.map(str::to_owned);
+            r.deadline = deadline;
             r
         })
         .collect();

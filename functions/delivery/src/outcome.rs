@@ -26,6 +26,8 @@ pub enum Outcome {
     Denied(Attempt),
     /// Nothing left to deliver (the event expired): the task ends.
     Dropped,
+    /// Not attempted: too little of the invocation was left. The message comes back at once.
+    Postponed,
 }
 
 impl Outcome {
@@ -37,7 +39,7 @@ impl Outcome {
             | Outcome::Gone(a)
             | Outcome::Canceled(a)
             | Outcome::Denied(a) => Some(a),
-            Outcome::Dropped => None,
+            Outcome::Dropped | Outcome::Postponed => None,
         }
     }
 }
@@ -65,7 +67,7 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
             metrics.add_by(m::ENDPOINTS_DEACTIVATED, "Reason", "gone", 1.0);
         }
         Outcome::Denied(_) => metrics.add(m::DELIVERIES_DENIED, 1.0),
-        Outcome::Canceled(_) | Outcome::Dropped => {}
+        Outcome::Canceled(_) | Outcome::Dropped | Outcome::Postponed => {}
     }
 }
 
@@ -135,6 +137,10 @@ pub(crate) async fn settle(
                         tracing::error!(endpoint.id = %key.1, error = %error_chain(&e), "endpoint not disabled after 410")
                     }
                 }
+            }
+            Outcome::Postponed => {
+                delays.push((r.receipt_handle.clone(), Duration::ZERO));
+                response.add_failure(r.message_id.clone());
             }
             Outcome::Canceled(_) | Outcome::Denied(_) | Outcome::Dropped => {}
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hookrelay_shared::retry::{MAX_VISIBILITY, RetryPolicy};
+use hookrelay_shared::retry::{MAX_DELAY, RetryPolicy};
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, Endpoint, Event, Timestamp,
@@ -73,6 +73,29 @@ pub async fn deliver(
     };
     attempt.status = AttemptStatus::Failed;
 
+    let policy = endpoint_policy(ctx, endpoint);
+    if r.attempt > policy.max_attempts() {
+        // Back after its last attempt because dead-lettering failed: no more requests.
+        attempt.exhausted = true;
+        attempt.error_code = Some("EXHAUSTED".to_owned());
+        return Outcome::Exhausted(attempt);
+    }
+    let mut timeout = endpoint
+        .timeout_seconds
+        .map(|s| Duration::from_secs(u64::from(s)))
+        .unwrap_or(ctx.settings.delivery_timeout)
+        .min(ctx.settings.max_delivery_timeout);
+    if let Some(deadline) = r.deadline {
+        // Leave time to record the outcome before the invocation is stopped.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(Duration::from_secs(2));
+        if left < Duration::from_secs(1) {
+            return Outcome::Postponed;
+        }
+        timeout = timeout.min(left);
+    }
+
     let started = Instant::now();
     let result = post(
         ctx,
@@ -80,6 +103,7 @@ pub async fn deliver(
         endpoint,
         now,
         r.trace_id.as_deref(),
+        timeout,
         &mut attempt.request.headers,
     )
     .await;
@@ -90,7 +114,7 @@ pub async fn deliver(
             attempt.response = Some(AttemptResponse {
                 status: Some(resp.status.as_u16()),
                 latency,
-                headers: header_map(&resp.headers, false),
+                headers: capped(header_map(&resp.headers, false)),
                 body: resp.body,
             });
             if resp.status.is_success() {
@@ -125,7 +149,6 @@ pub async fn deliver(
         log(&attempt, latency);
         return Outcome::Gone(attempt);
     }
-    let policy = endpoint_policy(ctx, endpoint);
     let outcome = match policy.delay_after(r.attempt) {
         Some(scheduled) => {
             let delay = match (status, retry_after) {
@@ -169,7 +192,7 @@ fn endpoint_policy<'a>(ctx: &'a Context, ep: &Endpoint) -> std::borrow::Cow<'a, 
 pub fn bounded_retry_after(asked: Duration, scheduled: Duration) -> Duration {
     asked
         .clamp(scheduled, scheduled.saturating_mul(2))
-        .min(MAX_VISIBILITY)
+        .min(MAX_DELAY)
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -218,6 +241,7 @@ async fn post(
     endpoint: &Endpoint,
     now: Timestamp,
     trace_id: Option<&str>,
+    timeout: Duration,
     sent: &mut BTreeMap<String, String>,
 ) -> Result<Answer, Failure> {
     let url = url::Url::parse(&endpoint.url).map_err(|e| Failure {
@@ -250,7 +274,13 @@ async fn post(
         }
     }
     let fixed = [
-        ("content-type", "application/json".to_owned()),
+        (
+            "content-type",
+            event
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/json".to_owned()),
+        ),
         ("user-agent", hookrelay_shared::USER_AGENT.to_owned()),
         ("webhook-id", event.id.clone()),
         ("webhook-timestamp", timestamp.to_string()),
@@ -266,11 +296,6 @@ async fn post(
     }
     *sent = header_map(&headers, true);
 
-    let timeout = endpoint
-        .timeout_seconds
-        .map(|s| Duration::from_secs(u64::from(s)))
-        .unwrap_or(ctx.settings.delivery_timeout)
-        .min(ctx.settings.max_delivery_timeout);
     let mut resp = ctx
         .http
         .post(url)
@@ -329,6 +354,30 @@ fn classify(e: reqwest::Error) -> Failure {
     Failure { code, message }
 }
 
+/// Response headers are the receiver's to choose: keep the attempt item well under
+/// DynamoDB's 400 KB, whatever they send.
+fn capped(headers: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    const MAX_VALUE: usize = 1024;
+    const MAX_TOTAL: usize = 8 * 1024;
+    let mut total = 0;
+    let mut out = BTreeMap::new();
+    for (k, mut v) in headers {
+        if v.len() > MAX_VALUE {
+            let mut cut = MAX_VALUE;
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.truncate(cut);
+        }
+        total += k.len() + v.len();
+        if total > MAX_TOTAL {
+            break;
+        }
+        out.insert(k, v);
+    }
+    out
+}
+
 /// Headers as recorded in the attempt history: values of secret-looking headers redacted.
 fn header_map(headers: &HeaderMap, redact: bool) -> BTreeMap<String, String> {
     headers
@@ -369,7 +418,7 @@ mod tests {
         let long = Duration::from_secs(36_000);
         assert_eq!(
             bounded_retry_after(Duration::from_secs(80_000), long),
-            MAX_VISIBILITY
+            MAX_DELAY
         );
     }
 

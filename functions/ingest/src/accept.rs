@@ -153,6 +153,15 @@ pub async fn accept(
         received_at: now,
         payload: body.to_vec(),
         endpoint_ids: targets,
+        content_type: (!is_json)
+            .then(|| {
+                headers
+                    .get(header::CONTENT_TYPE)?
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .flatten(),
     };
     let published = publish(
         &ctx.store,
@@ -260,7 +269,11 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 fn checked_key(key: &str) -> Result<String, ApiError> {
     let key = key.trim();
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+    // Printable ASCII only: every key must also travel in an SQS message body.
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
         return Err(bad_key());
     }
     Ok(key.to_owned())

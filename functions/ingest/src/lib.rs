@@ -51,6 +51,8 @@ impl Context {
                 self.store.get_source(id).await.map_err(unavailable)?
             }
             SourceRef::Id(_) => None,
+            // Longer than any mount path can be (and than a DynamoDB key may be).
+            SourceRef::Path(path) if path.len() > 256 => None,
             SourceRef::Path(path) => self
                 .store
                 .source_for_path(path)

@@ -8,6 +8,7 @@ use hookrelay_shared::config::Settings;
 use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::queue::{Queue, QueueError};
 use hookrelay_shared::store::{Store, StoreError};
+use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{DeliveryTask, Timestamp};
 use serde::Serialize;
 
@@ -43,6 +44,8 @@ pub struct SweepReport {
     pub pending_found: usize,
     pub reenqueued_events: usize,
     pub reenqueued_tasks: usize,
+    /// Items this run could not handle; the next run tries them again.
+    pub errors: usize,
     pub duration_ms: u64,
 }
 
@@ -86,13 +89,21 @@ async fn deactivate_stale(
     report.stale_found = stale.len();
     for ep in stale {
         // The condition re-checks staleness: a success since the index read wins.
-        if ctx
+        match ctx
             .store
             .disable_endpoint(&ep.workspace, &ep.id, "stale", now, Some(cutoff))
-            .await?
+            .await
         {
-            report.deactivated += 1;
-            tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "stale", "endpoint deactivated");
+            Ok(true) => {
+                report.deactivated += 1;
+                tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "stale", "endpoint deactivated");
+            }
+            Ok(false) => {}
+            // One failure must not stop the rest of the run; the next run retries it.
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "endpoint not deactivated");
+            }
         }
     }
     Ok(())
@@ -112,23 +123,37 @@ async fn reenqueue_stranded(
         .await?;
     report.pending_found = pending.len();
     for p in pending {
-        let Some(event) = ctx.store.get_event_by_key(&p.event_key).await? else {
-            continue;
-        };
-        let tasks: Vec<DeliveryTask> = event
-            .endpoint_ids
-            .iter()
-            .map(|ep| DeliveryTask::new(&event, &p.event_key, ep))
-            .collect();
-        let unsent = ctx.queue.send_tasks(&tasks).await?;
-        if !unsent.is_empty() {
-            tracing::warn!(event.id = %event.id, unsent = unsent.len(), "stranded event still not queued");
-            continue;
+        match reenqueue_one(ctx, &p.event_key).await {
+            Ok(Some(tasks)) => {
+                report.reenqueued_events += 1;
+                report.reenqueued_tasks += tasks;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(event.key = %p.event_key, error = %error_chain(&e), "stranded event not re-enqueued");
+            }
         }
-        ctx.store.clear_pending(&p.event_key).await?;
-        report.reenqueued_events += 1;
-        report.reenqueued_tasks += tasks.len();
-        tracing::info!(event.id = %event.id, tasks = tasks.len(), "stranded event re-enqueued");
     }
     Ok(())
+}
+
+/// Answers how many tasks were queued, or `None` when nothing could be done this run.
+async fn reenqueue_one(ctx: &Context, event_key: &str) -> Result<Option<usize>, SweepError> {
+    let Some(event) = ctx.store.get_event_by_key(event_key).await? else {
+        return Ok(None);
+    };
+    let tasks: Vec<DeliveryTask> = event
+        .endpoint_ids
+        .iter()
+        .map(|ep| DeliveryTask::new(&event, event_key, ep))
+        .collect();
+    let unsent = ctx.queue.send_tasks(&tasks).await?;
+    if !unsent.is_empty() {
+        tracing::warn!(event.id = %event.id, unsent = unsent.len(), "stranded event still not queued");
+        return Ok(None);
+    }
+    ctx.store.clear_pending(event_key).await?;
+    tracing::info!(event.id = %event.id, tasks = tasks.len(), "stranded event re-enqueued");
+    Ok(Some(tasks.len()))
 }

@@ -40,16 +40,24 @@ impl Store {
                     .build(),
             );
         }
+        let mut first_error = None;
         for chunk in writes.chunks(25) {
             let mut pending = chunk.to_vec();
             for round in 0..=UNPROCESSED_RETRIES {
-                let out = self
+                let out = match self
                     .client
                     .batch_write_item()
                     .request_items(&self.table, pending)
                     .send()
                     .await
-                    .map_err(|e| StoreError::dynamo("BatchWriteItem", e))?;
+                {
+                    Ok(out) => out,
+                    Err(e) => {
+                        // One bad chunk must not cost the others their history.
+                        first_error.get_or_insert(StoreError::dynamo("BatchWriteItem", e));
+                        break;
+                    }
+                };
                 let left = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.table))
@@ -67,7 +75,7 @@ impl Store {
                 backoff(round).await;
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Attempts of one event, newest first. Only those of `ws` are answered.

@@ -60,14 +60,40 @@ impl Store {
         query: QueryFluentBuilder,
         req: &PageRequest,
     ) -> Result<Page<T>> {
+        let start = req.start_key()?;
+        if let Some(start) = &start {
+            // A cursor belongs to one listing: its partition must be this query's (`:pk`).
+            let attr = if query.get_index_name().as_deref() == Some(super::keys::GSI1) {
+                super::keys::GSI1PK
+            } else {
+                PK
+            };
+            let expected = query
+                .get_expression_attribute_values()
+                .as_ref()
+                .and_then(|v| v.get(":pk"));
+            if expected.is_none() || start.get(attr) != expected {
+                return Err(StoreError::BadCursor);
+            }
+        }
         let out = query
             .table_name(&self.table)
             .scan_index_forward(false)
             .limit(req.limit())
-            .set_exclusive_start_key(req.start_key()?)
+            .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| StoreError::dynamo("Query", e))?;
+            .map_err(|e| {
+                // A cursor from another listing fails DynamoDB's own key checks.
+                if req.cursor.is_some()
+                    && e.as_service_error().and_then(|s| s.meta().code())
+                        == Some("ValidationException")
+                {
+                    StoreError::BadCursor
+                } else {
+                    StoreError::dynamo("Query", e)
+                }
+            })?;
         Ok(Page {
             data: out
                 .items
