@@ -42,6 +42,12 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
     pub fn invalidate(&self, key: &K) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(key);

@@ -4,6 +4,7 @@ mod auth;
 mod dlq;
 mod endpoints;
 mod events;
+mod keys;
 mod request;
 mod sources;
 mod validate;
@@ -24,6 +25,8 @@ pub struct Context {
     pub queue: Queue,
     pub settings: Settings,
     admin_key: auth::AdminKey,
+    /// Key hash → its workspace (or none), for the cache TTL: revocation takes that long.
+    key_cache: hookrelay_shared::cache::TtlCache<String, Option<String>>,
 }
 
 impl Context {
@@ -35,9 +38,14 @@ impl Context {
         Ok(Self {
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
+            key_cache: hookrelay_shared::cache::TtlCache::new(settings.cache_ttl),
             settings,
             admin_key: auth::AdminKey::new(admin_key)?,
         })
+    }
+
+    fn forget_keys(&self) {
+        self.key_cache.clear();
     }
 }
 
@@ -53,9 +61,12 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
 }
 
 async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
-    ctx.admin_key.check(req.headers())?;
+    let principal = auth::authenticate(ctx, req.headers()).await?;
     let path = req.uri().path().trim_end_matches('/');
     let m = req.method();
+    if path.ends_with("/dlq") || path.contains("/dlq/") && !path.contains("/workspaces") {
+        principal.root_only()?;
+    }
     if let Some((_, dlq_path)) = path
         .split_once("/dlq")
         .filter(|(pre, _)| !pre.contains("/workspaces"))
@@ -69,6 +80,7 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         };
     }
     if path == "/workspaces" || path.ends_with("/workspaces") && !path.contains("/workspaces/") {
+        principal.root_only()?;
         return match *m {
             Method::GET => workspaces::list(ctx, req).await,
             Method::POST => workspaces::create(ctx, req).await,
@@ -81,6 +93,11 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         .ok_or_else(|| ApiError::not_found("no such route"))?;
     let segments: Vec<&str> = rest.split('/').collect();
     let ws_name = segments[0];
+    // Checked before any read, so another workspace's existence is not revealed either.
+    principal.reaches(ws_name)?;
+    if segments.get(1) == Some(&"keys") || segments.len() == 1 && m == Method::DELETE {
+        principal.root_only()?;
+    }
     let workspace = ctx
         .store
         .get_workspace(ws_name)
@@ -112,6 +129,11 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["events", id, "retry"], &Method::POST) => events::retry(ctx, ws, id, req).await,
         (["attempts"], &Method::GET) => events::list_attempts(ctx, ws, req).await,
         (["attempts", id], &Method::GET) => events::get_attempt(ctx, ws, id).await,
+        (["keys"], &Method::GET) => keys::list(ctx, ws, req).await,
+        (["keys"], &Method::POST) => keys::create(ctx, ws, req).await,
+        (["keys", id], &Method::DELETE) => keys::revoke(ctx, ws, id).await,
+        (["keys"], _) => Err(not_allowed("GET, POST")),
+        (["keys", _], _) => Err(not_allowed("DELETE")),
         (["sources"] | ["endpoints"] | ["events"], _) => Err(not_allowed("GET, POST")),
         (["sources", _] | ["endpoints", _], _) => Err(not_allowed("GET, PUT, DELETE")),
         (["events", _] | ["attempts"] | ["attempts", _], _) => Err(not_allowed("GET")),

@@ -31,6 +31,13 @@ pub const WORKSPACES_LIST: &str = "WS";
 pub fn source(id: &str) -> (String, String) {
     (format!("SRC#{id}"), "SRC".to_owned())
 }
+pub fn api_key(hash: &str) -> (String, String) {
+    (format!("KEY#{hash}"), "KEY".to_owned())
+}
+pub fn api_keys_list(ws: &str) -> String {
+    format!("{ws}#KEY")
+}
+
 /// A custom mount path of a source: the path is global, like a route.
 pub fn source_path(path: &str) -> (String, String) {
     (format!("PATH#{path}"), "PATH".to_owned())

@@ -16,6 +16,7 @@ mod codec;
 mod endpoints;
 mod events;
 mod keys;
+mod keys_api;
 mod ops;
 mod page;
 mod sources;
@@ -27,6 +28,7 @@ use aws_sdk_dynamodb::Client;
 pub use attempts::AttemptFilter;
 pub use events::{EventFilter, InsertOutcome};
 pub use keys::{GSI1, PENDING_INDEX, SHARDS, SWEEP_INDEX};
+pub use keys_api::ApiKey;
 pub use page::{Page, PageRequest};
 pub use sweep::{EndpointRef, PendingEvent};
 
