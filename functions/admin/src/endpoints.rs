@@ -1,7 +1,10 @@
 use std::collections::HashMap;
 
+use hookrelay_delivery::Received;
 use hookrelay_shared::api::{self, ApiError};
-use hookrelay_shared::{Endpoint, RetryConfig, Timestamp, signature};
+use hookrelay_shared::{
+    Attempt, AttemptStatus, DeliveryTask, Endpoint, Event, RetryConfig, Timestamp, ids, signature,
+};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Deserialize;
@@ -24,6 +27,9 @@ struct CreateEndpoint {
     retry: Option<RetryConfig>,
     #[serde(default)]
     timeout_seconds: Option<u32>,
+    /// Create only if the endpoint answers a `hookrelay.ping` with 2xx.
+    #[serde(default)]
+    verify: bool,
 }
 
 fn all_events() -> Vec<String> {
@@ -68,8 +74,31 @@ fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Result
 
 pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
     let body: CreateEndpoint = request::json_body(req)?;
+    let verify = body.verify;
     let mut endpoint = Endpoint::new(ws, body.name.trim(), &body.url, Vec::new());
     apply(ctx, body, &mut endpoint)?;
+    if verify {
+        let attempt = ping(ctx, &endpoint).await?;
+        if attempt.status != AttemptStatus::Successful {
+            let mut e = ApiError::bad_request(
+                "endpoint_unverified",
+                format!(
+                    "the endpoint did not answer the test ping with 2xx ({})",
+                    attempt
+                        .response
+                        .as_ref()
+                        .and_then(|r| r.status)
+                        .map_or_else(
+                            || attempt.error_code.clone().unwrap_or_default(),
+                            |s| s.to_string()
+                        )
+                ),
+            );
+            e.fields
+                .insert("url".into(), "did not answer the test ping with 2xx".into());
+            return Err(e);
+        }
+    }
     ctx.store
         .put_endpoint(&endpoint)
         .await
@@ -105,6 +134,68 @@ pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String
     }
     Ok(crate::workspaces::no_content())
 }
+
+/// `POST …/endpoints/{id}/test`: sends a signed `hookrelay.ping` now and answers the attempt.
+pub async fn test(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    let endpoint = find(ctx, ws, id).await?;
+    let attempt = ping(ctx, &endpoint).await?;
+    Ok(api::json(StatusCode::OK, &attempt))
+}
+
+/// Delivers a ping event to `endpoint` (stored, or about to be), recording the event and the
+/// attempt.
+async fn ping(ctx: &Context, endpoint: &Endpoint) -> Result<Attempt, ApiError> {
+    let id = ids::new_id(ids::EVENT);
+    let payload = serde_json::json!({
+        "event_type": PING,
+        "data": {"endpoint_id": endpoint.id, "sent_at": Timestamp::now()},
+    });
+    let event = Event {
+        id: id.clone(),
+        workspace: endpoint.workspace.clone(),
+        source_id: crate::events::PUBLISH_SOURCE.to_owned(),
+        event_type: PING.to_owned(),
+        idempotency_key: id.clone(),
+        received_at: Timestamp::now(),
+        payload: payload.to_string().into_bytes(),
+        endpoint_ids: vec![endpoint.id.clone()],
+        content_type: None,
+    };
+    let scope = format!("{}:{}", crate::events::PUBLISH_SOURCE, endpoint.workspace);
+    ctx.store
+        .insert_event(&event, &scope, false, ctx.settings.retention())
+        .await
+        .map_err(store_error)?;
+    let received = Received {
+        message_id: id.clone(),
+        receipt_handle: String::new(),
+        task: DeliveryTask {
+            manual: true,
+            ..DeliveryTask::new(&event, "", &endpoint.id)
+        },
+        attempt: 1,
+        sent_at: None,
+        trace_id: None,
+        deadline: None,
+    };
+    // A test is one try: no schedule, no dead letter.
+    let mut probe = endpoint.clone();
+    probe.retry = Some(hookrelay_shared::RetryConfig { schedule: vec![] });
+    let outcome =
+        hookrelay_delivery::send::deliver(&ctx.delivery, &received, Some(&event), Some(&probe))
+            .await;
+    let attempt = outcome
+        .attempt()
+        .cloned()
+        .ok_or_else(|| ApiError::unavailable("the test ping could not be sent"))?;
+    ctx.store
+        .put_attempts(std::slice::from_ref(&attempt), ctx.settings.retention())
+        .await
+        .map_err(store_error)?;
+    Ok(attempt)
+}
+
+const PING: &str = "hookrelay.ping";
 
 async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Endpoint, ApiError> {
     ctx.store

@@ -20,7 +20,17 @@ use lambda_http::Request;
 
 pub use auth::AdminKeyError;
 
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error(transparent)]
+    AdminKey(#[from] AdminKeyError),
+    #[error("the delivery client could not be built")]
+    Delivery(#[from] hookrelay_delivery::ContextError),
+}
+
 pub struct Context {
+    /// Sends test pings exactly as deliveries go out: signed, through the SSRF guard.
+    pub delivery: hookrelay_delivery::Context,
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
@@ -34,8 +44,9 @@ impl Context {
         aws: &SdkConfig,
         settings: Settings,
         admin_key: String,
-    ) -> Result<Self, AdminKeyError> {
+    ) -> Result<Self, ContextError> {
         Ok(Self {
+            delivery: hookrelay_delivery::Context::new(aws, settings.clone())?,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             key_cache: hookrelay_shared::cache::TtlCache::new(settings.cache_ttl),
@@ -120,6 +131,7 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["endpoints", id], &Method::GET) => endpoints::get(ctx, ws, id).await,
         (["endpoints", id], &Method::PUT) => endpoints::update(ctx, ws, id, req).await,
         (["endpoints", id], &Method::DELETE) => endpoints::delete(ctx, ws, id).await,
+        (["endpoints", id, "test"], &Method::POST) => endpoints::test(ctx, ws, id).await,
         (["endpoints", id, "secret", "rotate"], &Method::POST) => {
             endpoints::rotate_secret(ctx, ws, id).await
         }
@@ -137,9 +149,12 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["sources"] | ["endpoints"] | ["events"], _) => Err(not_allowed("GET, POST")),
         (["sources", _] | ["endpoints", _], _) => Err(not_allowed("GET, PUT, DELETE")),
         (["events", _] | ["attempts"] | ["attempts", _], _) => Err(not_allowed("GET")),
-        (["endpoints", _, "secret", "rotate"] | ["events", _, "retry"], _) => {
-            Err(not_allowed("POST"))
-        }
+        (
+            ["endpoints", _, "secret", "rotate"]
+            | ["events", _, "retry"]
+            | ["endpoints", _, "test"],
+            _,
+        ) => Err(not_allowed("POST")),
         _ => Err(ApiError::not_found("no such route")),
     }
 }
