@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean bench fixtures
+.PHONY: dev test lint fmt build venv clean bench fixtures sync
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -60,3 +60,13 @@ bench:
 fixtures: $(STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/fixtures/requirements.txt
 	cd tests/fixtures && npm install --silent && node generate-github.mjs && ../../$(VENV)/bin/python3 generate.py
+
+## Sync a declarative config file to a workspace: make sync FILE=examples/config.yaml
+## [WS=default] [DRY_RUN=true] [PRUNE=true]; HOOKRELAY_URL and HOOKRELAY_ADMIN_KEY say where.
+sync:
+	@test -n "$(FILE)" || (echo "usage: make sync FILE=config.yaml [WS=default] [DRY_RUN=true] [PRUNE=true]"; exit 2)
+	curl -sS --fail-with-body -X POST \
+	  "$${HOOKRELAY_URL:-http://127.0.0.1:3000}/workspaces/$${WS:-default}/config/sync?dry_run=$${DRY_RUN:-false}&prune=$${PRUNE:-false}" \
+	  -H "authorization: Bearer $${HOOKRELAY_ADMIN_KEY:?set HOOKRELAY_ADMIN_KEY}" \
+	  -H 'content-type: application/yaml' --data-binary @$(FILE)
+	@echo

@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use hookrelay_delivery::Received;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::{
@@ -12,24 +10,41 @@ use serde::Deserialize;
 use crate::validate::Problems;
 use crate::{Context, request, store_error};
 
-#[derive(Deserialize)]
+/// An endpoint's settings, as the API and config files give them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateEndpoint {
-    name: String,
-    url: String,
+pub struct CreateEndpoint {
+    pub name: String,
+    pub url: String,
     #[serde(default = "all_events")]
-    events: Vec<String>,
+    pub events: Vec<String>,
     #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default)]
-    headers: HashMap<String, String>,
-    #[serde(default)]
-    retry: Option<RetryConfig>,
-    #[serde(default)]
-    timeout_seconds: Option<u32>,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
     /// Create only if the endpoint answers a `hookrelay.ping` with 2xx.
-    #[serde(default)]
-    verify: bool,
+    #[serde(default, skip_serializing)]
+    pub verify: bool,
+}
+
+impl CreateEndpoint {
+    /// The settings of a stored endpoint: what a config dump writes (never its secret).
+    pub fn of(e: &Endpoint) -> Self {
+        Self {
+            name: e.name.clone(),
+            url: e.url.clone(),
+            events: e.events.clone(),
+            enabled: e.enabled,
+            headers: e.headers.clone(),
+            retry: e.retry.clone(),
+            timeout_seconds: e.timeout_seconds,
+            verify: false,
+        }
+    }
 }
 
 fn all_events() -> Vec<String> {
@@ -41,7 +56,7 @@ fn yes() -> bool {
 }
 
 /// Validates a create or full-update body and applies it to `endpoint`.
-fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Result<(), ApiError> {
+pub fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Result<(), ApiError> {
     let mut p = Problems::default();
     p.name("name", &body.name);
     p.url("url", &body.url);

@@ -1,6 +1,7 @@
 //! The admin function: the management API under `/workspaces/{ws}/…`, behind a bearer key.
 
 mod auth;
+mod config;
 mod dlq;
 mod endpoints;
 mod events;
@@ -141,6 +142,10 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["events", id, "retry"], &Method::POST) => events::retry(ctx, ws, id, req).await,
         (["attempts"], &Method::GET) => events::list_attempts(ctx, ws, req).await,
         (["attempts", id], &Method::GET) => events::get_attempt(ctx, ws, id).await,
+        (["config", "sync"], &Method::POST) => config::sync(ctx, ws, req).await,
+        (["config", "dump"], &Method::GET) => config::dump(ctx, ws).await,
+        (["config", "sync"], _) => Err(not_allowed("POST")),
+        (["config", "dump"], _) => Err(not_allowed("GET")),
         (["keys"], &Method::GET) => keys::list(ctx, ws, req).await,
         (["keys"], &Method::POST) => keys::create(ctx, ws, req).await,
         (["keys", id], &Method::DELETE) => keys::revoke(ctx, ws, id).await,

@@ -7,28 +7,47 @@ use serde::{Deserialize, Serialize};
 use crate::validate::Problems;
 use crate::{Context, request, store_error};
 
-#[derive(Deserialize)]
+/// A source's settings, as the API and config files give them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateSource {
-    name: String,
+pub struct CreateSource {
+    pub name: String,
     #[serde(default = "yes")]
-    enabled: bool,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type_pointer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_event_type: Option<String>,
     #[serde(default)]
-    event_type_header: Option<String>,
+    pub verification: Verification,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_tolerance_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<SourceResponse>,
     #[serde(default)]
-    event_type_pointer: Option<String>,
-    #[serde(default)]
-    default_event_type: Option<String>,
-    #[serde(default)]
-    verification: Verification,
-    #[serde(default)]
-    timestamp_tolerance_seconds: Option<u32>,
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    response: Option<SourceResponse>,
-    #[serde(default)]
-    accept_raw: bool,
+    pub accept_raw: bool,
+}
+
+impl CreateSource {
+    /// The settings of a stored source: what a config dump writes.
+    pub fn of(s: &Source) -> Self {
+        Self {
+            name: s.name.clone(),
+            enabled: s.enabled,
+            event_type_header: s.event_type_header.clone(),
+            event_type_pointer: s.event_type_pointer.clone(),
+            default_event_type: s.default_event_type.clone(),
+            verification: s.verification.clone(),
+            timestamp_tolerance_seconds: s.timestamp_tolerance_seconds,
+            path: s.path.clone(),
+            response: s.response.clone(),
+            accept_raw: s.accept_raw,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -54,7 +73,7 @@ fn view(source: &Source) -> SourceView<'_> {
 }
 
 /// Validates a create or full-update body and applies it to `source`.
-fn apply(body: CreateSource, source: &mut Source) -> Result<Option<String>, ApiError> {
+pub fn apply(body: CreateSource, source: &mut Source) -> Result<Option<String>, ApiError> {
     let mut p = Problems::default();
     p.name("name", &body.name);
     if let Some(h) = &body.event_type_header {
@@ -144,13 +163,24 @@ pub async fn update(
     let mut source = find(ctx, ws, id).await?;
     let old_path = source.path.clone();
     let new_path = apply(body, &mut source)?;
+    save(ctx, old_path, &mut source, new_path).await?;
+    Ok(api::json(StatusCode::OK, &view(&source)))
+}
+
+/// Writes a created or updated source, moving its path claim when the path changed.
+pub async fn save(
+    ctx: &Context,
+    old_path: Option<String>,
+    source: &mut Source,
+    new_path: Option<String>,
+) -> Result<(), ApiError> {
     if let Some(path) = &new_path
         && old_path.as_ref() != Some(path)
     {
-        claim(ctx, &source, path).await?;
+        claim(ctx, source, path).await?;
     }
     source.path = new_path;
-    ctx.store.put_source(&source).await.map_err(store_error)?;
+    ctx.store.put_source(source).await.map_err(store_error)?;
     if let Some(old) = old_path
         && source.path.as_ref() != Some(&old)
     {
@@ -159,7 +189,7 @@ pub async fn update(
             .await
             .map_err(store_error)?;
     }
-    Ok(api::json(StatusCode::OK, &view(&source)))
+    Ok(())
 }
 
 pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {

@@ -1,6 +1,6 @@
 //! Field-level validation of what callers send.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use hookrelay_shared::api::ApiError;
 use hookrelay_shared::filter;
@@ -142,7 +142,7 @@ impl Problems {
         }
     }
 
-    pub fn headers(&mut self, field: &str, headers: &HashMap<String, String>) {
+    pub fn headers(&mut self, field: &str, headers: &std::collections::BTreeMap<String, String>) {
         const RESERVED: [&str; 6] = [
             "content-type",
             "content-length",
