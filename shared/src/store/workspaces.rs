@@ -22,37 +22,15 @@ impl Store {
 
     /// Creates the workspace unless it exists; answers the stored one either way.
     pub async fn ensure_workspace(&self, name: &str) -> Result<Workspace> {
-        let ws = Workspace {
-            id: if name == DEFAULT_WORKSPACE {
-                format!("{}_default", ids::WORKSPACE)
-            } else {
-                ids::new_id(ids::WORKSPACE)
-            },
-            name: name.to_owned(),
-            created_at: Timestamp::now(),
-        };
-        let mut item = with_key(to_item("workspace", &ws)?, keys::workspace(name));
-        item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
-        item.insert(GSI1SK.into(), s(&ws.id));
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(ws),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(self.get_workspace(name).await?.unwrap_or(ws))
-            }
-            Err(e) => Err(StoreError::dynamo("PutItem", e)),
+        match self.create_workspace(name).await? {
+            Some(ws) => Ok(ws),
+            None => self
+                .get_workspace(name)
+                .await?
+                .ok_or(StoreError::Unprocessed {
+                    op: "PutItem (workspace vanished)",
+                    left: 1,
+                }),
         }
     }
 }
@@ -61,7 +39,12 @@ impl Store {
     /// Creates a workspace; `None` if the name is taken.
     pub async fn create_workspace(&self, name: &str) -> Result<Option<Workspace>> {
         let ws = Workspace {
-            id: ids::new_id(ids::WORKSPACE),
+            // `default` keeps one well-known id, written or not.
+            id: if name == DEFAULT_WORKSPACE {
+                format!("{}_default", ids::WORKSPACE)
+            } else {
+                ids::new_id(ids::WORKSPACE)
+            },
             name: name.to_owned(),
             created_at: Timestamp::now(),
         };
