@@ -224,7 +224,7 @@ pub fn json_of(resp: &http::Response<String>) -> serde_json::Value {
     serde_json::from_str(resp.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.body()))
 }
 
-/// Verifies a delivery with the `standardwebhooks` package from PyPI, an implementation
+/// Verifies a delivery with the `standardwebhooks` Python package, an implementation
 /// independent of ours. `Err` carries the verifier's complaint.
 pub fn verify_with_standardwebhooks(secret: &str, d: &receiver::Delivery) -> Result<(), String> {
     use std::io::Write;
