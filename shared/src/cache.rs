@@ -47,12 +47,6 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             entries.clear();
         }
     }
-
-    pub fn invalidate(&self, key: &K) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -108,16 +108,8 @@ impl Queue {
         )
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     pub fn dlq_url(&self) -> &str {
         &self.dlq_url
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// Sends tasks in batches of ten, all batches at once. Answers the tasks SQS did not take

@@ -405,7 +405,7 @@ async fn sweeper_deactivates_stale_endpoints_only() {
     );
     let attempts = stack
         .store
-        .list_attempts("default", &Default::default())
+        .find_attempts("default", &Default::default(), &Default::default())
         .await
         .unwrap()
         .data;

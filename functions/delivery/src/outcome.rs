@@ -169,21 +169,25 @@ pub(crate) async fn settle(
     });
     futures::future::join_all(failure_writes).await;
 
-    for (ws, id) in succeeded {
-        let known = endpoints.get(&(ws.clone(), id.clone()));
-        let recent = known
-            .and_then(|ep| ep.last_success_at)
-            .is_some_and(|at| now.since(at) < SUCCESS_WRITE_INTERVAL);
-        let streak = known.is_some_and(|ep| ep.consecutive_failures > 0);
-        if recent && !streak {
-            continue;
-        }
-        if let Err(e) = ctx
-            .store
-            .record_success(&ws, &id, now, SUCCESS_WRITE_INTERVAL)
-            .await
-        {
-            tracing::warn!(endpoint.id = %id, error = %error_chain(&e), "last_success_at not written");
-        }
-    }
+    // At most one write per endpoint, all at once, and only when it changes something.
+    let success_writes = succeeded
+        .into_iter()
+        .filter(|key| {
+            let known = endpoints.get(key);
+            let recent = known
+                .and_then(|ep| ep.last_success_at)
+                .is_some_and(|at| now.since(at) < SUCCESS_WRITE_INTERVAL);
+            let streak = known.is_some_and(|ep| ep.consecutive_failures > 0);
+            !recent || streak
+        })
+        .map(|(ws, id)| async move {
+            if let Err(e) = ctx
+                .store
+                .record_success(&ws, &id, now, SUCCESS_WRITE_INTERVAL)
+                .await
+            {
+                tracing::warn!(endpoint.id = %id, error = %error_chain(&e), "last_success_at not written");
+            }
+        });
+    futures::future::join_all(success_writes).await;
 }

@@ -78,23 +78,6 @@ impl Store {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Attempts of one event, newest first. Only those of `ws` are answered.
-    pub async fn list_event_attempts(
-        &self,
-        ws: &str,
-        event_id: &str,
-        req: &PageRequest,
-    ) -> Result<Page<Attempt>> {
-        let query = self
-            .client
-            .query()
-            .key_condition_expression("pk = :pk")
-            .filter_expression("workspace = :ws")
-            .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
-            .expression_attribute_values(":ws", s(ws));
-        self.page("attempt", query, req).await
-    }
-
     /// Attempts of a workspace, newest first, optionally of one event, one endpoint or one
     /// status.
     pub async fn find_attempts(
@@ -151,11 +134,5 @@ impl Store {
             .next()
             .map(|i| super::codec::from_item("attempt", i))
             .transpose()
-    }
-
-    /// Attempts of a workspace, newest first.
-    pub async fn list_attempts(&self, ws: &str, req: &PageRequest) -> Result<Page<Attempt>> {
-        self.query_gsi1_page("attempt", keys::attempts_list(ws), req)
-            .await
     }
 }

@@ -138,8 +138,7 @@ impl Store {
     }
 
     pub async fn list_events(&self, ws: &str, req: &PageRequest) -> Result<Page<Event>> {
-        self.query_gsi1_page("event", keys::events_list(ws), req)
-            .await
+        self.find_events(ws, &EventFilter::default(), req).await
     }
 
     /// Events of a workspace, newest first, by type and time range. The range is a key

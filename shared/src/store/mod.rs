@@ -92,12 +92,4 @@ impl Store {
     pub fn connect(aws: &aws_config::SdkConfig, settings: &crate::config::Settings) -> Self {
         Self::new(Client::new(aws), &settings.table_name)
     }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
 }
