@@ -334,3 +334,113 @@ async fn publish_and_filter_events_and_attempts() {
     let (s, _) = call(&stack, "GET", "/workspaces/default/attempts/att_nope", None).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn names_are_unique_per_workspace_and_kind() {
+    let stack = Stack::new().await;
+    for kind in ["sources", "endpoints"] {
+        let body = |name: &str| {
+            if kind == "sources" {
+                json!({"name": name})
+            } else {
+                json!({"name": name, "url": "https://example.com/hook"})
+            }
+        };
+        let base = format!("/workspaces/default/{kind}");
+        let (s, first) = call(&stack, "POST", &base, Some(body("orders"))).await;
+        assert_eq!(s, 201, "{first}");
+        let (s, err) = call(&stack, "POST", &base, Some(body("orders"))).await;
+        assert_eq!(s, 409, "{kind}: {err}");
+        assert_eq!(err["error"]["code"], "name_taken");
+        assert_eq!(err["error"]["field"], "name");
+
+        // Renaming onto a taken name is refused too; renaming frees the old name.
+        let (s, second) = call(&stack, "POST", &base, Some(body("billing"))).await;
+        assert_eq!(s, 201);
+        let second_uri = format!("{base}/{}", second["id"].as_str().unwrap());
+        let (s, _) = call(&stack, "PUT", &second_uri, Some(body("orders"))).await;
+        assert_eq!(s, 409);
+        let (s, _) = call(&stack, "PUT", &second_uri, Some(body("invoices"))).await;
+        assert_eq!(s, 200);
+        let (s, _) = call(&stack, "POST", &base, Some(body("billing"))).await;
+        assert_eq!(s, 201, "{kind}: the old name was released");
+        // Keeping one's own name is not a conflict.
+        let (s, _) = call(&stack, "PUT", &second_uri, Some(body("invoices"))).await;
+        assert_eq!(s, 200);
+
+        // Deleting frees the name.
+        let first_uri = format!("{base}/{}", first["id"].as_str().unwrap());
+        let (s, _) = call(&stack, "DELETE", &first_uri, None).await;
+        assert_eq!(s, 204);
+        let (s, _) = call(&stack, "POST", &base, Some(body("orders"))).await;
+        assert_eq!(s, 201, "{kind}: the deleted one's name is free");
+    }
+
+    // A source and an endpoint may share a name; so may two workspaces.
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/workspaces/default/endpoints",
+        Some(json!({"name": "shared", "url": "https://example.com/hook"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/workspaces/default/sources",
+        Some(json!({"name": "shared"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/workspaces",
+        Some(json!({"name": "other"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/workspaces/other/sources",
+        Some(json!({"name": "shared"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+}
+
+#[tokio::test]
+async fn a_claim_left_by_an_interrupted_write_is_taken_over() {
+    let stack = Stack::new().await;
+    // A writer that stopped between claiming the name and writing the source.
+    let claim = stack
+        .store
+        .claim_name(
+            "default",
+            hookrelay_shared::store::NameKind::Source,
+            "orphaned",
+            "src_never_written",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, hookrelay_shared::store::Claim::Held);
+    let (s, body) = call(
+        &stack,
+        "POST",
+        "/workspaces/default/sources",
+        Some(json!({"name": "orphaned"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/workspaces/default/sources",
+        Some(json!({"name": "orphaned"})),
+    )
+    .await;
+    assert_eq!(s, 409);
+}

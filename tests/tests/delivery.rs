@@ -113,14 +113,17 @@ async fn ssrf_guard_refuses_non_public_destinations_without_retrying() {
         .next()
         .unwrap()
         .to_owned();
-    for url in [
+    for (i, url) in [
         receiver.url.clone(),                              // loopback literal
         format!("http://localhost:{port}/hook"),           // a name that resolves to loopback
         "http://169.254.169.254/latest/meta-data/".into(), // instance metadata
         "http://[::ffff:127.0.0.1]:9/".into(),             // IPv4-mapped IPv6
         "http://10.0.0.1/".into(),
-    ] {
-        create_endpoint(&stack, json!({"name": "r", "url": url})).await;
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        create_endpoint(&stack, json!({"name": format!("r{i}"), "url": url})).await;
     }
     let event_id = send_event(&stack, &source, BODY).await;
 

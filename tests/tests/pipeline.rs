@@ -19,13 +19,19 @@ async fn create_source(stack: &Stack, body: Value) -> String {
 }
 
 async fn create_endpoint(stack: &Stack, url: &str, events: &[&str]) -> Value {
+    // Names are unique within a workspace.
+    static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "receiver-{}",
+        CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let admin = stack.admin();
     let resp = hookrelay_admin::handle(
         &admin,
         admin_request(
             "POST",
             "/workspaces/default/endpoints",
-            Some(json!({"name": "receiver", "url": url, "events": events})),
+            Some(json!({"name": name, "url": url, "events": events})),
         ),
     )
     .await;

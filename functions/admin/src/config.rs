@@ -120,7 +120,7 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
     let mut plan = Plan::default();
     // Every entry is validated (applied to a copy) before anything is written.
     let mut existing_sources = by_name(all_sources(ctx, ws).await?, |s| s.name.as_str());
-    let mut source_writes: Vec<(Option<String>, Source, Option<String>)> = Vec::new();
+    let mut source_writes: Vec<(Option<Source>, Source, Option<String>)> = Vec::new();
     for spec in file.sources {
         let name = spec.name.clone();
         match existing_sources.remove(&name) {
@@ -138,7 +138,7 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
                 } else {
                     plan.update.push(change);
                     new.path = old.path.clone();
-                    source_writes.push((old.path.clone(), new, path));
+                    source_writes.push((Some(old.clone()), new, path));
                 }
             }
             None => {
@@ -160,7 +160,7 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
             .map_err(store_error)?,
         |e| e.name.as_str(),
     );
-    let mut endpoint_writes: Vec<Endpoint> = Vec::new();
+    let mut endpoint_writes: Vec<(Option<String>, Endpoint)> = Vec::new();
     for spec in file.endpoints {
         let name = spec.name.clone();
         match existing_endpoints.remove(&name) {
@@ -176,7 +176,7 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
                     plan.unchanged.push(change);
                 } else {
                     plan.update.push(change);
-                    endpoint_writes.push(new);
+                    endpoint_writes.push((Some(old.name.clone()), new));
                 }
             }
             None => {
@@ -187,7 +187,7 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
                     name,
                     id: None,
                 });
-                endpoint_writes.push(new);
+                endpoint_writes.push((None, new));
             }
         }
     }
@@ -207,24 +207,18 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
     }
 
     if !dry_run {
-        for (old_path, mut source, new_path) in source_writes {
-            sources::save(ctx, old_path, &mut source, new_path).await?;
+        for (old, mut source, new_path) in source_writes {
+            sources::save(ctx, old.as_ref(), &mut source, new_path).await?;
         }
-        for endpoint in &endpoint_writes {
-            ctx.store
-                .put_endpoint(endpoint)
-                .await
-                .map_err(store_error)?;
+        for (old_name, endpoint) in &endpoint_writes {
+            endpoints::save(ctx, old_name.as_deref(), endpoint).await?;
         }
         if prune {
             for s in existing_sources.values() {
-                ctx.store.delete_source(s).await.map_err(store_error)?;
+                sources::remove(ctx, s).await?;
             }
             for e in existing_endpoints.values() {
-                ctx.store
-                    .delete_endpoint(ws, &e.id)
-                    .await
-                    .map_err(store_error)?;
+                endpoints::remove(ctx, e).await?;
             }
         }
     }

@@ -7,8 +7,10 @@ use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Deserialize;
 
+use hookrelay_shared::store::NameKind;
+
 use crate::validate::Problems;
-use crate::{Context, request, store_error};
+use crate::{Context, names, request, store_error};
 
 /// An endpoint's settings, as the API and config files give them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -114,10 +116,7 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
             return Err(e);
         }
     }
-    ctx.store
-        .put_endpoint(&endpoint)
-        .await
-        .map_err(store_error)?;
+    save(ctx, None, &endpoint).await?;
     Ok(api::json(StatusCode::CREATED, &endpoint))
 }
 
@@ -130,23 +129,48 @@ pub async fn update(
 ) -> Result<Response<String>, ApiError> {
     let body: CreateEndpoint = request::json_body(req)?;
     let mut endpoint = find(ctx, ws, id).await?;
+    let old_name = endpoint.name.clone();
     apply(ctx, body, &mut endpoint)?;
-    ctx.store
-        .put_endpoint(&endpoint)
-        .await
-        .map_err(store_error)?;
+    save(ctx, Some(&old_name), &endpoint).await?;
     Ok(api::json(StatusCode::OK, &endpoint))
 }
 
-pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
-    if !ctx
-        .store
-        .delete_endpoint(ws, id)
-        .await
-        .map_err(store_error)?
-    {
-        return Err(ApiError::not_found(format!("no endpoint {id:?}")));
+/// Writes a created (`old_name` is none) or updated endpoint, moving its name claim when
+/// the name changed.
+pub async fn save(
+    ctx: &Context,
+    old_name: Option<&str>,
+    endpoint: &Endpoint,
+) -> Result<(), ApiError> {
+    let ws = endpoint.workspace.as_str();
+    if old_name != Some(endpoint.name.as_str()) {
+        names::claim(ctx, ws, NameKind::Endpoint, &endpoint.name, &endpoint.id).await?;
     }
+    ctx.store
+        .put_endpoint(endpoint)
+        .await
+        .map_err(store_error)?;
+    if let Some(old_name) = old_name
+        && old_name != endpoint.name
+    {
+        names::release(ctx, ws, NameKind::Endpoint, old_name, &endpoint.id).await?;
+    }
+    Ok(())
+}
+
+/// Deletes an endpoint with its name claim.
+pub async fn remove(ctx: &Context, endpoint: &Endpoint) -> Result<(), ApiError> {
+    let ws = endpoint.workspace.as_str();
+    ctx.store
+        .delete_endpoint(ws, &endpoint.id)
+        .await
+        .map_err(store_error)?;
+    names::release(ctx, ws, NameKind::Endpoint, &endpoint.name, &endpoint.id).await
+}
+
+pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+    let endpoint = find(ctx, ws, id).await?;
+    remove(ctx, &endpoint).await?;
     Ok(crate::workspaces::no_content())
 }
 

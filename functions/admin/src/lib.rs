@@ -6,6 +6,7 @@ mod dlq;
 mod endpoints;
 mod events;
 mod keys;
+mod names;
 mod request;
 mod sources;
 mod validate;

@@ -4,8 +4,10 @@ use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::{Deserialize, Serialize};
 
+use hookrelay_shared::store::NameKind;
+
 use crate::validate::Problems;
-use crate::{Context, request, store_error};
+use crate::{Context, names, request, store_error};
 
 /// A source's settings, as the API and config files give them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,11 +146,8 @@ async fn claim(ctx: &Context, source: &Source, path: &str) -> Result<(), ApiErro
 pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
     let body: CreateSource = request::json_body(req)?;
     let mut source = Source::new(ws, body.name.trim());
-    if let Some(path) = apply(body, &mut source)? {
-        claim(ctx, &source, &path).await?;
-        source.path = Some(path);
-    }
-    ctx.store.put_source(&source).await.map_err(store_error)?;
+    let path = apply(body, &mut source)?;
+    save(ctx, None, &mut source, path).await?;
     Ok(api::json(StatusCode::CREATED, &view(&source)))
 }
 
@@ -161,19 +160,32 @@ pub async fn update(
 ) -> Result<Response<String>, ApiError> {
     let body: CreateSource = request::json_body(req)?;
     let mut source = find(ctx, ws, id).await?;
-    let old_path = source.path.clone();
+    let old = source.clone();
     let new_path = apply(body, &mut source)?;
-    save(ctx, old_path, &mut source, new_path).await?;
+    save(ctx, Some(&old), &mut source, new_path).await?;
     Ok(api::json(StatusCode::OK, &view(&source)))
 }
 
-/// Writes a created or updated source, moving its path claim when the path changed.
+/// Writes a created (`old` is none) or updated source, moving its name and path claims
+/// when they changed.
 pub async fn save(
     ctx: &Context,
-    old_path: Option<String>,
+    old: Option<&Source>,
     source: &mut Source,
     new_path: Option<String>,
 ) -> Result<(), ApiError> {
+    let old_name = old.map(|o| o.name.as_str());
+    let old_path = old.and_then(|o| o.path.clone());
+    if old_name != Some(source.name.as_str()) {
+        names::claim(
+            ctx,
+            &source.workspace,
+            NameKind::Source,
+            &source.name,
+            &source.id,
+        )
+        .await?;
+    }
     if let Some(path) = &new_path
         && old_path.as_ref() != Some(path)
     {
@@ -181,23 +193,45 @@ pub async fn save(
     }
     source.path = new_path;
     ctx.store.put_source(source).await.map_err(store_error)?;
-    if let Some(old) = old_path
-        && source.path.as_ref() != Some(&old)
+    if let Some(old_path) = old_path
+        && source.path.as_ref() != Some(&old_path)
     {
         ctx.store
-            .release_source_path(&old, &source.id)
+            .release_source_path(&old_path, &source.id)
             .await
             .map_err(store_error)?;
+    }
+    if let Some(old_name) = old_name
+        && old_name != source.name
+    {
+        names::release(
+            ctx,
+            &source.workspace,
+            NameKind::Source,
+            old_name,
+            &source.id,
+        )
+        .await?;
     }
     Ok(())
 }
 
+/// Deletes a source with its name and path claims.
+pub async fn remove(ctx: &Context, source: &Source) -> Result<(), ApiError> {
+    ctx.store.delete_source(source).await.map_err(store_error)?;
+    names::release(
+        ctx,
+        &source.workspace,
+        NameKind::Source,
+        &source.name,
+        &source.id,
+    )
+    .await
+}
+
 pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
     let source = find(ctx, ws, id).await?;
-    ctx.store
-        .delete_source(&source)
-        .await
-        .map_err(store_error)?;
+    remove(ctx, &source).await?;
     Ok(crate::workspaces::no_content())
 }
 

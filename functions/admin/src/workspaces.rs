@@ -99,9 +99,12 @@ pub fn no_content() -> Response<String> {
 }
 
 fn taken(name: &str) -> ApiError {
-    ApiError::new(
+    let mut e = ApiError::new(
         StatusCode::CONFLICT,
         "name_taken",
         format!("a workspace named {name:?} exists"),
-    )
+    );
+    e.fields
+        .insert("name".into(), "another workspace has this name".into());
+    e
 }

@@ -42,6 +42,10 @@ pub fn api_keys_list(ws: &str) -> String {
 pub fn source_path(path: &str) -> (String, String) {
     (format!("PATH#{path}"), "PATH".to_owned())
 }
+/// The claim on a source's or endpoint's name within its workspace.
+pub fn name_claim(ws: &str, kind: &str, name: &str) -> (String, String) {
+    (format!("NAME#{ws}#{kind}#{name}"), "NAME".to_owned())
+}
 pub fn sources_list(ws: &str) -> String {
     format!("{ws}#SRC")
 }

@@ -7,6 +7,7 @@
 //! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                       | `sweep` while enabled  |
 //! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id       | `pending` until queued |
 //! | attempt   | `ATT#{event id}`        | id          | `{ws}#ATT` / id       |                        |
+//! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                       |                        |
 //!
 //! Ids are ULIDs, so a reverse query on a sort key holding ids lists newest first. The event's
 //! partition key is its idempotency key: a conditional put is the whole dedupe.
@@ -17,6 +18,7 @@ mod endpoints;
 mod events;
 mod keys;
 mod keys_api;
+mod names;
 mod ops;
 mod page;
 mod sources;
@@ -29,6 +31,7 @@ pub use attempts::AttemptFilter;
 pub use events::{EventFilter, InsertOutcome};
 pub use keys::{GSI1, PENDING_INDEX, SHARDS, SWEEP_INDEX};
 pub use keys_api::ApiKey;
+pub use names::{Claim, NameKind};
 pub use page::{Page, PageRequest};
 pub use sweep::{EndpointRef, PendingEvent};
 
