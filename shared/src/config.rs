@@ -27,6 +27,8 @@ pub struct Settings {
     pub table_name: String,
     pub delivery_queue_url: String,
     pub dead_letter_queue_url: String,
+    /// The queue where tasks of batch endpoints collect (`BATCHING_QUEUE_URL`).
+    pub batching_queue_url: Option<String>,
     pub retry: RetryPolicy,
     pub max_body_bytes: usize,
     pub retention_days: u32,
@@ -53,6 +55,9 @@ impl Settings {
             table_name: required("TABLE_NAME")?,
             delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
             dead_letter_queue_url: required("DEAD_LETTER_QUEUE_URL")?,
+            batching_queue_url: env::var("BATCHING_QUEUE_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
             retry: RetryPolicy::parse(
                 &env::var("RETRY_SCHEDULE")
                     .unwrap_or_else(|_| crate::retry::DEFAULT_SCHEDULE.to_owned()),
@@ -97,6 +102,7 @@ impl Settings {
             table_name: table_name.to_owned(),
             delivery_queue_url: queue_url.to_owned(),
             dead_letter_queue_url: dlq_url.to_owned(),
+            batching_queue_url: None,
             retry: RetryPolicy::default(),
             max_body_bytes: 256 * 1024,
             retention_days: 30,

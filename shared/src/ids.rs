@@ -7,6 +7,7 @@ pub const EVENT: &str = "evt";
 pub const ENDPOINT: &str = "ep";
 pub const SOURCE: &str = "src";
 pub const ATTEMPT: &str = "att";
+pub const BATCH: &str = "bat";
 pub const WORKSPACE: &str = "ws";
 
 pub fn new_id(prefix: &str) -> String {

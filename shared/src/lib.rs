@@ -18,9 +18,10 @@ pub mod telemetry;
 pub mod timestamp;
 
 pub use model::{
-    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, DEFAULT_WORKSPACE, DeadLetter,
-    DeliveryTask, Endpoint, Event, HmacAlgorithm, RetryConfig, SignatureEncoding, Source,
-    SourceResponse, TriggerMode, Verification, Workspace,
+    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, DEFAULT_WORKSPACE,
+    DeadLetter, DeliveryConfig, DeliveryMode, DeliveryTask, Endpoint, EndpointKind, Event,
+    EventRef, HmacAlgorithm, LarkBot, LarkMessageType, RetryConfig, SignatureEncoding, Source,
+    SourceResponse, TaskBatch, TriggerMode, Verification, Workspace,
 };
 pub use timestamp::Timestamp;
 

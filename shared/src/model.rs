@@ -191,6 +191,15 @@ pub struct Endpoint {
     /// Per-request timeout; the deployment's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
+    /// What the URL is: an ordinary webhook receiver, or a Lark/Feishu custom bot.
+    #[serde(default, skip_serializing_if = "EndpointKind::is_webhook")]
+    pub kind: EndpointKind,
+    /// How a Lark/Feishu bot message is built and signed (for `kind: lark_bot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lark: Option<LarkBot>,
+    /// One request per event (the default), or events collected into JSON arrays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryConfig>,
     /// After a rotation, the old secret keeps signing until `previous_secret_expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<String>,
@@ -208,6 +217,96 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    #[default]
+    Webhook,
+    LarkBot,
+}
+
+impl EndpointKind {
+    pub fn is_webhook(&self) -> bool {
+        *self == EndpointKind::Webhook
+    }
+}
+
+/// A Lark/Feishu custom bot: the message type, its templates, and the bot's signing secret.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LarkBot {
+    /// The bot's "signature verification" secret; requests carry `timestamp` and `sign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub msg_type: LarkMessageType,
+    /// The rich-text title (`post`), a template over the event's fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The message text, a template over the event's fields; each line of a `post` is a
+    /// paragraph. Unset: the event type and its JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LarkMessageType {
+    #[default]
+    Text,
+    Post,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    /// For `mode: batch`: when a batch is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    #[default]
+    Single,
+    Batch,
+}
+
+/// A batch is sent when `size` events have collected or `interval` seconds have passed
+/// since the first of them, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "BatchConfig::default_size")]
+    pub size: u32,
+    #[serde(default = "BatchConfig::default_interval")]
+    pub interval: u32,
+}
+
+impl BatchConfig {
+    pub const MAX_SIZE: u32 = 100;
+    pub const MAX_INTERVAL: u32 = 300;
+
+    fn default_size() -> u32 {
+        10
+    }
+    fn default_interval() -> u32 {
+        10
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            size: Self::default_size(),
+            interval: Self::default_interval(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +330,9 @@ impl Endpoint {
             headers: BTreeMap::new(),
             retry: None,
             timeout_seconds: None,
+            kind: EndpointKind::Webhook,
+            lark: None,
+            delivery: None,
             previous_secret: None,
             previous_secret_expires_at: None,
             created_at: now,
@@ -253,6 +355,14 @@ impl Endpoint {
             secrets.push(prev);
         }
         secrets
+    }
+
+    /// The batch settings when this endpoint receives batches.
+    pub fn batching(&self) -> Option<BatchConfig> {
+        self.delivery
+            .as_ref()
+            .filter(|d| d.mode == DeliveryMode::Batch)
+            .map(|d| d.batch.unwrap_or_default())
     }
 
     pub fn wants(&self, event_type: &str) -> bool {
@@ -372,6 +482,23 @@ pub struct DeliveryTask {
     /// Set for a retry asked for through the admin API.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// Set on a batch: every event it carries (the first is `event_key`/`event_id`), sent
+    /// as one JSON array and retried as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<TaskBatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskBatch {
+    /// The batch's `webhook-id`: the same on every retry.
+    pub id: String,
+    pub events: Vec<EventRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventRef {
+    pub event_key: String,
+    pub event_id: String,
 }
 
 impl DeliveryTask {
@@ -385,6 +512,7 @@ impl DeliveryTask {
             event_id: event.id.clone(),
             endpoint_id: endpoint_id.to_owned(),
             manual: false,
+            batch: None,
         }
     }
 }

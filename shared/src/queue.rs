@@ -88,6 +88,8 @@ pub struct Queue {
     client: Client,
     url: String,
     dlq_url: String,
+    /// Where tasks for batch endpoints collect; unset, such endpoints get one request each.
+    batching_url: Option<String>,
 }
 
 impl Queue {
@@ -96,16 +98,23 @@ impl Queue {
             client,
             url: url.into(),
             dlq_url: dlq_url.into(),
+            batching_url: None,
         }
     }
 
     /// The deliveries queue and DLQ the settings name.
     pub fn connect(aws: &aws_config::SdkConfig, settings: &crate::config::Settings) -> Self {
-        Self::new(
+        let mut q = Self::new(
             Client::new(aws),
             &settings.delivery_queue_url,
             &settings.dead_letter_queue_url,
-        )
+        );
+        q.batching_url = settings.batching_queue_url.clone();
+        q
+    }
+
+    pub fn batching_url(&self) -> Option<&str> {
+        self.batching_url.as_deref()
     }
 
     pub fn dlq_url(&self) -> &str {
@@ -116,6 +125,15 @@ impl Queue {
     /// (whole failed calls and failed entries), so the caller can keep them pending.
     pub async fn send_tasks(
         &self,
+        tasks: &[DeliveryTask],
+    ) -> Result<Vec<DeliveryTask>, QueueError> {
+        self.send_tasks_to(&self.url, tasks).await
+    }
+
+    /// [`Queue::send_tasks`] to another queue (the batching queue).
+    pub async fn send_tasks_to(
+        &self,
+        url: &str,
         tasks: &[DeliveryTask],
     ) -> Result<Vec<DeliveryTask>, QueueError> {
         let mut calls = Vec::new();
@@ -134,7 +152,7 @@ impl Queue {
                 let out = self
                     .client
                     .send_message_batch()
-                    .queue_url(&self.url)
+                    .queue_url(url)
                     .set_entries(Some(entries))
                     .send()
                     .await;
@@ -158,6 +176,15 @@ impl Queue {
     /// Sets each message's visibility timeout: the retry timer. Answers receipt handles SQS
     /// refused (their message reappears after the queue's default timeout instead).
     pub async fn delay(&self, messages: &[(String, Duration)]) -> Result<Vec<String>, QueueError> {
+        self.delay_on(&self.url, messages).await
+    }
+
+    /// [`Queue::delay`] on another queue (the batching queue).
+    pub async fn delay_on(
+        &self,
+        url: &str,
+        messages: &[(String, Duration)],
+    ) -> Result<Vec<String>, QueueError> {
         let mut refused = Vec::new();
         for chunk in messages.chunks(SQS_BATCH) {
             let entries = chunk
@@ -174,7 +201,7 @@ impl Queue {
             let out = self
                 .client
                 .change_message_visibility_batch()
-                .queue_url(&self.url)
+                .queue_url(url)
                 .set_entries(Some(entries))
                 .send()
                 .await

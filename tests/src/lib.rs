@@ -3,6 +3,7 @@
 //! HTTP receiver on 127.0.0.1.
 
 pub mod faulty;
+pub mod gateway;
 pub mod receiver;
 pub mod signing;
 
@@ -48,6 +49,8 @@ pub struct Stack {
     pub store: Store,
     pub sqs: aws_sdk_sqs::Client,
     pub mapping: Mapping,
+    /// The batching queue's event source mapping, as the template sets it.
+    pub batching: Mapping,
 }
 
 impl Stack {
@@ -73,30 +76,40 @@ impl Stack {
             provisioned.queue("DeliveriesQueue").expect("queue"),
             provisioned.queue("DeadLetterQueue").expect("dlq"),
         );
+        settings.batching_queue_url = Some(
+            provisioned
+                .queue("BatchingQueue")
+                .expect("batching queue")
+                .to_owned(),
+        );
         settings.retry = RetryPolicy::parse(schedule)
             .expect("schedule")
             .without_jitter();
         settings.delivery_timeout = Duration::from_secs(3);
         // Test receivers listen on loopback, which the SSRF guard otherwise refuses.
         settings.delivery_allow_networks = "127.0.0.0/8,::1".into();
-        let source = template
-            .sqs_event_sources()
-            .expect("event sources")
-            .into_iter()
-            .next()
-            .expect("the template maps a queue to the delivery function");
-        let mapping = Mapping {
-            queue_url: settings.delivery_queue_url.clone(),
-            queue_arn: provisioned
-                .bindings
-                .arns
-                .get(&source.queue)
-                .cloned()
-                .unwrap_or_default(),
-            batch_size: source.batch_size,
-            window: Duration::from_secs(source.batching_window_secs),
-            report_batch_item_failures: source.report_batch_item_failures,
+        let mapping_of = |queue: &str| {
+            let source = template
+                .sqs_event_sources()
+                .expect("event sources")
+                .into_iter()
+                .find(|s| s.queue == queue)
+                .expect("the template maps the queue to the delivery function");
+            Mapping {
+                queue_url: provisioned.queue(queue).expect("queue").to_owned(),
+                queue_arn: provisioned
+                    .bindings
+                    .arns
+                    .get(queue)
+                    .cloned()
+                    .unwrap_or_default(),
+                batch_size: source.batch_size,
+                window: Duration::from_secs(source.batching_window_secs),
+                report_batch_item_failures: source.report_batch_item_failures,
+            }
         };
+        let mapping = mapping_of("DeliveriesQueue");
+        let batching = mapping_of("BatchingQueue");
         let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name);
         let sqs = aws_sdk_sqs::Client::new(&aws);
         Self {
@@ -106,6 +119,7 @@ impl Stack {
             store,
             sqs,
             mapping,
+            batching,
         }
     }
 
@@ -137,6 +151,20 @@ impl Stack {
         })
         .await
         .expect("queue round")
+    }
+
+    /// One round of the batching queue's mapping (its batch size and window) into the
+    /// in-process delivery handler.
+    pub async fn collect_once(
+        &self,
+        ctx: &hookrelay_delivery::Context,
+        wait: Duration,
+    ) -> Option<BatchResult> {
+        esm::run_once(&self.sqs, &self.batching, wait, |event| async move {
+            Ok(hookrelay_delivery::handle(ctx, event).await)
+        })
+        .await
+        .expect("batching queue round")
     }
 
     /// Runs the mapping until the queue has nothing visible for `quiet`.

@@ -174,6 +174,10 @@ async fn local_stack_matches_the_template() {
     for (logical, url) in [
         ("DeliveriesQueue", &stack.settings.delivery_queue_url),
         ("DeadLetterQueue", &stack.settings.dead_letter_queue_url),
+        (
+            "BatchingQueue",
+            stack.settings.batching_queue_url.as_ref().unwrap(),
+        ),
     ] {
         let q = &t.resource(logical).unwrap()["Properties"];
         let attrs = stack

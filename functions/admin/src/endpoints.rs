@@ -1,7 +1,8 @@
 use hookrelay_delivery::Received;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::{
-    Attempt, AttemptStatus, DeliveryTask, Endpoint, Event, RetryConfig, Timestamp, ids, signature,
+    Attempt, AttemptStatus, DeliveryConfig, DeliveryTask, Endpoint, EndpointKind, Event, LarkBot,
+    RetryConfig, Timestamp, ids, signature,
 };
 use http::{Response, StatusCode};
 use lambda_http::Request;
@@ -28,6 +29,12 @@ pub struct CreateEndpoint {
     pub retry: Option<RetryConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "EndpointKind::is_webhook")]
+    pub kind: EndpointKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lark: Option<LarkBot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryConfig>,
     /// Create only if the endpoint answers a `hookrelay.ping` with 2xx.
     #[serde(default, skip_serializing)]
     pub verify: bool,
@@ -44,6 +51,9 @@ impl CreateEndpoint {
             headers: e.headers.clone(),
             retry: e.retry.clone(),
             timeout_seconds: e.timeout_seconds,
+            kind: e.kind,
+            lark: e.lark.clone(),
+            delivery: e.delivery.clone(),
             verify: false,
         }
     }
@@ -73,6 +83,7 @@ pub fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Re
             p.add("timeout_seconds", format!("must be 1 to {max} seconds"));
         }
     }
+    p.delivery(&body.kind, body.lark.as_ref(), body.delivery.as_ref());
     p.finish()?;
     endpoint.name = body.name.trim().to_owned();
     endpoint.url = body.url;
@@ -85,6 +96,9 @@ pub fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Re
     endpoint.headers = body.headers.into_iter().collect();
     endpoint.retry = body.retry;
     endpoint.timeout_seconds = body.timeout_seconds;
+    endpoint.kind = body.kind;
+    endpoint.lark = body.lark;
+    endpoint.delivery = body.delivery;
     endpoint.updated_at = Timestamp::now();
     Ok(())
 }
@@ -221,8 +235,7 @@ async fn ping(ctx: &Context, endpoint: &Endpoint) -> Result<Attempt, ApiError> {
     let mut probe = endpoint.clone();
     probe.retry = Some(hookrelay_shared::RetryConfig { schedule: vec![] });
     let outcome =
-        hookrelay_delivery::send::deliver(&ctx.delivery, &received, Some(&event), Some(&probe))
-            .await;
+        hookrelay_delivery::send::deliver(&ctx.delivery, &received, &[&event], Some(&probe)).await;
     let attempt = outcome
         .attempt()
         .cloned()

@@ -13,7 +13,7 @@ mod validate;
 mod workspaces;
 
 use aws_config::SdkConfig;
-use hookrelay_shared::api::ApiError;
+use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::config::Settings;
 use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::{Store, StoreError};
@@ -73,9 +73,18 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
     }
 }
 
+/// The OpenAPI 3.1 description of the admin and ingest APIs, served without a key.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
 async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
-    let principal = auth::authenticate(ctx, req.headers()).await?;
     let path = req.uri().path().trim_end_matches('/');
+    if path == "/openapi.json" {
+        return match *req.method() {
+            Method::GET => Ok(api::json_raw(http::StatusCode::OK, OPENAPI.to_owned())),
+            _ => Err(not_allowed("GET")),
+        };
+    }
+    let principal = auth::authenticate(ctx, req.headers()).await?;
     let m = req.method();
     if path.ends_with("/dlq") || path.contains("/dlq/") && !path.contains("/workspaces") {
         principal.root_only()?;

@@ -164,3 +164,66 @@ impl Problems {
         }
     }
 }
+
+impl Problems {
+    /// How an endpoint receives events: batch bounds, and a Lark bot's templates.
+    pub fn delivery(
+        &mut self,
+        kind: &hookrelay_shared::EndpointKind,
+        lark: Option<&hookrelay_shared::LarkBot>,
+        delivery: Option<&hookrelay_shared::DeliveryConfig>,
+    ) {
+        use hookrelay_shared::{BatchConfig, DeliveryMode, EndpointKind};
+        let batching = delivery.is_some_and(|d| d.mode == DeliveryMode::Batch);
+        if let Some(d) = delivery {
+            match (&d.mode, &d.batch) {
+                (DeliveryMode::Single, Some(_)) => {
+                    self.add("delivery.batch", "is only read with mode: batch")
+                }
+                (DeliveryMode::Batch, Some(b)) => {
+                    if !(1..=BatchConfig::MAX_SIZE).contains(&b.size) {
+                        self.add(
+                            "delivery.batch.size",
+                            format!("must be 1 to {} events", BatchConfig::MAX_SIZE),
+                        );
+                    }
+                    if !(1..=BatchConfig::MAX_INTERVAL).contains(&b.interval) {
+                        self.add(
+                            "delivery.batch.interval",
+                            format!("must be 1 to {} seconds", BatchConfig::MAX_INTERVAL),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        match kind {
+            EndpointKind::Webhook => {
+                if lark.is_some() {
+                    self.add("lark", "is only read with kind: lark_bot");
+                }
+            }
+            EndpointKind::LarkBot => {
+                if batching {
+                    self.add("delivery.mode", "a Lark bot gets one message per event");
+                }
+                if let Some(bot) = lark {
+                    for (field, template) in
+                        [("lark.title", &bot.title), ("lark.template", &bot.template)]
+                    {
+                        if let Some(t) = template {
+                            if t.len() > 4096 {
+                                self.add(field, "must be at most 4096 bytes");
+                            } else if let Err(e) = hookrelay_delivery::lark::check_template(t) {
+                                self.add(field, format!("is not a valid template: {e}"));
+                            }
+                        }
+                    }
+                    if bot.secret.as_deref().is_some_and(str::is_empty) {
+                        self.add("lark.secret", "must not be empty when set");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! The delivery function: a batch of SQS delivery tasks becomes concurrent, signed HTTP
 //! requests; failures are retried by SQS itself through each message's visibility timeout.
 
+mod collect;
 pub mod guard;
+pub mod lark;
 mod outcome;
 pub mod send;
 
@@ -35,6 +37,9 @@ pub struct Context {
     pub settings: Settings,
     pub http: reqwest::Client,
     pub policy: Arc<NetworkPolicy>,
+    /// When each endpoint's open batch is due, as far as this instance knows: lets later
+    /// events wait for the same moment. Losing it costs batch size, never an event.
+    open_batches: std::sync::Mutex<HashMap<(String, String), Timestamp>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +67,40 @@ impl Context {
             .pool_idle_timeout(Duration::from_secs(50))
             .build()?;
         Ok(Self {
+            open_batches: Default::default(),
             policy,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             settings,
             http,
         })
+    }
+}
+
+impl Context {
+    /// The due time of `key`'s open batch: the earlier of the one remembered (unless it has
+    /// passed) and `candidate`; remembered.
+    fn open_batch_due(
+        &self,
+        key: &(String, String),
+        candidate: Timestamp,
+        now: Timestamp,
+    ) -> Timestamp {
+        let Ok(mut open) = self.open_batches.lock() else {
+            return candidate;
+        };
+        let due = match open.get(key) {
+            Some(&known) if now.since(known) < Duration::from_secs(1) => known.min(candidate),
+            _ => candidate,
+        };
+        open.insert(key.clone(), due);
+        due
+    }
+
+    fn close_batch(&self, key: &(String, String)) {
+        if let Ok(mut open) = self.open_batches.lock() {
+            open.remove(key);
+        }
     }
 }
 
@@ -129,16 +162,44 @@ pub async fn deliver_all(
 ) -> Vec<(Received, Outcome)> {
     futures::stream::iter(received)
         .map(|r| {
-            let event = events.get(&r.task.event_key);
+            let found: Vec<&Event> = task_event_keys(&r.task)
+                .filter_map(|k| events.get(k))
+                .collect();
             let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
             async move {
-                let outcome = send::deliver(ctx, &r, event, endpoint).await;
+                let outcome = send::deliver(ctx, &r, &found, endpoint).await;
                 (r, outcome)
             }
         })
         .buffer_unordered(ctx.settings.delivery_concurrency)
         .collect()
         .await
+}
+
+/// The item keys of a task's events: one, or a batch's.
+fn task_event_keys(task: &DeliveryTask) -> Box<dyn Iterator<Item = &String> + Send + '_> {
+    match &task.batch {
+        Some(b) => Box::new(b.events.iter().map(|e| &e.event_key)),
+        None => Box::new(std::iter::once(&task.event_key)),
+    }
+}
+
+/// The attempts to record: a batch's one attempt stands for each of its events.
+fn attempts_of(outcomes: &[(Received, Outcome)]) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
+    for (r, o) in outcomes {
+        let Some(a) = o.attempt() else { continue };
+        attempts.push(a.clone());
+        if let Some(batch) = &r.task.batch {
+            for e in batch.events.iter().skip(1) {
+                let mut copy = a.clone();
+                copy.id = hookrelay_shared::ids::new_id(hookrelay_shared::ids::ATTEMPT);
+                copy.event_id = e.event_id.clone();
+                attempts.push(copy);
+            }
+        }
+    }
+    attempts
 }
 
 /// Handles one SQS batch. Answers the messages to retry; a failure of our own dependencies
@@ -169,8 +230,30 @@ pub async fn handle_traced(
     if received.is_empty() {
         return response;
     }
+    let batching_url = ctx.queue.batching_url().map(str::to_owned);
+    let batching_arn_suffix = batching_url
+        .as_deref()
+        .and_then(|u| u.rsplit('/').next())
+        .map(|name| format!(":{name}"));
+    let from_batching = |msg: &SqsMessage| {
+        batching_arn_suffix.as_deref().is_some_and(|suffix| {
+            msg.event_source_arn
+                .as_deref()
+                .is_some_and(|arn| arn.ends_with(suffix))
+        })
+    };
+    let collecting: HashSet<String> = event
+        .records
+        .iter()
+        .filter(|m| from_batching(m))
+        .filter_map(|m| m.message_id.clone())
+        .collect();
 
-    let event_keys: HashSet<String> = received.iter().map(|r| r.task.event_key.clone()).collect();
+    let event_keys: HashSet<String> = received
+        .iter()
+        .filter(|r| !collecting.contains(&r.message_id))
+        .flat_map(|r| task_event_keys(&r.task).cloned())
+        .collect();
     let endpoint_refs: HashSet<(String, String)> = received
         .iter()
         .map(|r| (r.task.workspace.clone(), r.task.endpoint_id.clone()))
@@ -190,12 +273,31 @@ pub async fn handle_traced(
         }
     };
 
+    let (collected, received): (Vec<Received>, Vec<Received>) = received
+        .into_iter()
+        .partition(|r| collecting.contains(&r.message_id));
+    let (to_batching, received): (Vec<Received>, Vec<Received>) =
+        received.into_iter().partition(|r| {
+            batching_url.is_some()
+                && r.task.batch.is_none()
+                && endpoints
+                    .get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()))
+                    .is_some_and(|ep| ep.enabled && ep.batching().is_some())
+        });
+    if let Some(url) = batching_url.as_deref() {
+        if !collected.is_empty() {
+            collect::collect(ctx, url, collected, &endpoints, &mut response).await;
+        }
+        if !to_batching.is_empty() {
+            for r in collect::forward(ctx, url, to_batching).await {
+                response.add_failure(r.message_id);
+            }
+        }
+    }
+
     let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
 
-    let attempts: Vec<Attempt> = outcomes
-        .iter()
-        .filter_map(|(_, o)| o.attempt().cloned())
-        .collect();
+    let attempts = attempts_of(&outcomes);
     if let Err(e) = ctx
         .store
         .put_attempts(&attempts, ctx.settings.retention())

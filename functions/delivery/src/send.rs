@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use hookrelay_shared::retry::{MAX_DELAY, RetryPolicy};
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{
-    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, Endpoint, Event, Timestamp,
-    TriggerMode, ids, signature,
+    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, Endpoint, EndpointKind, Event,
+    Timestamp, TriggerMode, ids, signature,
 };
 use http::{HeaderMap, StatusCode};
 
@@ -18,21 +18,22 @@ use crate::{Context, Outcome, Received};
 /// Response bodies are kept for the attempt history up to this size.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
 
+/// Delivers a task: one event, or the events of a batch (those still stored, in order).
 pub async fn deliver(
     ctx: &Context,
     r: &Received,
-    event: Option<&Event>,
+    events: &[&Event],
     endpoint: Option<&Endpoint>,
 ) -> Outcome {
-    let Some(event) = event else {
+    if events.is_empty() {
         tracing::warn!(event.id = %r.task.event_id, "event expired or deleted; task dropped");
         return Outcome::Dropped;
-    };
+    }
     let now = Timestamp::now();
     let mut attempt = Attempt {
         id: ids::new_id(ids::ATTEMPT),
         workspace: r.task.workspace.clone(),
-        event_id: event.id.clone(),
+        event_id: r.task.event_id.clone(),
         endpoint_id: r.task.endpoint_id.clone(),
         status: AttemptStatus::Canceled,
         attempt_number: r.attempt,
@@ -99,7 +100,8 @@ pub async fn deliver(
     let started = Instant::now();
     let result = post(
         ctx,
-        event,
+        events,
+        r.task.batch.as_ref().map(|b| b.id.as_str()),
         endpoint,
         now,
         r.trace_id.as_deref(),
@@ -117,13 +119,24 @@ pub async fn deliver(
                 headers: capped(header_map(&resp.headers, false)),
                 body: resp.body,
             });
-            if resp.status.is_success() {
+            let refusal = (endpoint.kind == EndpointKind::LarkBot && resp.status.is_success())
+                .then(|| {
+                    crate::lark::refusal(attempt.response.as_ref().and_then(|a| a.body.as_deref()))
+                })
+                .flatten();
+            if let Some(refusal) = refusal {
+                // A bot that refuses a message answers 200: it is a failure all the same.
+                attempt.error_code = Some("LARK_REFUSED".to_owned());
+                attempt.error_message = Some(refusal);
+                (None, None)
+            } else if resp.status.is_success() {
                 attempt.status = AttemptStatus::Successful;
                 log(&attempt, latency);
                 return Outcome::Delivered(attempt);
+            } else {
+                attempt.error_code = Some("HTTP_STATUS".to_owned());
+                (Some(resp.status), retry_after)
             }
-            attempt.error_code = Some("HTTP_STATUS".to_owned());
-            (Some(resp.status), retry_after)
         }
         Err(failure) => {
             attempt.response = Some(AttemptResponse {
@@ -235,9 +248,80 @@ struct Answer {
     body: Option<String>,
 }
 
+/// What goes out: the body, its content type and the `webhook-id` it is signed with.
+struct Outgoing {
+    body: Vec<u8>,
+    content_type: String,
+    message_id: String,
+    /// Standard Webhooks signature headers; a Lark bot signs inside the body instead.
+    signed: bool,
+}
+
+fn outgoing(
+    events: &[&Event],
+    batch_id: Option<&str>,
+    endpoint: &Endpoint,
+    now: Timestamp,
+) -> Result<Outgoing, Failure> {
+    let first = events[0];
+    if endpoint.kind == EndpointKind::LarkBot {
+        let bot = endpoint.lark.clone().unwrap_or_default();
+        let body = crate::lark::message(&bot, first, now).map_err(|message| Failure {
+            code: "TEMPLATE",
+            message,
+        })?;
+        return Ok(Outgoing {
+            body,
+            content_type: "application/json".to_owned(),
+            message_id: first.id.clone(),
+            signed: false,
+        });
+    }
+    Ok(match batch_id {
+        Some(id) => Outgoing {
+            body: batch_body(events),
+            content_type: "application/json".to_owned(),
+            message_id: id.to_owned(),
+            signed: true,
+        },
+        None => Outgoing {
+            body: first.payload.clone(),
+            content_type: first
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/json".to_owned()),
+            message_id: first.id.clone(),
+            signed: true,
+        },
+    })
+}
+
+/// A batch's body: a JSON array of the events' payloads as received; a payload that is not
+/// JSON (a source with `accept_raw`) becomes a JSON string.
+pub fn batch_body(events: &[&Event]) -> Vec<u8> {
+    let mut body =
+        Vec::with_capacity(events.iter().map(|e| e.payload.len() + 1).sum::<usize>() + 2);
+    body.push(b'[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&e.payload).is_ok() {
+            body.extend_from_slice(&e.payload);
+        } else {
+            let text = String::from_utf8_lossy(&e.payload);
+            body.extend(serde_json::to_vec(&text).unwrap_or_default());
+        }
+    }
+    body.push(b']');
+    body
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn post(
     ctx: &Context,
-    event: &Event,
+    events: &[&Event],
+    batch_id: Option<&str>,
     endpoint: &Endpoint,
     now: Timestamp,
     trace_id: Option<&str>,
@@ -252,11 +336,12 @@ async fn post(
         code: "DENIED",
         message: e.to_string(),
     })?;
+    let out = outgoing(events, batch_id, endpoint, now)?;
     let timestamp = now.unix_seconds();
     let signatures = endpoint
         .signing_secrets(now)
         .into_iter()
-        .map(|secret| signature::sign(secret, &event.id, timestamp, &event.payload))
+        .map(|secret| signature::sign(secret, &out.message_id, timestamp, &out.body))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure {
             code: "SIGNING",
@@ -273,19 +358,17 @@ async fn post(
             headers.insert(n, v);
         }
     }
-    let fixed = [
-        (
-            "content-type",
-            event
-                .content_type
-                .clone()
-                .unwrap_or_else(|| "application/json".to_owned()),
-        ),
+    let mut fixed = vec![
+        ("content-type", out.content_type.clone()),
         ("user-agent", hookrelay_shared::USER_AGENT.to_owned()),
-        ("webhook-id", event.id.clone()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signatures),
     ];
+    if out.signed {
+        fixed.extend([
+            ("webhook-id", out.message_id.clone()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signatures),
+        ]);
+    }
     for (name, value) in fixed {
         if let Ok(v) = http::HeaderValue::from_str(&value) {
             headers.insert(name, v);
@@ -301,7 +384,7 @@ async fn post(
         .post(url)
         .headers(headers)
         .timeout(timeout)
-        .body(event.payload.clone())
+        .body(out.body)
         .send()
         .await
         .map_err(classify)?;
