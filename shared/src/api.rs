@@ -12,6 +12,8 @@ pub struct ApiError {
     pub message: String,
     /// Field-level messages of a validation failure, by field name.
     pub fields: std::collections::BTreeMap<String, String>,
+    /// For a 405: the methods the route accepts.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Default::default(),
+            allow: None,
         }
     }
 
@@ -69,6 +72,10 @@ impl ApiError {
         })
         .unwrap_or_default();
         let mut resp = json_raw(self.status, body);
+        if let Some(allow) = self.allow {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -249,3 +249,70 @@ async fn batch_settings_are_validated() {
     .await;
     assert_eq!(ep["delivery"]["mode"], "batch");
 }
+
+/// The README's forwarder: the example file syncs as it is, and lines POSTed to `/log` reach
+/// the sink as one array.
+#[tokio::test]
+async fn the_forwarder_example_syncs_and_forwards_in_batches() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let file = include_str!("../../examples/forwarder.yaml")
+        .replace("https://logs.example.com/ingest", &receiver.url)
+        .replace("size: 50", "size: 3");
+    let resp = hookrelay_admin::handle(
+        &stack.admin(),
+        hookrelay_tests::request(
+            "POST",
+            "/workspaces/default/config/sync",
+            &[
+                (
+                    "authorization",
+                    &format!("Bearer {}", hookrelay_tests::ADMIN_KEY),
+                ),
+                ("content-type", "application/yaml"),
+            ],
+            file.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{}", resp.body());
+
+    let lines = [
+        r#"{"level":"info","msg":"a"}"#,
+        "plain text line",
+        r#"{"level":"warn","msg":"c"}"#,
+    ];
+    for line in lines {
+        let content_type = if line.starts_with('{') {
+            "application/json"
+        } else {
+            "text/plain"
+        };
+        let resp = hookrelay_ingest::handle(
+            &stack.ingest(),
+            hookrelay_tests::request(
+                "POST",
+                "/log",
+                &[("content-type", content_type)],
+                line.as_bytes(),
+            ),
+        )
+        .await;
+        assert_eq!((resp.status().as_u16(), resp.body().as_str()), (200, "ok"));
+    }
+    let delivery = stack.delivery();
+    stack.drain(&delivery).await;
+    stack
+        .collect_once(&delivery, Duration::from_secs(1))
+        .await
+        .unwrap();
+    stack.deliver_once(&delivery, Duration::from_secs(2)).await;
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!([{"level": "info", "msg": "a"}, "plain text line", {"level": "warn", "msg": "c"}]),
+        "JSON bodies as they are, others as strings"
+    );
+}

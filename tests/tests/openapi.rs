@@ -95,8 +95,8 @@ async fn the_running_api_matches_the_document() {
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth",
             ])
             .args(["--phases", "examples,coverage,fuzzing"])
-            .args(["--max-examples", "15", "--seed", "20261123"])
-            .args(["--max-time", "240", "--request-timeout", "20"])
+            .args(["--max-examples", "10", "--seed", "20261123"])
+            .args(["--max-time", "120", "--request-timeout", "20"])
             .args(["--workers", "2", "--generation-database", "none"])
             .args(["--no-color", "--output-truncate", "true"])
             .arg("--report-dir")

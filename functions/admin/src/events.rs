@@ -74,6 +74,13 @@ pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
         since: time("since")?,
         until: time("until")?,
     };
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since > until
+    {
+        let mut e = ApiError::bad_request("invalid_time", "since must not be later than until");
+        e.fields.insert("since".into(), "later than until".into());
+        return Err(e);
+    }
     let events = ctx
         .store
         .find_events(ws, &filter, &page)
@@ -114,13 +121,21 @@ pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<
         .await
         .map_err(store_error)?;
     let id = ids::new_id(ids::EVENT);
-    let key = req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 256)
-        .map_or_else(|| id.clone(), str::to_owned);
+    let key = match req.headers().get("idempotency-key") {
+        None => id.clone(),
+        Some(v) => match v.to_str().map(str::trim) {
+            Ok(k) if !k.is_empty() && k.len() <= 256 => k.to_owned(),
+            _ => {
+                let mut e = ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 256 visible ASCII characters",
+                );
+                e.fields
+                    .insert("Idempotency-Key".into(), "1 to 256 characters".into());
+                return Err(e);
+            }
+        },
+    };
     let event = Event {
         endpoint_ids: endpoints
             .iter()

@@ -86,7 +86,7 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
     }
     let principal = auth::authenticate(ctx, req.headers()).await?;
     let m = req.method();
-    if path.ends_with("/dlq") || path.contains("/dlq/") && !path.contains("/workspaces") {
+    if (path.ends_with("/dlq") || path.contains("/dlq/")) && !path.contains("/workspaces") {
         principal.root_only()?;
     }
     if let Some((_, dlq_path)) = path
@@ -114,6 +114,10 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         .map(|(_, rest)| rest)
         .ok_or_else(|| ApiError::not_found("no such route"))?;
     let segments: Vec<&str> = rest.split('/').collect();
+    // Far longer than any name or id: DynamoDB would refuse such a key.
+    if segments.iter().any(|s| s.len() > 256) {
+        return Err(ApiError::not_found("no such route"));
+    }
     let ws_name = segments[0];
     // Checked before any read, so another workspace's existence is not revealed either.
     principal.reaches(ws_name)?;
@@ -174,12 +178,14 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
     }
 }
 
-fn not_allowed(allow: &str) -> ApiError {
-    ApiError::new(
+fn not_allowed(allow: &'static str) -> ApiError {
+    let mut e = ApiError::new(
         http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!("this route accepts {allow}"),
-    )
+    );
+    e.allow = Some(allow);
+    e
 }
 
 pub(crate) fn queue_error(e: hookrelay_shared::queue::QueueError) -> ApiError {

@@ -103,8 +103,14 @@ pub fn apply(body: CreateSource, source: &mut Source) -> Result<Option<String>, 
         if !(200..=299).contains(&r.status) {
             p.add("response.status", "must be a 2xx status");
         }
-        if http::HeaderValue::from_str(&r.content_type).is_err() {
-            p.add("response.content_type", "is not a valid header value");
+        let media_type = r.content_type.split(';').next().unwrap_or_default().trim();
+        if http::HeaderValue::from_str(&r.content_type).is_err()
+            || media_type.split('/').filter(|p| !p.is_empty()).count() != 2
+        {
+            p.add(
+                "response.content_type",
+                "must be a media type such as text/plain",
+            );
         }
         if r.body.len() > 4096 {
             p.add("response.body", "must be at most 4096 bytes");

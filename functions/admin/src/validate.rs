@@ -22,8 +22,10 @@ impl Problems {
     }
 
     pub fn name(&mut self, field: &str, value: &str) {
-        if value.trim().is_empty() || value.len() > 128 {
+        if value.trim().is_empty() || value.chars().count() > 128 {
             self.add(field, "must be 1 to 128 characters");
+        } else if value.chars().any(char::is_control) {
+            self.add(field, "must not contain control characters");
         }
     }
 
@@ -64,7 +66,7 @@ impl Problems {
 
     /// A custom mount path: a plain absolute path that no API route already owns.
     pub fn mount_path(&mut self, field: &str, path: &str) {
-        let reserved = ["/in", "/workspaces", "/healthz", "/dlq"];
+        let reserved = ["/in", "/workspaces", "/healthz", "/dlq", "/openapi.json"];
         let ok_chars = path
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));

@@ -12,16 +12,20 @@ use sha2::Sha256;
 /// size, and a chat is no place for a whole document.
 const DEFAULT_TEXT_LIMIT: usize = 4000;
 
-/// The names a template can use.
+/// The names a template can use: `body` is the payload parsed (a string when it is not
+/// JSON), `data` its `data` member for a `{"event_type", "data"}` envelope (else the body),
+/// `raw` the payload as text.
 fn context(event: &Event) -> Value {
-    let data = serde_json::from_slice::<Value>(&event.payload)
+    let body = serde_json::from_slice::<Value>(&event.payload)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.payload).into_owned()));
+    let data = body.get("data").cloned().unwrap_or_else(|| body.clone());
     json!({
         "event_id": event.id,
         "event_type": event.event_type,
         "received_at": event.received_at.to_string(),
         "source_id": event.source_id,
-        "payload": String::from_utf8_lossy(&event.payload),
+        "raw": String::from_utf8_lossy(&event.payload),
+        "body": body,
         "data": data,
     })
 }
