@@ -20,8 +20,9 @@ pub mod timestamp;
 pub use model::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, DEFAULT_WORKSPACE,
     DeadLetter, DeliveryConfig, DeliveryMode, DeliveryTask, Endpoint, EndpointKind, Event,
-    EventRef, HmacAlgorithm, LarkBot, LarkMessageType, RetryConfig, SignatureEncoding, Source,
-    SourceResponse, TaskBatch, TriggerMode, Verification, Workspace,
+    EventRef, FailingPolicy, HmacAlgorithm, LarkBot, LarkMessageType, RetryConfig,
+    SignatureEncoding, Source, SourceResponse, TaskBatch, TriggerMode, Verification, Workspace,
+    WorkspaceSettings,
 };
 pub use timestamp::Timestamp;
 

@@ -24,6 +24,7 @@ pub const ATTEMPTS_PER_SUCCESS: &str = "AttemptsPerSuccess";
 pub const ENDPOINTS_DEACTIVATED: &str = "EndpointsDeactivated";
 pub const STRANDED_EVENTS_REENQUEUED: &str = "StrandedEventsReenqueued";
 pub const SWEEP_DURATION: &str = "SweepDuration";
+pub const SWEEP_ENDPOINTS_EXAMINED: &str = "SweepEndpointsExamined";
 
 /// Every metric the code emits, with its unit.
 pub const ALL: &[(&str, Unit)] = &[
@@ -42,6 +43,7 @@ pub const ALL: &[(&str, Unit)] = &[
     (ENDPOINTS_DEACTIVATED, Unit::Count),
     (STRANDED_EVENTS_REENQUEUED, Unit::Count),
     (SWEEP_DURATION, Unit::Milliseconds),
+    (SWEEP_ENDPOINTS_EXAMINED, Unit::Count),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,46 @@ pub struct Workspace {
     pub id: String,
     pub name: String,
     pub created_at: Timestamp,
+    #[serde(default)]
+    pub settings: WorkspaceSettings,
+}
+
+/// A workspace's lifecycle rules; everything here is off unless set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSettings {
+    /// Deactivate endpoints whose deliveries have all failed for a while (reason `failing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_failing: Option<FailingPolicy>,
+}
+
+/// An endpoint is `failing` once every delivery for `after_days` has failed, and at least
+/// `min_failures` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailingPolicy {
+    #[serde(default = "FailingPolicy::default_days")]
+    pub after_days: u32,
+    #[serde(default = "FailingPolicy::default_min_failures")]
+    pub min_failures: u32,
+}
+
+impl FailingPolicy {
+    fn default_days() -> u32 {
+        5
+    }
+    fn default_min_failures() -> u32 {
+        10
+    }
+}
+
+impl Default for FailingPolicy {
+    fn default() -> Self {
+        Self {
+            after_days: Self::default_days(),
+            min_failures: Self::default_min_failures(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +257,12 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<Timestamp>,
+    /// When the current streak of failures began; cleared by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Timestamp>,
+    /// When the endpoint was last turned back on: counts as activity for the sweeper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -342,6 +388,8 @@ impl Endpoint {
             consecutive_failures: 0,
             disabled_reason: None,
             disabled_at: None,
+            failing_since: None,
+            enabled_at: None,
         }
     }
 
@@ -372,7 +420,20 @@ impl Endpoint {
     /// The time the one-year rule measures from: the last success, or creation for an
     /// endpoint that never succeeded.
     pub fn activity_at(&self) -> Timestamp {
-        self.last_success_at.unwrap_or(self.created_at)
+        let last = self.last_success_at.unwrap_or(self.created_at);
+        self.enabled_at.map_or(last, |at| at.max(last))
+    }
+
+    /// Turns the endpoint back on: a fresh start for the failure counters and the
+    /// sweeper's clock.
+    pub fn reactivate(&mut self, now: Timestamp) {
+        self.enabled = true;
+        self.disabled_reason = None;
+        self.disabled_at = None;
+        self.consecutive_failures = 0;
+        self.failing_since = None;
+        self.enabled_at = Some(now);
+        self.updated_at = now;
     }
 }
 

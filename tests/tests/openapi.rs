@@ -97,7 +97,7 @@ async fn the_running_api_matches_the_document() {
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--max-examples", "10", "--seed", "20261123"])
             .args(["--max-time", "120", "--request-timeout", "20"])
-            .args(["--workers", "2", "--generation-database", "none"])
+            .args(["--workers", "1", "--generation-database", "none"])
             .args(["--no-color", "--output-truncate", "true"])
             .arg("--report-dir")
             .arg(&report)

@@ -89,8 +89,10 @@ pub fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Re
     endpoint.url = body.url;
     endpoint.events = body.events;
     if body.enabled && !endpoint.enabled {
-        endpoint.disabled_reason = None;
-        endpoint.disabled_at = None;
+        endpoint.reactivate(Timestamp::now());
+    } else if !body.enabled && endpoint.enabled {
+        endpoint.disabled_reason = Some("manual".to_owned());
+        endpoint.disabled_at = Some(Timestamp::now());
     }
     endpoint.enabled = body.enabled;
     endpoint.headers = body.headers.into_iter().collect();
@@ -294,4 +296,100 @@ pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
         .await
         .map_err(store_error)?;
     Ok(api::json(StatusCode::OK, &endpoints))
+}
+
+/// Most events one reactivation re-enqueues: a bigger backlog is better replayed in parts
+/// (with a later `recover_since`).
+const RECOVER_LIMIT: usize = 10_000;
+
+/// `POST …/endpoints/{id}/enable[?recover_since=<RFC 3339>]`: turns a disabled endpoint back
+/// on with fresh failure counters; with `recover_since`, re-enqueues the events since then
+/// that it subscribes to and has not received, once each.
+pub async fn enable(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
+    let q = request::query(req);
+    let since = q
+        .get("recover_since")
+        .map(|v| {
+            Timestamp::parse(v).map_err(|_| {
+                let mut e =
+                    ApiError::bad_request("invalid_time", "recover_since must be an RFC 3339 time");
+                e.fields
+                    .insert("recover_since".into(), "not an RFC 3339 time".into());
+                e
+            })
+        })
+        .transpose()?;
+    let mut endpoint = find(ctx, ws, id).await?;
+    if endpoint.enabled {
+        // Recovery belongs to a reactivation: repeating it could deliver events twice.
+        return Ok(api::json(
+            StatusCode::OK,
+            &serde_json::json!({"endpoint": endpoint, "reactivated": false, "recovered": 0}),
+        ));
+    }
+    endpoint.reactivate(Timestamp::now());
+    ctx.store
+        .put_endpoint(&endpoint)
+        .await
+        .map_err(store_error)?;
+    let recovered = match since {
+        Some(since) => recover(ctx, &endpoint, since).await?,
+        None => 0,
+    };
+    tracing::info!(endpoint.id = %endpoint.id, workspace = ws, recovered, "endpoint reactivated");
+    Ok(api::json(
+        StatusCode::OK,
+        &serde_json::json!({"endpoint": endpoint, "reactivated": true, "recovered": recovered}),
+    ))
+}
+
+/// Queues the events since `since` the endpoint subscribes to and never received.
+async fn recover(ctx: &Context, endpoint: &Endpoint, since: Timestamp) -> Result<usize, ApiError> {
+    let events = ctx
+        .store
+        .events_since(&endpoint.workspace, since, RECOVER_LIMIT)
+        .await
+        .map_err(store_error)?;
+    let mut tasks = Vec::new();
+    for (event_key, event) in events {
+        if !endpoint.wants(&event.event_type) {
+            continue;
+        }
+        let delivered = ctx
+            .store
+            .find_attempts(
+                &endpoint.workspace,
+                &hookrelay_shared::store::AttemptFilter {
+                    event_id: Some(event.id.clone()),
+                    endpoint_id: Some(endpoint.id.clone()),
+                    status: Some(AttemptStatus::Successful),
+                },
+                &hookrelay_shared::store::PageRequest::default(),
+            )
+            .await
+            .map_err(store_error)?;
+        if delivered.data.is_empty() {
+            let mut task = DeliveryTask::new(&event, &event_key, &endpoint.id);
+            task.manual = true;
+            tasks.push(task);
+        }
+    }
+    let unsent = ctx
+        .queue
+        .send_tasks(&tasks)
+        .await
+        .map_err(crate::queue_error)?;
+    if !unsent.is_empty() {
+        return Err(ApiError::unavailable(format!(
+            "{} of {} recovered events could not be queued; enable again with the same recover_since",
+            unsent.len(),
+            tasks.len()
+        )));
+    }
+    Ok(tasks.len())
 }

@@ -133,7 +133,7 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
     let ws = workspace.name.as_str();
     match (&segments[1..], m) {
         ([], &Method::GET) => workspaces::get(&workspace),
-        ([], &Method::PUT) => workspaces::update(&workspace, req),
+        ([], &Method::PUT) => workspaces::update(ctx, &workspace, req).await,
         ([], &Method::DELETE) => workspaces::delete(ctx, &workspace).await,
         ([], _) => Err(not_allowed("GET, PUT, DELETE")),
         (["sources"], &Method::GET) => sources::list(ctx, ws, req).await,
@@ -147,6 +147,7 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["endpoints", id], &Method::PUT) => endpoints::update(ctx, ws, id, req).await,
         (["endpoints", id], &Method::DELETE) => endpoints::delete(ctx, ws, id).await,
         (["endpoints", id, "test"], &Method::POST) => endpoints::test(ctx, ws, id).await,
+        (["endpoints", id, "enable"], &Method::POST) => endpoints::enable(ctx, ws, id, req).await,
         (["endpoints", id, "secret", "rotate"], &Method::POST) => {
             endpoints::rotate_secret(ctx, ws, id).await
         }
@@ -171,7 +172,8 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (
             ["endpoints", _, "secret", "rotate"]
             | ["events", _, "retry"]
-            | ["endpoints", _, "test"],
+            | ["endpoints", _, "test"]
+            | ["endpoints", _, "enable"],
             _,
         ) => Err(not_allowed("POST")),
         _ => Err(ApiError::not_found("no such route")),

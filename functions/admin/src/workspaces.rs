@@ -1,7 +1,7 @@
 //! Workspaces: `default` always exists; others are created by name.
 
 use hookrelay_shared::api::{self, ApiError};
-use hookrelay_shared::{DEFAULT_WORKSPACE, Workspace};
+use hookrelay_shared::{DEFAULT_WORKSPACE, Workspace, WorkspaceSettings};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Deserialize;
@@ -13,6 +13,27 @@ use crate::{Context, request, store_error};
 #[serde(deny_unknown_fields)]
 struct WorkspaceBody {
     name: String,
+    #[serde(default)]
+    settings: WorkspaceSettings,
+}
+
+fn check_settings(settings: &WorkspaceSettings) -> Result<(), ApiError> {
+    let mut p = Problems::default();
+    if let Some(f) = &settings.disable_failing {
+        if !(1..=365).contains(&f.after_days) {
+            p.add(
+                "settings.disable_failing.after_days",
+                "must be 1 to 365 days",
+            );
+        }
+        if !(1..=100_000).contains(&f.min_failures) {
+            p.add(
+                "settings.disable_failing.min_failures",
+                "must be 1 to 100000",
+            );
+        }
+    }
+    p.finish()
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -41,12 +62,17 @@ pub async fn list(ctx: &Context, req: &Request) -> Result<Response<String>, ApiE
 pub async fn create(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
     let body: WorkspaceBody = request::json_body(req)?;
     check_name(&body.name)?;
-    let ws = ctx
+    check_settings(&body.settings)?;
+    let mut ws = ctx
         .store
         .create_workspace(&body.name)
         .await
         .map_err(store_error)?
         .ok_or_else(|| taken(&body.name))?;
+    if body.settings != ws.settings {
+        ws.settings = body.settings;
+        ctx.store.put_workspace(&ws).await.map_err(store_error)?;
+    }
     Ok(api::json(StatusCode::CREATED, &ws))
 }
 
@@ -54,15 +80,25 @@ pub fn get(ws: &Workspace) -> Result<Response<String>, ApiError> {
     Ok(api::json(StatusCode::OK, ws))
 }
 
-/// Names are keys: a workspace cannot be renamed, so a full update only confirms it.
-pub fn update(ws: &Workspace, req: &Request) -> Result<Response<String>, ApiError> {
+/// Names are keys: a workspace cannot be renamed; a full update replaces its settings.
+pub async fn update(
+    ctx: &Context,
+    ws: &Workspace,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
     let body: WorkspaceBody = request::json_body(req)?;
     if body.name != ws.name {
         let mut e = ApiError::bad_request("immutable_field", "a workspace cannot be renamed");
         e.fields.insert("name".into(), "cannot change".into());
         return Err(e);
     }
-    Ok(api::json(StatusCode::OK, ws))
+    check_settings(&body.settings)?;
+    let mut ws = ws.clone();
+    if body.settings != ws.settings {
+        ws.settings = body.settings;
+        ctx.store.put_workspace(&ws).await.map_err(store_error)?;
+    }
+    Ok(api::json(StatusCode::OK, &ws))
 }
 
 pub async fn delete(ctx: &Context, ws: &Workspace) -> Result<Response<String>, ApiError> {

@@ -1,7 +1,8 @@
 //! The sweeper: endpoint lifecycle and reconciliation, on a schedule. Both of its reads are
 //! queries on sparse GSIs, so a run costs in proportion to what it has to do.
 
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use hookrelay_shared::config::Settings;
@@ -9,8 +10,8 @@ use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::queue::{Queue, QueueError};
 use hookrelay_shared::store::{Store, StoreError};
 use hookrelay_shared::telemetry::error_chain;
-use hookrelay_shared::{DeliveryTask, Timestamp};
-use serde::Serialize;
+use hookrelay_shared::{DeliveryTask, FailingPolicy, Timestamp};
+use serde::{Deserialize, Serialize};
 
 pub struct Context {
     pub store: Store,
@@ -36,43 +37,125 @@ pub enum SweepError {
     Queue(#[from] QueueError),
 }
 
+/// What a run is asked to do; the schedule sends none of it. `{"dry_run": true}` reports
+/// what a run would do and changes nothing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct SweepOptions {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl SweepOptions {
+    /// Reads the invocation's input: a schedule's event, `{}` or `{"dry_run": true}`.
+    pub fn from_input(input: &serde_json::Value) -> Self {
+        serde_json::from_value(input.clone()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct SweepReport {
-    /// Enabled endpoints found past the threshold.
+    pub dry_run: bool,
+    /// Endpoints read from the indexes (stale or failing candidates).
+    pub endpoints_examined: usize,
+    /// Enabled endpoints found past the one-year (`SWEEP_AFTER_DAYS`) threshold.
     pub stale_found: usize,
+    /// Enabled endpoints in a failure streak older than a day.
+    pub failing_found: usize,
+    /// Deactivations, all reasons.
     pub deactivated: usize,
+    pub deactivated_by_reason: BTreeMap<String, usize>,
     pub pending_found: usize,
     pub reenqueued_events: usize,
     pub reenqueued_tasks: usize,
+    /// In a dry run, what a real run would do.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<Planned>,
     /// Items this run could not handle; the next run tries them again.
     pub errors: usize,
     pub duration_ms: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Planned {
+    pub action: &'static str,
+    pub workspace: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+impl SweepReport {
+    fn deactivated(&mut self, reason: &'static str) {
+        self.deactivated += 1;
+        *self
+            .deactivated_by_reason
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// A scheduled run.
 pub async fn handle(ctx: &Context, now: Timestamp) -> Result<SweepReport, SweepError> {
+    run(ctx, now, SweepOptions::default()).await
+}
+
+pub async fn run(
+    ctx: &Context,
+    now: Timestamp,
+    opts: SweepOptions,
+) -> Result<SweepReport, SweepError> {
     let started = Instant::now();
-    let mut report = SweepReport::default();
-    deactivate_stale(ctx, now, &mut report).await?;
-    reenqueue_stranded(ctx, now, &mut report).await?;
+    let mut report = SweepReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    deactivate_stale(ctx, now, opts, &mut report).await?;
+    deactivate_failing(ctx, now, opts, &mut report).await?;
+    reenqueue_stranded(ctx, now, opts, &mut report).await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
-    let mut metrics = Metrics::new("sweeper");
-    metrics.add_by(
-        m::ENDPOINTS_DEACTIVATED,
-        "Reason",
-        "stale",
-        report.deactivated as f64,
-    );
-    metrics.add(
-        m::STRANDED_EVENTS_REENQUEUED,
-        report.reenqueued_events as f64,
-    );
-    metrics.add(m::SWEEP_DURATION, report.duration_ms as f64);
-    metrics.flush();
+    if !opts.dry_run {
+        let mut metrics = Metrics::new("sweeper");
+        for reason in ["stale", "failing"] {
+            let n = report
+                .deactivated_by_reason
+                .get(reason)
+                .copied()
+                .unwrap_or(0);
+            metrics.add_by(m::ENDPOINTS_DEACTIVATED, "Reason", reason, n as f64);
+        }
+        metrics.add(
+            m::SWEEP_ENDPOINTS_EXAMINED,
+            report.endpoints_examined as f64,
+        );
+        metrics.add(
+            m::STRANDED_EVENTS_REENQUEUED,
+            report.reenqueued_events as f64,
+        );
+        metrics.add(m::SWEEP_DURATION, report.duration_ms as f64);
+        metrics.flush();
+    }
     tracing::info!(
+        dry_run = report.dry_run,
+        endpoints_examined = report.endpoints_examined,
         stale_found = report.stale_found,
+        failing_found = report.failing_found,
         deactivated = report.deactivated,
+        deactivated_stale = report
+            .deactivated_by_reason
+            .get("stale")
+            .copied()
+            .unwrap_or(0),
+        deactivated_failing = report
+            .deactivated_by_reason
+            .get("failing")
+            .copied()
+            .unwrap_or(0),
         pending_found = report.pending_found,
         reenqueued_events = report.reenqueued_events,
+        errors = report.errors,
         duration_ms = report.duration_ms,
         "sweep finished"
     );
@@ -82,12 +165,24 @@ pub async fn handle(ctx: &Context, now: Timestamp) -> Result<SweepReport, SweepE
 async fn deactivate_stale(
     ctx: &Context,
     now: Timestamp,
+    opts: SweepOptions,
     report: &mut SweepReport,
 ) -> Result<(), SweepError> {
     let cutoff = now.minus(ctx.settings.sweep_after());
     let stale = ctx.store.stale_endpoints(cutoff).await?;
     report.stale_found = stale.len();
+    report.endpoints_examined += stale.len();
     for ep in stale {
+        if opts.dry_run {
+            report.planned.push(Planned {
+                action: "deactivate",
+                workspace: ep.workspace.clone(),
+                endpoint_id: Some(ep.id.clone()),
+                reason: Some("stale"),
+                event_id: None,
+            });
+            continue;
+        }
         // The condition re-checks staleness: a success since the index read wins.
         match ctx
             .store
@@ -95,11 +190,82 @@ async fn deactivate_stale(
             .await
         {
             Ok(true) => {
-                report.deactivated += 1;
+                report.deactivated("stale");
                 tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "stale", "endpoint deactivated");
             }
             Ok(false) => {}
             // One failure must not stop the rest of the run; the next run retries it.
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "endpoint not deactivated");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Endpoints of workspaces that opted in, whose every delivery has failed for the
+/// workspace's number of days, with at least its number of failures. The index holds only
+/// endpoints in a failure streak, so the read grows with those, not with all endpoints.
+async fn deactivate_failing(
+    ctx: &Context,
+    now: Timestamp,
+    opts: SweepOptions,
+    report: &mut SweepReport,
+) -> Result<(), SweepError> {
+    // A policy counts whole days, so nothing younger than one can qualify.
+    let candidates = ctx
+        .store
+        .failing_endpoints(now.minus(Duration::from_secs(86_400)))
+        .await?;
+    report.failing_found = candidates.len();
+    report.endpoints_examined += candidates.len();
+    let mut policies: HashMap<String, Option<FailingPolicy>> = HashMap::new();
+    for c in candidates {
+        let policy = match policies.get(&c.workspace) {
+            Some(p) => *p,
+            None => {
+                let p = ctx
+                    .store
+                    .get_workspace(&c.workspace)
+                    .await?
+                    .and_then(|w| w.settings.disable_failing);
+                policies.insert(c.workspace.clone(), p);
+                p
+            }
+        };
+        let Some(policy) = policy else { continue };
+        let Some(ep) = ctx.store.get_endpoint(&c.workspace, &c.id).await? else {
+            continue;
+        };
+        let Some(since) = ep.failing_since else {
+            continue;
+        };
+        let long_enough =
+            now.since(since) >= Duration::from_secs(u64::from(policy.after_days) * 86_400);
+        if !ep.enabled || !long_enough || ep.consecutive_failures < policy.min_failures {
+            continue;
+        }
+        if opts.dry_run {
+            report.planned.push(Planned {
+                action: "deactivate",
+                workspace: ep.workspace.clone(),
+                endpoint_id: Some(ep.id.clone()),
+                reason: Some("failing"),
+                event_id: None,
+            });
+            continue;
+        }
+        match ctx
+            .store
+            .disable_failing_endpoint(&ep.workspace, &ep.id, now, since)
+            .await
+        {
+            Ok(true) => {
+                report.deactivated("failing");
+                tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "failing", failures = ep.consecutive_failures, "endpoint deactivated");
+            }
+            Ok(false) => {}
             Err(e) => {
                 report.errors += 1;
                 tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "endpoint not deactivated");
@@ -115,6 +281,7 @@ async fn deactivate_stale(
 async fn reenqueue_stranded(
     ctx: &Context,
     now: Timestamp,
+    opts: SweepOptions,
     report: &mut SweepReport,
 ) -> Result<(), SweepError> {
     let pending = ctx
@@ -123,6 +290,20 @@ async fn reenqueue_stranded(
         .await?;
     report.pending_found = pending.len();
     for p in pending {
+        if opts.dry_run {
+            let event = ctx.store.get_event_by_key(&p.event_key).await?;
+            report.planned.push(Planned {
+                action: "reenqueue",
+                workspace: event
+                    .as_ref()
+                    .map(|e| e.workspace.clone())
+                    .unwrap_or_default(),
+                endpoint_id: None,
+                reason: None,
+                event_id: event.map(|e| e.id),
+            });
+            continue;
+        }
         match reenqueue_one(ctx, &p.event_key).await {
             Ok(Some(tasks)) => {
                 report.reenqueued_events += 1;

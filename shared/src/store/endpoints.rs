@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::{from_item, to_item};
-use super::keys::{self, SWEEP_AT, SWEEP_SHARD, s};
+use super::keys::{self, FAILING_SHARD, SWEEP_AT, SWEEP_SHARD, s};
 use super::ops::{condition_held, with_key};
 use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
@@ -18,6 +18,9 @@ impl Store {
         if ep.enabled {
             item.insert(SWEEP_SHARD.into(), s(keys::shard_of(&ep.id)));
             item.insert(SWEEP_AT.into(), s(ep.activity_at().to_string()));
+            if ep.failing_since.is_some() {
+                item.insert(FAILING_SHARD.into(), s(keys::shard_of(&ep.id)));
+            }
         }
         self.put(item).await
     }
@@ -83,7 +86,7 @@ impl Store {
             // sweep_at only matters while sweep_shard exists (enabled endpoints), so setting
             // it unconditionally never puts a disabled endpoint back in the index.
             .update_expression(
-                "SET last_success_at = :now, sweep_at = :now, consecutive_failures = :zero",
+                "SET last_success_at = :now, sweep_at = :now, consecutive_failures = :zero REMOVE failing_since, failing_shard",
             )
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(last_success_at) OR last_success_at < :cutoff OR consecutive_failures > :zero)",
@@ -110,8 +113,14 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(keys::key_of(keys::endpoint(ws, id))))
-            .update_expression("SET last_failure_at = :now ADD consecutive_failures :n")
-            .condition_expression("attribute_exists(pk)")
+            // The streak's start goes into the sparse `failing` index, where the sweeper
+            // finds endpoints that have failed for days without reading the others.
+            .update_expression(
+                "SET last_failure_at = :now, failing_since = if_not_exists(failing_since, :now), failing_shard = if_not_exists(failing_shard, :shard) ADD consecutive_failures :n",
+            )
+            .condition_expression("attribute_exists(pk) AND enabled = :true")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":shard", s(keys::shard_of(id)))
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":n", AttributeValue::N(failures.to_string()))
             .send()
@@ -164,6 +173,32 @@ impl Store {
         now: Timestamp,
         stale_before: Option<Timestamp>,
     ) -> Result<bool> {
+        self.disable_endpoint_if(ws, id, reason, now, stale_before, None)
+            .await
+    }
+
+    /// Disables an enabled endpoint whose failure streak is still the one that began at
+    /// `failing_since` (a success since then wins).
+    pub async fn disable_failing_endpoint(
+        &self,
+        ws: &str,
+        id: &str,
+        now: Timestamp,
+        failing_since: Timestamp,
+    ) -> Result<bool> {
+        self.disable_endpoint_if(ws, id, "failing", now, None, Some(failing_since))
+            .await
+    }
+
+    async fn disable_endpoint_if(
+        &self,
+        ws: &str,
+        id: &str,
+        reason: &str,
+        now: Timestamp,
+        stale_before: Option<Timestamp>,
+        failing_since: Option<Timestamp>,
+    ) -> Result<bool> {
         let (pk, sk) = keys::endpoint(ws, id);
         let mut condition = "attribute_exists(pk) AND enabled = :true".to_owned();
         let mut req = self
@@ -172,7 +207,7 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(keys::key(pk, sk)))
             .update_expression(
-                "SET enabled = :false, disabled_reason = :reason, disabled_at = :now, updated_at = :now REMOVE sweep_shard, sweep_at",
+                "SET enabled = :false, disabled_reason = :reason, disabled_at = :now, updated_at = :now REMOVE sweep_shard, sweep_at, failing_shard",
             )
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
@@ -181,6 +216,10 @@ impl Store {
         if let Some(cutoff) = stale_before {
             condition.push_str(" AND sweep_at < :cutoff");
             req = req.expression_attribute_values(":cutoff", s(cutoff.to_string()));
+        }
+        if let Some(since) = failing_since {
+            condition.push_str(" AND failing_since = :since");
+            req = req.expression_attribute_values(":since", s(since.to_string()));
         }
         condition_held(req.condition_expression(condition).send().await)
     }

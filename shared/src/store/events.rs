@@ -169,6 +169,40 @@ impl Store {
         self.page("event", query, req).await
     }
 
+    /// Up to `limit` events of a workspace received since `since`, oldest first, with their
+    /// item keys.
+    pub async fn events_since(
+        &self,
+        ws: &str,
+        since: crate::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, Event)>> {
+        let lo = crate::ids::time_bound(crate::ids::EVENT, Some(since), false);
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk AND #sk >= :lo")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_names("#sk", GSI1SK)
+            .expression_attribute_values(":pk", s(keys::events_list(ws)))
+            .expression_attribute_values(":lo", s(lo))
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| StoreError::dynamo("Query", e))?;
+            let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
+            out.push((key, from_item::<Event>("event", item)?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// What a delivery batch needs, in as few reads as DynamoDB allows: events by item key
     /// and endpoints by (workspace, id).
     pub async fn load_for_delivery(

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 pub const GSI1: &str = "gsi1";
 pub const SWEEP_INDEX: &str = "sweep";
 pub const PENDING_INDEX: &str = "pending";
+pub const FAILING_INDEX: &str = "failing";
 /// Shards of the sparse GSIs: spreads the write traffic of `last_success_at` and pending
 /// markers over partitions; the sweeper queries each shard.
 pub const SHARDS: u32 = 8;
@@ -18,6 +19,8 @@ pub const GSI1SK: &str = "gsi1sk";
 pub const SWEEP_SHARD: &str = "sweep_shard";
 pub const SWEEP_AT: &str = "sweep_at";
 pub const PENDING_SHARD: &str = "pending_shard";
+pub const FAILING_SHARD: &str = "failing_shard";
+pub const FAILING_SINCE: &str = "failing_since";
 pub const PENDING_AT: &str = "pending_at";
 pub const EXPIRES_AT: &str = "expires_at";
 

@@ -4,7 +4,7 @@
 //! |-----------|-------------------------|-------------|-----------------------|------------------------|
 //! | workspace | `WS#{name}`             | `WS`        | `WS` / id             |                        |
 //! | source    | `SRC#{id}`              | `SRC`       | `{ws}#SRC` / id       |                        |
-//! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                       | `sweep` while enabled  |
+//! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                       | `sweep` while enabled, `failing` in a failure streak |
 //! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id       | `pending` until queued |
 //! | attempt   | `ATT#{event id}`        | id          | `{ws}#ATT` / id       |                        |
 //! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                       |                        |
@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::Client;
 
 pub use attempts::AttemptFilter;
 pub use events::{EventFilter, InsertOutcome};
-pub use keys::{GSI1, PENDING_INDEX, SHARDS, SWEEP_INDEX};
+pub use keys::{FAILING_INDEX, GSI1, PENDING_INDEX, SHARDS, SWEEP_INDEX};
 pub use keys_api::ApiKey;
 pub use names::{Claim, NameKind};
 pub use page::{Page, PageRequest};

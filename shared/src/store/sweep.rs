@@ -3,7 +3,10 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::keys::{self, Item, PENDING_INDEX, PK, SHARDS, SK, SWEEP_INDEX, s};
+use super::keys::{
+    self, FAILING_INDEX, FAILING_SHARD, FAILING_SINCE, Item, PENDING_INDEX, PK, SHARDS, SK,
+    SWEEP_INDEX, s,
+};
 use super::{Result, Store, StoreError};
 use crate::Timestamp;
 
@@ -24,17 +27,15 @@ impl Store {
         let items = self
             .query_shards(SWEEP_INDEX, "sweep_shard", "sweep_at", cutoff)
             .await?;
-        Ok(items
-            .iter()
-            .filter_map(|item| {
-                let ws = keys::get_s(item, PK)?.strip_prefix("WS#")?;
-                let id = keys::get_s(item, SK)?.strip_prefix(keys::ENDPOINT_SK_PREFIX)?;
-                Some(EndpointRef {
-                    workspace: ws.to_owned(),
-                    id: id.to_owned(),
-                })
-            })
-            .collect())
+        Ok(items.iter().filter_map(endpoint_ref).collect())
+    }
+
+    /// Enabled endpoints whose current failure streak began before `cutoff`.
+    pub async fn failing_endpoints(&self, cutoff: Timestamp) -> Result<Vec<EndpointRef>> {
+        let items = self
+            .query_shards(FAILING_INDEX, FAILING_SHARD, FAILING_SINCE, cutoff)
+            .await?;
+        Ok(items.iter().filter_map(endpoint_ref).collect())
     }
 
     /// Events accepted before `cutoff` whose tasks were never confirmed queued.
@@ -80,4 +81,13 @@ impl Store {
         }
         Ok(all)
     }
+}
+
+fn endpoint_ref(item: &Item) -> Option<EndpointRef> {
+    let ws = keys::get_s(item, PK)?.strip_prefix("WS#")?;
+    let id = keys::get_s(item, SK)?.strip_prefix(keys::ENDPOINT_SK_PREFIX)?;
+    Some(EndpointRef {
+        workspace: ws.to_owned(),
+        id: id.to_owned(),
+    })
 }

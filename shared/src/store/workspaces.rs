@@ -15,6 +15,7 @@ impl Store {
                 id: format!("{}_default", ids::WORKSPACE),
                 name: DEFAULT_WORKSPACE.to_owned(),
                 created_at: Timestamp::from_unix_millis(0).unwrap_or_else(Timestamp::now),
+                settings: Default::default(),
             })),
             None => Ok(None),
         }
@@ -36,6 +37,15 @@ impl Store {
 }
 
 impl Store {
+    /// Writes a workspace's settings (the workspace item is created for `default`, which
+    /// exists unwritten).
+    pub async fn put_workspace(&self, ws: &Workspace) -> Result<()> {
+        let mut item = with_key(to_item("workspace", ws)?, keys::workspace(&ws.name));
+        item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
+        item.insert(GSI1SK.into(), s(&ws.id));
+        self.put(item).await
+    }
+
     /// Creates a workspace; `None` if the name is taken.
     pub async fn create_workspace(&self, name: &str) -> Result<Option<Workspace>> {
         let ws = Workspace {
@@ -47,6 +57,7 @@ impl Store {
             },
             name: name.to_owned(),
             created_at: Timestamp::now(),
+            settings: Default::default(),
         };
         let mut item = with_key(to_item("workspace", &ws)?, keys::workspace(name));
         item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
