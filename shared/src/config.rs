@@ -29,6 +29,8 @@ pub struct Settings {
     pub dead_letter_queue_url: String,
     /// The queue where tasks of batch endpoints collect (`BATCHING_QUEUE_URL`).
     pub batching_queue_url: Option<String>,
+    /// The EventBridge bus operational events go to (`OPS_EVENT_BUS`, default `default`).
+    pub ops_event_bus: String,
     pub retry: RetryPolicy,
     pub max_body_bytes: usize,
     pub retention_days: u32,
@@ -58,6 +60,10 @@ impl Settings {
             batching_queue_url: env::var("BATCHING_QUEUE_URL")
                 .ok()
                 .filter(|u| !u.is_empty()),
+            ops_event_bus: env::var("OPS_EVENT_BUS")
+                .ok()
+                .filter(|b| !b.is_empty())
+                .unwrap_or_else(|| "default".to_owned()),
             retry: RetryPolicy::parse(
                 &env::var("RETRY_SCHEDULE")
                     .unwrap_or_else(|_| crate::retry::DEFAULT_SCHEDULE.to_owned()),
@@ -103,6 +109,7 @@ impl Settings {
             delivery_queue_url: queue_url.to_owned(),
             dead_letter_queue_url: dlq_url.to_owned(),
             batching_queue_url: None,
+            ops_event_bus: "default".to_owned(),
             retry: RetryPolicy::default(),
             max_body_bytes: 256 * 1024,
             retention_days: 30,

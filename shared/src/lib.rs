@@ -9,6 +9,7 @@ pub mod filter;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod ops_events;
 pub mod publish;
 pub mod queue;
 pub mod retry;
@@ -19,10 +20,10 @@ pub mod timestamp;
 
 pub use model::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, DEFAULT_WORKSPACE,
-    DeadLetter, DeliveryConfig, DeliveryMode, DeliveryTask, Endpoint, EndpointKind, Event,
-    EventRef, FailingPolicy, HmacAlgorithm, LarkBot, LarkMessageType, RetryConfig,
-    SignatureEncoding, Source, SourceResponse, TaskBatch, TriggerMode, Verification, Workspace,
-    WorkspaceSettings,
+    DeactivationWarning, DeadLetter, DeliveryConfig, DeliveryMode, DeliveryTask, Endpoint,
+    EndpointKind, Event, EventRef, FailingPolicy, HmacAlgorithm, LarkBot, LarkMessageType,
+    RetryConfig, SignatureEncoding, Source, SourceResponse, TaskBatch, TriggerMode, Verification,
+    Workspace, WorkspaceSettings,
 };
 pub use timestamp::Timestamp;
 

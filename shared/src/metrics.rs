@@ -25,6 +25,8 @@ pub const ENDPOINTS_DEACTIVATED: &str = "EndpointsDeactivated";
 pub const STRANDED_EVENTS_REENQUEUED: &str = "StrandedEventsReenqueued";
 pub const SWEEP_DURATION: &str = "SweepDuration";
 pub const SWEEP_ENDPOINTS_EXAMINED: &str = "SweepEndpointsExamined";
+pub const OPS_EVENTS: &str = "OpsEvents";
+pub const OPS_EVENTS_FAILED: &str = "OpsEventsFailed";
 
 /// Every metric the code emits, with its unit.
 pub const ALL: &[(&str, Unit)] = &[
@@ -44,6 +46,8 @@ pub const ALL: &[(&str, Unit)] = &[
     (STRANDED_EVENTS_REENQUEUED, Unit::Count),
     (SWEEP_DURATION, Unit::Milliseconds),
     (SWEEP_ENDPOINTS_EXAMINED, Unit::Count),
+    (OPS_EVENTS, Unit::Count),
+    (OPS_EVENTS_FAILED, Unit::Count),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,39 @@ pub struct WorkspaceSettings {
     /// Deactivate endpoints whose deliveries have all failed for a while (reason `failing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_failing: Option<FailingPolicy>,
+    /// The endpoint (of this workspace) that receives the workspace's operational events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops_endpoint_id: Option<String>,
+    /// `endpoint.failing` is emitted when this many deliveries in a row have failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_after: Option<u32>,
+    /// Emit `endpoint.deactivation_pending` this many days before the one-year rule would
+    /// deactivate an endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_before_deactivation: Option<DeactivationWarning>,
+}
+
+impl WorkspaceSettings {
+    pub const DEFAULT_FAILING_AFTER: u32 = 5;
+
+    pub fn failing_after(&self) -> u32 {
+        self.failing_after.unwrap_or(Self::DEFAULT_FAILING_AFTER)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivationWarning {
+    #[serde(default = "DeactivationWarning::default_days")]
+    pub days: u32,
+}
+
+impl DeactivationWarning {
+    pub const MAX_DAYS: u32 = 90;
+
+    fn default_days() -> u32 {
+        30
+    }
 }
 
 /// An endpoint is `failing` once every delivery for `after_days` has failed, and at least
@@ -263,6 +296,9 @@ pub struct Endpoint {
     /// When the endpoint was last turned back on: counts as activity for the sweeper.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled_at: Option<Timestamp>,
+    /// When `endpoint.deactivation_pending` was last emitted for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivation_warned_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -390,6 +426,7 @@ impl Endpoint {
             disabled_at: None,
             failing_since: None,
             enabled_at: None,
+            deactivation_warned_at: None,
         }
     }
 

@@ -82,6 +82,14 @@ impl Stack {
                 .expect("batching queue")
                 .to_owned(),
         );
+        // Each stack its own bus, so tests reading operational events see only their own.
+        settings.ops_event_bus = format!("{prefix}-ops");
+        aws_sdk_eventbridge::Client::new(&aws)
+            .create_event_bus()
+            .name(&settings.ops_event_bus)
+            .send()
+            .await
+            .expect("event bus");
         settings.retry = RetryPolicy::parse(schedule)
             .expect("schedule")
             .without_jitter();
@@ -195,6 +203,89 @@ impl Stack {
             n(A::ApproximateNumberOfMessages),
             n(A::ApproximateNumberOfMessagesNotVisible),
         )
+    }
+
+    /// A queue that receives every operational event put on this stack's bus (a rule
+    /// matching `source: hookrelay`, as a user would write one). Answers its URL.
+    pub async fn ops_events_queue(&self) -> String {
+        let name = format!("{}-read", self.settings.ops_event_bus);
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("queue")
+            .queue_url
+            .expect("queue url");
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue arn")
+            .attributes
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
+            .expect("arn");
+        let events = aws_sdk_eventbridge::Client::new(&self.aws);
+        events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(&self.settings.ops_event_bus)
+            .event_pattern(r#"{"source": ["hookrelay"]}"#)
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(&self.settings.ops_event_bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("read")
+                    .arn(arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("targets");
+        url
+    }
+
+    /// The EventBridge events that reached `queue` so far (removed from it).
+    pub async fn read_ops_events(&self, queue: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() {
+                return out;
+            }
+            for m in got {
+                out.push(serde_json::from_str(m.body().unwrap_or_default()).expect("event JSON"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
     }
 
     pub async fn dead_letters(&self) -> Vec<aws_sdk_sqs::types::Message> {

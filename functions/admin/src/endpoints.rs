@@ -8,6 +8,7 @@ use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Deserialize;
 
+use hookrelay_shared::ops_events::{self, OpsEvent};
 use hookrelay_shared::store::NameKind;
 
 use crate::validate::Problems;
@@ -146,8 +147,27 @@ pub async fn update(
     let body: CreateEndpoint = request::json_body(req)?;
     let mut endpoint = find(ctx, ws, id).await?;
     let old_name = endpoint.name.clone();
+    let was_enabled = endpoint.enabled;
     apply(ctx, body, &mut endpoint)?;
     save(ctx, Some(&old_name), &endpoint).await?;
+    let now = Timestamp::now();
+    match (was_enabled, endpoint.enabled) {
+        (true, false) => {
+            ctx.ops
+                .emit(&[OpsEvent::deactivated(&endpoint, "manual", now)])
+                .await
+        }
+        (false, true) => {
+            ctx.ops
+                .emit(&[OpsEvent::new(
+                    ops_events::ENDPOINT_REACTIVATED,
+                    &endpoint,
+                    now,
+                )])
+                .await
+        }
+        _ => {}
+    }
     Ok(api::json(StatusCode::OK, &endpoint))
 }
 
@@ -342,6 +362,13 @@ pub async fn enable(
         None => 0,
     };
     tracing::info!(endpoint.id = %endpoint.id, workspace = ws, recovered, "endpoint reactivated");
+    let mut ops = OpsEvent::new(
+        ops_events::ENDPOINT_REACTIVATED,
+        &endpoint,
+        Timestamp::now(),
+    );
+    ops.counts.recovered_events = Some(recovered);
+    ctx.ops.emit(&[ops]).await;
     Ok(api::json(
         StatusCode::OK,
         &serde_json::json!({"endpoint": endpoint, "reactivated": true, "recovered": recovered}),

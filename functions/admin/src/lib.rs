@@ -36,6 +36,7 @@ pub struct Context {
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
+    pub ops: hookrelay_shared::ops_events::OpsEvents,
     admin_key: auth::AdminKey,
     /// Key hash → its workspace (or none), for the cache TTL: revocation takes that long.
     key_cache: hookrelay_shared::cache::TtlCache<String, Option<String>>,
@@ -51,6 +52,7 @@ impl Context {
             delivery: hookrelay_delivery::Context::new(aws, settings.clone())?,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
+            ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "admin"),
             key_cache: hookrelay_shared::cache::TtlCache::new(settings.cache_ttl),
             settings,
             admin_key: auth::AdminKey::new(admin_key)?,

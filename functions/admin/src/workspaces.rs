@@ -17,8 +17,41 @@ struct WorkspaceBody {
     settings: WorkspaceSettings,
 }
 
-fn check_settings(settings: &WorkspaceSettings) -> Result<(), ApiError> {
+async fn check_settings(
+    ctx: &Context,
+    ws: &str,
+    settings: &WorkspaceSettings,
+) -> Result<(), ApiError> {
     let mut p = Problems::default();
+    if let Some(id) = &settings.ops_endpoint_id {
+        let exists = id.len() <= 64
+            && ctx
+                .store
+                .get_endpoint(ws, id)
+                .await
+                .map_err(store_error)?
+                .is_some();
+        if !exists {
+            p.add(
+                "settings.ops_endpoint_id",
+                "must be an endpoint of this workspace",
+            );
+        }
+    }
+    if settings
+        .failing_after
+        .is_some_and(|n| !(1..=1000).contains(&n))
+    {
+        p.add("settings.failing_after", "must be 1 to 1000");
+    }
+    if let Some(w) = &settings.warn_before_deactivation
+        && !(1..=hookrelay_shared::DeactivationWarning::MAX_DAYS).contains(&w.days)
+    {
+        p.add(
+            "settings.warn_before_deactivation.days",
+            "must be 1 to 90 days",
+        );
+    }
     if let Some(f) = &settings.disable_failing {
         if !(1..=365).contains(&f.after_days) {
             p.add(
@@ -62,7 +95,7 @@ pub async fn list(ctx: &Context, req: &Request) -> Result<Response<String>, ApiE
 pub async fn create(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
     let body: WorkspaceBody = request::json_body(req)?;
     check_name(&body.name)?;
-    check_settings(&body.settings)?;
+    check_settings(ctx, &body.name, &body.settings).await?;
     let mut ws = ctx
         .store
         .create_workspace(&body.name)
@@ -92,7 +125,7 @@ pub async fn update(
         e.fields.insert("name".into(), "cannot change".into());
         return Err(e);
     }
-    check_settings(&body.settings)?;
+    check_settings(ctx, &ws.name, &body.settings).await?;
     let mut ws = ws.clone();
     if body.settings != ws.settings {
         ws.settings = body.settings;

@@ -37,6 +37,7 @@ pub struct Context {
     pub settings: Settings,
     pub http: reqwest::Client,
     pub policy: Arc<NetworkPolicy>,
+    pub ops: hookrelay_shared::ops_events::OpsEvents,
     /// When each endpoint's open batch is due, as far as this instance knows: lets later
     /// events wait for the same moment. Losing it costs batch size, never an event.
     open_batches: std::sync::Mutex<HashMap<(String, String), Timestamp>>,
@@ -67,6 +68,7 @@ impl Context {
             .pool_idle_timeout(Duration::from_secs(50))
             .build()?;
         Ok(Self {
+            ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "delivery"),
             open_batches: Default::default(),
             policy,
             store: Store::connect(aws, &settings),

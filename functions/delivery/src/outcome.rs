@@ -8,6 +8,7 @@ use hookrelay_shared::{Attempt, DeadLetter, Endpoint, Event, Timestamp};
 
 use crate::{Context, Received, SUCCESS_WRITE_INTERVAL};
 use hookrelay_shared::metrics::{self as m, Metrics};
+use hookrelay_shared::ops_events::{self, OpsEvent};
 use hookrelay_shared::telemetry::error_chain;
 
 #[derive(Debug, Clone)]
@@ -85,6 +86,7 @@ pub(crate) async fn settle(
     }
     metrics.flush();
     let mut delays = Vec::new();
+    let mut ops_out: Vec<OpsEvent> = Vec::new();
     let mut succeeded = HashSet::new();
     let mut failures: HashMap<(String, String), u32> = HashMap::new();
     for (r, outcome) in outcomes {
@@ -122,6 +124,14 @@ pub(crate) async fn settle(
                     // catches it if this keeps failing.
                     tracing::error!(event.id = %r.task.event_id, error = %error_chain(&e), "dead-lettering failed");
                     response.add_failure(r.message_id.clone());
+                } else if let Some(ep) = endpoints.get(&key) {
+                    let mut ops = OpsEvent::new(ops_events::ATTEMPT_EXHAUSTED, ep, now);
+                    ops.counts.attempts = Some(letter.attempts);
+                    ops.event_id = Some(r.task.event_id.clone());
+                    ops.event_type = Some(letter.event_type.clone());
+                    ops.last_status = letter.last_status;
+                    ops.last_error_code = letter.last_error_code.clone();
+                    ops_out.push(ops);
                 }
             }
             Outcome::Gone(_) => {
@@ -131,7 +141,10 @@ pub(crate) async fn settle(
                     .await
                 {
                     Ok(changed) => {
-                        tracing::warn!(endpoint.id = %key.1, changed, "endpoint answered 410 Gone; disabled")
+                        tracing::warn!(endpoint.id = %key.1, changed, "endpoint answered 410 Gone; disabled");
+                        if let (true, Some(ep)) = (changed, endpoints.get(&key)) {
+                            ops_out.push(OpsEvent::deactivated(ep, "gone", now));
+                        }
                     }
                     Err(e) => {
                         tracing::error!(endpoint.id = %key.1, error = %error_chain(&e), "endpoint not disabled after 410")
@@ -163,11 +176,34 @@ pub(crate) async fn settle(
 
     // One atomic write per failing endpoint per batch, however many of its tasks failed.
     let failure_writes = failures.into_iter().map(|((ws, id), n)| async move {
-        if let Err(e) = ctx.store.record_failures(&ws, &id, n, now).await {
-            tracing::warn!(endpoint.id = %id, error = %error_chain(&e), "failure count not written");
+        match ctx.store.record_failures(&ws, &id, n, now).await {
+            Ok(streak) => streak.map(|s| ((ws, id), n, s)),
+            Err(e) => {
+                tracing::warn!(endpoint.id = %id, error = %error_chain(&e), "failure count not written");
+                None
+            }
         }
     });
-    futures::future::join_all(failure_writes).await;
+    for ((ws, id), n, streak) in futures::future::join_all(failure_writes)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        let Some(ep) = endpoints.get(&(ws.clone(), id)) else {
+            continue;
+        };
+        let threshold = match ctx.ops.workspace_settings(&ws).await {
+            Some(s) => s.failing_after(),
+            None => hookrelay_shared::WorkspaceSettings::DEFAULT_FAILING_AFTER,
+        };
+        // Once per streak: when this batch's failures carried it across the threshold.
+        if streak >= threshold && streak.saturating_sub(n) < threshold {
+            let mut ops = OpsEvent::new(ops_events::ENDPOINT_FAILING, ep, now);
+            ops.counts.consecutive_failures = Some(streak);
+            ops_out.push(ops);
+        }
+    }
+    ctx.ops.emit(&ops_out).await;
 
     // At most one write per endpoint, all at once, and only when it changes something.
     let success_writes = succeeded

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use hookrelay_shared::config::Settings;
 use hookrelay_shared::metrics::{self as m, Metrics};
+use hookrelay_shared::ops_events::{ENDPOINT_DEACTIVATION_PENDING, OpsEvent, OpsEvents};
 use hookrelay_shared::queue::{Queue, QueueError};
-use hookrelay_shared::store::{Store, StoreError};
+use hookrelay_shared::store::{PageRequest, Store, StoreError};
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{DeliveryTask, FailingPolicy, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -17,11 +18,13 @@ pub struct Context {
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
+    pub ops: OpsEvents,
 }
 
 impl Context {
     pub fn new(aws: &SdkConfig, settings: Settings) -> Self {
         Self {
+            ops: OpsEvents::connect(aws, &settings, "sweeper"),
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             settings,
@@ -64,6 +67,8 @@ pub struct SweepReport {
     /// Deactivations, all reasons.
     pub deactivated: usize,
     pub deactivated_by_reason: BTreeMap<String, usize>,
+    /// `endpoint.deactivation_pending` warnings emitted.
+    pub warned: usize,
     pub pending_found: usize,
     pub reenqueued_events: usize,
     pub reenqueued_tasks: usize,
@@ -112,8 +117,11 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    deactivate_stale(ctx, now, opts, &mut report).await?;
-    deactivate_failing(ctx, now, opts, &mut report).await?;
+    let mut ops = Vec::new();
+    deactivate_stale(ctx, now, opts, &mut report, &mut ops).await?;
+    deactivate_failing(ctx, now, opts, &mut report, &mut ops).await?;
+    warn_before_deactivation(ctx, now, opts, &mut report, &mut ops).await?;
+    ctx.ops.emit(&ops).await;
     reenqueue_stranded(ctx, now, opts, &mut report).await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     if !opts.dry_run {
@@ -143,6 +151,7 @@ pub async fn run(
         stale_found = report.stale_found,
         failing_found = report.failing_found,
         deactivated = report.deactivated,
+        warned = report.warned,
         deactivated_stale = report
             .deactivated_by_reason
             .get("stale")
@@ -167,6 +176,7 @@ async fn deactivate_stale(
     now: Timestamp,
     opts: SweepOptions,
     report: &mut SweepReport,
+    ops: &mut Vec<OpsEvent>,
 ) -> Result<(), SweepError> {
     let cutoff = now.minus(ctx.settings.sweep_after());
     let stale = ctx.store.stale_endpoints(cutoff).await?;
@@ -192,6 +202,9 @@ async fn deactivate_stale(
             Ok(true) => {
                 report.deactivated("stale");
                 tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "stale", "endpoint deactivated");
+                if let Ok(Some(ep)) = ctx.store.get_endpoint(&ep.workspace, &ep.id).await {
+                    ops.push(OpsEvent::deactivated(&ep, "stale", now));
+                }
             }
             Ok(false) => {}
             // One failure must not stop the rest of the run; the next run retries it.
@@ -212,6 +225,7 @@ async fn deactivate_failing(
     now: Timestamp,
     opts: SweepOptions,
     report: &mut SweepReport,
+    ops: &mut Vec<OpsEvent>,
 ) -> Result<(), SweepError> {
     // A policy counts whole days, so nothing younger than one can qualify.
     let candidates = ctx
@@ -264,11 +278,91 @@ async fn deactivate_failing(
             Ok(true) => {
                 report.deactivated("failing");
                 tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "failing", failures = ep.consecutive_failures, "endpoint deactivated");
+                ops.push(OpsEvent::deactivated(&ep, "failing", now));
             }
             Ok(false) => {}
             Err(e) => {
                 report.errors += 1;
                 tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "endpoint not deactivated");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `endpoint.deactivation_pending`, once per quiet spell, for workspaces that ask for it:
+/// endpoints that will meet the one-year rule within the workspace's number of days.
+async fn warn_before_deactivation(
+    ctx: &Context,
+    now: Timestamp,
+    opts: SweepOptions,
+    report: &mut SweepReport,
+    ops: &mut Vec<OpsEvent>,
+) -> Result<(), SweepError> {
+    let mut warning_days: HashMap<String, u32> = HashMap::new();
+    let mut page = PageRequest::default();
+    loop {
+        let workspaces = ctx.store.list_workspaces(&page).await?;
+        for w in workspaces.data {
+            if let Some(warn) = w.settings.warn_before_deactivation {
+                warning_days.insert(w.name, warn.days);
+            }
+        }
+        match workspaces.next {
+            Some(next) => page.cursor = Some(next),
+            None => break,
+        }
+    }
+    // Nobody asked: no read of the index at all.
+    let Some(longest) = warning_days.values().max().copied() else {
+        return Ok(());
+    };
+    let sweep_after = ctx.settings.sweep_after();
+    let window = Duration::from_secs(u64::from(longest) * 86_400).min(sweep_after);
+    let candidates = ctx
+        .store
+        .stale_endpoints(now.minus(sweep_after.saturating_sub(window)))
+        .await?;
+    report.endpoints_examined += candidates.len();
+    for c in candidates {
+        let Some(days) = warning_days.get(&c.workspace).copied() else {
+            continue;
+        };
+        let Some(ep) = ctx.store.get_endpoint(&c.workspace, &c.id).await? else {
+            continue;
+        };
+        let activity = ep.activity_at();
+        let deactivates_at = activity.plus(sweep_after);
+        let warn_from = deactivates_at.minus(Duration::from_secs(u64::from(days) * 86_400));
+        let warned = ep.deactivation_warned_at.is_some_and(|w| w >= activity);
+        if !ep.enabled || now < warn_from || now >= deactivates_at || warned {
+            continue;
+        }
+        if opts.dry_run {
+            report.planned.push(Planned {
+                action: "warn",
+                workspace: ep.workspace.clone(),
+                endpoint_id: Some(ep.id.clone()),
+                reason: Some("stale"),
+                event_id: None,
+            });
+            continue;
+        }
+        match ctx
+            .store
+            .mark_deactivation_warned(&ep.workspace, &ep.id, now)
+            .await
+        {
+            Ok(()) => {
+                report.warned += 1;
+                let mut e = OpsEvent::new(ENDPOINT_DEACTIVATION_PENDING, &ep, now);
+                e.reason = Some("stale".to_owned());
+                e.deactivates_at = Some(deactivates_at);
+                ops.push(e);
+            }
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "deactivation warning not recorded");
             }
         }
     }

@@ -100,14 +100,15 @@ impl Store {
     }
 
     /// Counts `failures` more failed attempts, atomically: concurrent batches never lose a
-    /// count to a read-modify-write race.
+    /// count to a read-modify-write race. Answers the streak's new length (`None` for an
+    /// endpoint deleted or disabled meanwhile).
     pub async fn record_failures(
         &self,
         ws: &str,
         id: &str,
         failures: u32,
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<Option<u32>> {
         let result = self
             .client
             .update_item()
@@ -123,6 +124,31 @@ impl Store {
             .expression_attribute_values(":shard", s(keys::shard_of(id)))
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":n", AttributeValue::N(failures.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let streak = result.as_ref().ok().and_then(|out| {
+            out.attributes()?
+                .get("consecutive_failures")?
+                .as_n()
+                .ok()?
+                .parse()
+                .ok()
+        });
+        condition_held(result).map(|held| held.then_some(streak.unwrap_or(failures)))
+    }
+
+    /// Records that `endpoint.deactivation_pending` went out for the endpoint's current
+    /// quiet spell.
+    pub async fn mark_deactivation_warned(&self, ws: &str, id: &str, now: Timestamp) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key_of(keys::endpoint(ws, id))))
+            .update_expression("SET deactivation_warned_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", s(now.to_string()))
             .send()
             .await;
         condition_held(result).map(|_| ())
