@@ -231,6 +231,24 @@ async fn reactivation_recovers_missed_events_once() {
         (again["reactivated"].as_bool(), again["recovered"].as_u64()),
         (Some(false), Some(0))
     );
+
+    // A full update that turns it back on recovers the same way.
+    let body = |enabled: bool| Some(json!({"name": "e", "url": receiver.url, "enabled": enabled}));
+    call(&stack, "PUT", &uri, body(false)).await;
+    let late = send_event(&stack, &source, br#"{"event_type": "d"}"#).await;
+    let (s, on) = call(
+        &stack,
+        "PUT",
+        &format!("{uri}?recover_since={before}"),
+        body(true),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(on["enabled"], true);
+    stack.drain(&delivery).await;
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 4, "only the one it missed");
+    assert_eq!(got[3].header("webhook-id"), late);
 }
 
 #[tokio::test]

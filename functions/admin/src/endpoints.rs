@@ -145,6 +145,7 @@ pub async fn update(
     req: &Request,
 ) -> Result<Response<String>, ApiError> {
     let body: CreateEndpoint = request::json_body(req)?;
+    let since = recover_since(req)?;
     let mut endpoint = find(ctx, ws, id).await?;
     let old_name = endpoint.name.clone();
     let was_enabled = endpoint.enabled;
@@ -158,13 +159,13 @@ pub async fn update(
                 .await
         }
         (false, true) => {
-            ctx.ops
-                .emit(&[OpsEvent::new(
-                    ops_events::ENDPOINT_REACTIVATED,
-                    &endpoint,
-                    now,
-                )])
-                .await
+            let recovered = match since {
+                Some(since) => recover(ctx, &endpoint, since).await?,
+                None => 0,
+            };
+            let mut ops = OpsEvent::new(ops_events::ENDPOINT_REACTIVATED, &endpoint, now);
+            ops.counts.recovered_events = Some(recovered);
+            ctx.ops.emit(&[ops]).await
         }
         _ => {}
     }
@@ -331,19 +332,7 @@ pub async fn enable(
     id: &str,
     req: &Request,
 ) -> Result<Response<String>, ApiError> {
-    let q = request::query(req);
-    let since = q
-        .get("recover_since")
-        .map(|v| {
-            Timestamp::parse(v).map_err(|_| {
-                let mut e =
-                    ApiError::bad_request("invalid_time", "recover_since must be an RFC 3339 time");
-                e.fields
-                    .insert("recover_since".into(), "not an RFC 3339 time".into());
-                e
-            })
-        })
-        .transpose()?;
+    let since = recover_since(req)?;
     let mut endpoint = find(ctx, ws, id).await?;
     if endpoint.enabled {
         // Recovery belongs to a reactivation: repeating it could deliver events twice.
@@ -373,6 +362,22 @@ pub async fn enable(
         StatusCode::OK,
         &serde_json::json!({"endpoint": endpoint, "reactivated": true, "recovered": recovered}),
     ))
+}
+
+/// `?recover_since=<RFC 3339>`, if given.
+fn recover_since(req: &Request) -> Result<Option<Timestamp>, ApiError> {
+    request::query(req)
+        .get("recover_since")
+        .map(|v| {
+            Timestamp::parse(v).map_err(|_| {
+                let mut e =
+                    ApiError::bad_request("invalid_time", "recover_since must be an RFC 3339 time");
+                e.fields
+                    .insert("recover_since".into(), "not an RFC 3339 time".into());
+                e
+            })
+        })
+        .transpose()
 }
 
 /// Queues the events since `since` the endpoint subscribes to and never received.
