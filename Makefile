@@ -49,12 +49,19 @@ clean:
 	cargo clean
 	rm -rf .aws-sam .local
 
-## Benchmarks: delivery concurrency (criterion, results under target/criterion), then each
-## function's release binary size and cold-start init time.
-bench:
-	cargo bench -p hookrelay-delivery --bench concurrency
+## Benchmarks and the cost model, summarised in bench/results/summary.md (and .json):
+## CPU per event (criterion), delivery concurrency, AWS requests and log bytes per event on
+## the local stack, cost growth, each function's binary size and cold start.
+CRITERION_QUICK = -- --warm-up-time 1 --measurement-time 2
+bench: $(STAMP)
+	mkdir -p bench/results
+	cargo bench -p hookrelay-ingest --bench pipeline $(CRITERION_QUICK)
+	cargo bench -p hookrelay-delivery --bench per_task $(CRITERION_QUICK)
+	cargo bench -p hookrelay-delivery --bench concurrency $(CRITERION_QUICK)
+	cargo test --profile bench -p hookrelay-tests --test bench_costs -- --ignored --nocapture --test-threads 1
 	cargo build --release $(foreach f,$(FUNCTION_BINS),--bin $(f))
 	cargo run --release --quiet -p hookrelay-local --bin hookrelay-coldstart
+	$(VENV)/bin/python3 bench/summarize.py
 
 ## Re-sign tests/fixtures/signed.json with the providers' own libraries (needs Node and npm).
 fixtures: $(STAMP)

@@ -12,6 +12,7 @@ pub mod model;
 pub mod ops_events;
 pub mod publish;
 pub mod queue;
+pub mod requests;
 pub mod retry;
 pub mod signature;
 pub mod store;

@@ -28,6 +28,14 @@ pub const SWEEP_ENDPOINTS_EXAMINED: &str = "SweepEndpointsExamined";
 pub const OPS_EVENTS: &str = "OpsEvents";
 pub const OPS_EVENTS_FAILED: &str = "OpsEventsFailed";
 
+static EMITTED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of metric documents this process has written (they are log lines too, and billed
+/// as log ingestion).
+pub fn emitted_bytes() -> u64 {
+    EMITTED_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Every metric the code emits, with its unit.
 pub const ALL: &[(&str, Unit)] = &[
     (EVENTS_RECEIVED, Unit::Count),
@@ -150,6 +158,7 @@ impl Metrics {
     pub fn flush(&mut self) {
         let now = crate::Timestamp::now().unix_millis();
         for line in self.render(now) {
+            EMITTED_BYTES.fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::Relaxed);
             println!("{line}");
         }
         self.values.clear();

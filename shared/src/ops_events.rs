@@ -127,7 +127,7 @@ impl OpsEvents {
     ) -> Self {
         Self {
             function,
-            client: aws_sdk_eventbridge::Client::new(aws),
+            client: crate::requests::eventbridge(aws),
             bus: settings.ops_event_bus.clone(),
             store: Store::connect(aws, settings),
             queue: Queue::connect(aws, settings),

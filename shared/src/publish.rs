@@ -1,6 +1,6 @@
-//! Accepting an event, shared by ingest and the admin API's direct publish: store it once
-//! per idempotency key, queue one task per subscribed endpoint, then confirm it queued. If
-//! queueing fails the event stays marked pending and the sweeper re-enqueues it.
+//! Accepting an event, shared by ingest, the admin API's direct publish and operational
+//! events: queue one task per subscribed endpoint, then store the event once per idempotency
+//! key. If queueing fails the event is stored marked pending and the sweeper re-enqueues it.
 
 use std::time::Duration;
 
@@ -19,7 +19,14 @@ pub struct Published {
     pub tasks_unsent: usize,
 }
 
-/// Stores `event` (its `endpoint_ids` already chosen) and queues its tasks.
+/// Queues `event`'s tasks (its `endpoint_ids` already chosen), then stores it once per
+/// idempotency key. Tasks go first so that a stored event is always queued or marked
+/// pending, never neither, at the price of one write and one `SendMessageBatch` per event:
+/// - the store write fails: the caller answers 503 and the sender retries; the tasks already
+///   sent find no event and end without a delivery;
+/// - the idempotency key was seen before: the tasks just sent carry this request's event id,
+///   not the stored one's, and delivery drops them;
+/// - SQS refuses tasks: the event is stored marked pending and the sweeper queues it.
 pub async fn publish(
     store: &Store,
     queue: &Queue,
@@ -27,50 +34,46 @@ pub async fn publish(
     scope: &str,
     retention: Duration,
 ) -> Result<Published, StoreError> {
-    let pending = !event.endpoint_ids.is_empty();
-    let event_key = match store.insert_event(event, scope, pending, retention).await? {
-        InsertOutcome::Duplicate(original) => {
-            tracing::info!(event.id = %original.id, scope, "duplicate event");
-            return Ok(Published {
-                id: original.id,
-                duplicate: true,
-                tasks_queued: 0,
-                tasks_unsent: 0,
-            });
-        }
-        InsertOutcome::Inserted { event_key } => event_key,
-    };
-    let mut published = Published {
-        id: event.id.clone(),
-        duplicate: false,
-        tasks_queued: 0,
-        tasks_unsent: 0,
-    };
-    if !pending {
-        return Ok(published);
-    }
+    let event_key = Store::event_key(scope, &event.idempotency_key);
     let tasks: Vec<DeliveryTask> = event
         .endpoint_ids
         .iter()
         .map(|ep| DeliveryTask::new(event, &event_key, ep))
         .collect();
-    let unsent = match queue.send_tasks(&tasks).await {
-        Ok(unsent) if unsent.is_empty() => unsent,
-        // One more try for what SQS refused, before leaving it to reconciliation.
-        Ok(unsent) => queue.send_tasks(&unsent).await.unwrap_or(unsent),
-        Err(e) => {
-            tracing::error!(event.id = %event.id, error = %error_chain(&e), "tasks could not be queued");
-            tasks.clone()
+    let unsent = if tasks.is_empty() {
+        Vec::new()
+    } else {
+        match queue.send_tasks(&tasks).await {
+            Ok(unsent) if unsent.is_empty() => unsent,
+            // One more try for what SQS refused, before leaving it to reconciliation.
+            Ok(unsent) => queue.send_tasks(&unsent).await.unwrap_or(unsent),
+            Err(e) => {
+                tracing::error!(event.id = %event.id, error = %error_chain(&e), "tasks could not be queued");
+                tasks.clone()
+            }
         }
     };
-    published.tasks_queued = tasks.len() - unsent.len();
-    published.tasks_unsent = unsent.len();
-    if !unsent.is_empty() {
-        tracing::warn!(event.id = %event.id, unsent = unsent.len(), "tasks left for reconciliation");
-        return Ok(published);
+    let pending = !unsent.is_empty();
+    match store.insert_event(event, scope, pending, retention).await? {
+        InsertOutcome::Duplicate(original) => {
+            tracing::info!(event.id = %original.id, scope, "duplicate event");
+            Ok(Published {
+                id: original.id,
+                duplicate: true,
+                tasks_queued: 0,
+                tasks_unsent: 0,
+            })
+        }
+        InsertOutcome::Inserted { .. } => {
+            if pending {
+                tracing::warn!(event.id = %event.id, unsent = unsent.len(), "tasks left for reconciliation");
+            }
+            Ok(Published {
+                id: event.id.clone(),
+                duplicate: false,
+                tasks_queued: tasks.len() - unsent.len(),
+                tasks_unsent: unsent.len(),
+            })
+        }
     }
-    if let Err(e) = store.clear_pending(&event_key).await {
-        tracing::warn!(event.id = %event.id, error = %error_chain(&e), "pending mark not cleared; reconciliation may deliver twice");
-    }
-    Ok(published)
 }

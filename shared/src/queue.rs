@@ -105,7 +105,7 @@ impl Queue {
     /// The deliveries queue and DLQ the settings name.
     pub fn connect(aws: &aws_config::SdkConfig, settings: &crate::config::Settings) -> Self {
         let mut q = Self::new(
-            Client::new(aws),
+            crate::requests::sqs(aws),
             &settings.delivery_queue_url,
             &settings.dead_letter_queue_url,
         );

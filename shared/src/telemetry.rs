@@ -19,6 +19,39 @@ pub fn init() {
         .try_init();
 }
 
+static LOG_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of log lines (the same JSON the functions write) counted by [`init_counting`].
+pub fn log_bytes() -> u64 {
+    LOG_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A sink that counts what it is given and keeps nothing.
+struct Counting;
+
+impl std::io::Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG_BYTES.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The functions' logging at `info`, into a byte counter instead of stdout: the cost
+/// benchmark measures log volume per event with it.
+pub fn init_counting() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(EnvFilter::new("info"))
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .with_writer(|| Counting)
+        .try_init();
+}
+
 /// An error with its chain of causes on one line, for logs: the SDK's outer errors say
 /// little ("service error") without their sources.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -5,6 +5,7 @@
 pub mod faulty;
 pub mod gateway;
 pub mod receiver;
+pub mod requests;
 pub mod signing;
 
 use std::sync::OnceLock;

@@ -164,12 +164,22 @@ pub async fn deliver_all(
 ) -> Vec<(Received, Outcome)> {
     futures::stream::iter(received)
         .map(|r| {
-            let found: Vec<&Event> = task_event_keys(&r.task)
-                .filter_map(|k| events.get(k))
+            // An event stored under another id belongs to an earlier request with the same
+            // idempotency key: this task is a duplicate's and is not delivered.
+            let found: Vec<&Event> = task_event_refs(&r.task)
+                .filter_map(|(key, id)| events.get(key).filter(|e| &e.id == id))
                 .collect();
+            let not_stored_yet = found.is_empty()
+                && task_event_refs(&r.task).any(|(key, _)| !events.contains_key(key))
+                && r.sent_at
+                    .is_some_and(|at| Timestamp::now().since(at) < STORE_GRACE);
             let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
             async move {
-                let outcome = send::deliver(ctx, &r, &found, endpoint).await;
+                let outcome = if not_stored_yet {
+                    Outcome::NotStoredYet
+                } else {
+                    send::deliver(ctx, &r, &found, endpoint).await
+                };
                 (r, outcome)
             }
         })
@@ -179,12 +189,23 @@ pub async fn deliver_all(
 }
 
 /// The item keys of a task's events: one, or a batch's.
-fn task_event_keys(task: &DeliveryTask) -> Box<dyn Iterator<Item = &String> + Send + '_> {
+fn task_event_keys(task: &DeliveryTask) -> impl Iterator<Item = &String> + Send + '_ {
+    task_event_refs(task).map(|(key, _)| key)
+}
+
+/// The item keys and ids of a task's events.
+fn task_event_refs(
+    task: &DeliveryTask,
+) -> Box<dyn Iterator<Item = (&String, &String)> + Send + '_> {
     match &task.batch {
-        Some(b) => Box::new(b.events.iter().map(|e| &e.event_key)),
-        None => Box::new(std::iter::once(&task.event_key)),
+        Some(b) => Box::new(b.events.iter().map(|e| (&e.event_key, &e.event_id))),
+        None => Box::new(std::iter::once((&task.event_key, &task.event_id))),
     }
 }
+
+/// Tasks are queued before their event is stored: a task this young whose event is not
+/// there yet waits for it instead of ending.
+pub const STORE_GRACE: Duration = Duration::from_secs(30);
 
 /// The attempts to record: a batch's one attempt stands for each of its events.
 fn attempts_of(outcomes: &[(Received, Outcome)]) -> Vec<Attempt> {

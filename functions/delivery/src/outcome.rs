@@ -29,7 +29,13 @@ pub enum Outcome {
     Dropped,
     /// Not attempted: too little of the invocation was left. The message comes back at once.
     Postponed,
+    /// Not attempted: the task was queued moments ago and its event is not stored yet. The
+    /// message comes back shortly.
+    NotStoredYet,
 }
+
+/// How long a task whose event is not stored yet waits before it is read again.
+const NOT_STORED_DELAY: Duration = Duration::from_secs(5);
 
 impl Outcome {
     pub fn attempt(&self) -> Option<&Attempt> {
@@ -40,7 +46,7 @@ impl Outcome {
             | Outcome::Gone(a)
             | Outcome::Canceled(a)
             | Outcome::Denied(a) => Some(a),
-            Outcome::Dropped | Outcome::Postponed => None,
+            Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet => None,
         }
     }
 }
@@ -68,7 +74,7 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
             metrics.add_by(m::ENDPOINTS_DEACTIVATED, "Reason", "gone", 1.0);
         }
         Outcome::Denied(_) => metrics.add(m::DELIVERIES_DENIED, 1.0),
-        Outcome::Canceled(_) | Outcome::Dropped | Outcome::Postponed => {}
+        Outcome::Canceled(_) | Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet => {}
     }
 }
 
@@ -153,6 +159,10 @@ pub(crate) async fn settle(
             }
             Outcome::Postponed => {
                 delays.push((r.receipt_handle.clone(), Duration::ZERO));
+                response.add_failure(r.message_id.clone());
+            }
+            Outcome::NotStoredYet => {
+                delays.push((r.receipt_handle.clone(), NOT_STORED_DELAY));
                 response.add_failure(r.message_id.clone());
             }
             Outcome::Canceled(_) | Outcome::Denied(_) | Outcome::Dropped => {}

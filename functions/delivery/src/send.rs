@@ -26,7 +26,7 @@ pub async fn deliver(
     endpoint: Option<&Endpoint>,
 ) -> Outcome {
     if events.is_empty() {
-        tracing::warn!(event.id = %r.task.event_id, "event expired or deleted; task dropped");
+        tracing::warn!(event.id = %r.task.event_id, "event expired, deleted or stored by an earlier request with its idempotency key; task dropped");
         return Outcome::Dropped;
     }
     let now = Timestamp::now();

@@ -9,7 +9,7 @@ use serde_json::Value;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::publish::publish;
-use hookrelay_shared::{Event, Source, Timestamp, ids};
+use hookrelay_shared::{Endpoint, Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
 use crate::provider;
@@ -79,90 +79,24 @@ pub async fn accept(
     }
 
     let now = Timestamp::now();
-    let tolerance = source
-        .timestamp_tolerance_seconds
-        .map_or(DEFAULT_TOLERANCE_SECS, u64::from);
-    let verified = verify::verify(&source.verification, headers, body, now, tolerance)
-        .map_err(|r| refused(&source, r))?;
-    if let Some(challenge) = verified.challenge {
-        return Ok(api::json(
-            StatusCode::OK,
-            &serde_json::json!({ "challenge": challenge }),
-        ));
-    }
-
-    // What the event type and delivery id are read from: the decrypted body when there is
-    // one; the stored body is always the one received.
-    let readable = verified.plaintext.as_deref().unwrap_or(body);
-    let tree: Option<Value> = if is_json
-        && (provider::reads_body(&source.verification) || source.event_type_pointer.is_some())
-    {
-        Some(serde_json::from_slice(readable).map_err(|e| {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-        })?)
-    } else {
-        None
+    let (event_type, idempotency_key) = match identify(&source, headers, body, is_json, now)? {
+        Identified::Challenge(resp) => return Ok(resp),
+        Identified::Event {
+            event_type,
+            idempotency_key,
+        } => (event_type, idempotency_key),
     };
-    if let Some(challenge) = provider::slack_challenge(&source.verification, tree.as_ref()) {
-        return Ok(api::json(
-            StatusCode::OK,
-            &serde_json::json!({ "challenge": challenge }),
-        ));
-    }
-    let envelope_type = match (&tree, is_json) {
-        (Some(t), _) => t
-            .get("event_type")
-            .and_then(Value::as_str)
-            .map(Cow::Borrowed),
-        (None, true) => envelope::event_type(readable).map_err(body_error)?,
-        (None, false) => None,
-    };
-    let identity = provider::identify(&source.verification, headers, tree.as_ref());
-    let event_type = identity
-        .event_type
-        .or_else(|| header_text(headers, source.event_type_header.as_deref()))
-        .or_else(|| {
-            let pointer = source.event_type_pointer.as_deref()?;
-            tree.as_ref()?.pointer(pointer)?.as_str().map(str::to_owned)
-        })
-        .or(envelope_type.map(Cow::into_owned))
-        .or_else(|| source.default_event_type.clone())
-        .ok_or_else(|| {
-            ApiError::bad_request("missing_event_type", "the request names no event type")
-        })?;
-    validate_event_type(&event_type)?;
-
-    let event_id = ids::new_id(ids::EVENT);
-    let idempotency_key = match identity.delivery_id {
-        Some(id) => checked_key(&id)?,
-        None => idempotency_header(headers)?.unwrap_or_else(|| event_id.clone()),
-    };
-
     let endpoints = ctx.endpoints(&source.workspace).await?;
-    let targets: Vec<String> = endpoints
-        .iter()
-        .filter(|ep| ep.wants(&event_type))
-        .map(|ep| ep.id.clone())
-        .collect();
-    let event = Event {
-        id: event_id,
-        workspace: source.workspace.clone(),
-        source_id: source.id.clone(),
+    let event = build_event(
+        &source,
+        &endpoints,
+        headers,
+        body,
+        is_json,
+        now,
         event_type,
         idempotency_key,
-        received_at: now,
-        payload: body.to_vec(),
-        endpoint_ids: targets,
-        content_type: (!is_json)
-            .then(|| {
-                headers
-                    .get(header::CONTENT_TYPE)?
-                    .to_str()
-                    .ok()
-                    .map(str::to_owned)
-            })
-            .flatten(),
-    };
+    );
     let published = publish(
         &ctx.store,
         &ctx.queue,
@@ -187,6 +121,129 @@ pub async fn accept(
         "event accepted"
     );
     Ok(answer(&source, &event.id, false))
+}
+
+/// What a verified request is: a provider's URL challenge to answer, or an event.
+#[derive(Debug)]
+pub enum Identified {
+    Challenge(Response<String>),
+    Event {
+        event_type: String,
+        /// The provider's delivery id or the sender's key, when there is one.
+        idempotency_key: Option<String>,
+    },
+}
+
+/// Verifies the request came from `source` and reads its event type and idempotency key:
+/// the CPU part of ingest, without a network call.
+pub fn identify(
+    source: &Source,
+    headers: &HeaderMap,
+    body: &[u8],
+    is_json: bool,
+    now: Timestamp,
+) -> Result<Identified, ApiError> {
+    let tolerance = source
+        .timestamp_tolerance_seconds
+        .map_or(DEFAULT_TOLERANCE_SECS, u64::from);
+    let verified = verify::verify(&source.verification, headers, body, now, tolerance)
+        .map_err(|r| refused(source, r))?;
+    if let Some(challenge) = verified.challenge {
+        return Ok(Identified::Challenge(api::json(
+            StatusCode::OK,
+            &serde_json::json!({ "challenge": challenge }),
+        )));
+    }
+
+    // What the event type and delivery id are read from: the decrypted body when there is
+    // one; the stored body is always the one received.
+    let readable = verified.plaintext.as_deref().unwrap_or(body);
+    let tree: Option<Value> = if is_json
+        && (provider::reads_body(&source.verification) || source.event_type_pointer.is_some())
+    {
+        Some(serde_json::from_slice(readable).map_err(|e| {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        })?)
+    } else {
+        None
+    };
+    if let Some(challenge) = provider::slack_challenge(&source.verification, tree.as_ref()) {
+        return Ok(Identified::Challenge(api::json(
+            StatusCode::OK,
+            &serde_json::json!({ "challenge": challenge }),
+        )));
+    }
+    let envelope_type = match (&tree, is_json) {
+        (Some(t), _) => t
+            .get("event_type")
+            .and_then(Value::as_str)
+            .map(Cow::Borrowed),
+        (None, true) => envelope::event_type(readable).map_err(body_error)?,
+        (None, false) => None,
+    };
+    let identity = provider::identify(&source.verification, headers, tree.as_ref());
+    let event_type = identity
+        .event_type
+        .or_else(|| header_text(headers, source.event_type_header.as_deref()))
+        .or_else(|| {
+            let pointer = source.event_type_pointer.as_deref()?;
+            tree.as_ref()?.pointer(pointer)?.as_str().map(str::to_owned)
+        })
+        .or(envelope_type.map(Cow::into_owned))
+        .or_else(|| source.default_event_type.clone())
+        .ok_or_else(|| {
+            ApiError::bad_request("missing_event_type", "the request names no event type")
+        })?;
+    validate_event_type(&event_type)?;
+    let idempotency_key = match identity.delivery_id {
+        Some(id) => Some(checked_key(&id)?),
+        None => idempotency_header(headers)?,
+    };
+    Ok(Identified::Event {
+        event_type,
+        idempotency_key,
+    })
+}
+
+/// The event to store: a new id, the endpoints that want it, the body as received. Without an
+/// idempotency key the event's own id is used.
+#[allow(clippy::too_many_arguments)]
+pub fn build_event(
+    source: &Source,
+    endpoints: &[Endpoint],
+    headers: &HeaderMap,
+    body: &[u8],
+    is_json: bool,
+    now: Timestamp,
+    event_type: String,
+    idempotency_key: Option<String>,
+) -> Event {
+    let event_id = ids::new_id(ids::EVENT);
+    let idempotency_key = idempotency_key.unwrap_or_else(|| event_id.clone());
+    let targets: Vec<String> = endpoints
+        .iter()
+        .filter(|ep| ep.wants(&event_type))
+        .map(|ep| ep.id.clone())
+        .collect();
+    Event {
+        id: event_id,
+        workspace: source.workspace.clone(),
+        source_id: source.id.clone(),
+        event_type,
+        idempotency_key,
+        received_at: now,
+        payload: body.to_vec(),
+        endpoint_ids: targets,
+        content_type: (!is_json)
+            .then(|| {
+                headers
+                    .get(header::CONTENT_TYPE)?
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .flatten(),
+    }
 }
 
 fn refused(source: &Source, r: Rejection) -> ApiError {
@@ -230,7 +287,7 @@ fn answer(source: &Source, id: &str, duplicate: bool) -> Response<String> {
 }
 
 /// JSON unless the request says otherwise; no Content-Type is taken as JSON.
-fn content_is_json(headers: &HeaderMap) -> bool {
+pub fn content_is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,6 +1,6 @@
 //! The ingest function: `POST /in/{source}` (or a source's custom path) and `GET /healthz`.
 
-mod accept;
+pub mod accept;
 mod envelope;
 pub mod lark;
 pub mod provider;

@@ -20,20 +20,26 @@ pub struct AttemptFilter {
 }
 
 impl Store {
+    /// The item an attempt is stored as.
+    pub fn attempt_item(a: &Attempt, retention: Duration) -> Result<super::keys::Item> {
+        let mut item = with_key(
+            to_item("attempt", a)?,
+            (keys::attempts_of_event(&a.event_id), a.id.clone()),
+        );
+        item.insert(GSI1PK.into(), s(keys::attempts_list(&a.workspace)));
+        item.insert(GSI1SK.into(), s(&a.id));
+        item.insert(
+            EXPIRES_AT.into(),
+            AttributeValue::N(a.attempted_at.plus(retention).unix_seconds().to_string()),
+        );
+        Ok(item)
+    }
+
     /// Writes attempts in batches of 25, retrying what DynamoDB leaves unprocessed.
     pub async fn put_attempts(&self, attempts: &[Attempt], retention: Duration) -> Result<()> {
         let mut writes = Vec::with_capacity(attempts.len());
         for a in attempts {
-            let mut item = with_key(
-                to_item("attempt", a)?,
-                (keys::attempts_of_event(&a.event_id), a.id.clone()),
-            );
-            item.insert(GSI1PK.into(), s(keys::attempts_list(&a.workspace)));
-            item.insert(GSI1SK.into(), s(&a.id));
-            item.insert(
-                EXPIRES_AT.into(),
-                AttributeValue::N(a.attempted_at.plus(retention).unix_seconds().to_string()),
-            );
+            let item = Self::attempt_item(a, retention)?;
             writes.push(
                 WriteRequest::builder()
                     .put_request(PutRequest::builder().set_item(Some(item)).build()?)

@@ -34,18 +34,20 @@ pub enum InsertOutcome {
 const UNPROCESSED_RETRIES: u32 = 5;
 
 impl Store {
-    /// Stores an event once per idempotency key within `scope`. With `pending`, the event is
-    /// also placed in the sparse `pending` index until [`Store::clear_pending`] confirms its
-    /// tasks are queued, so the sweeper can re-enqueue it if this function dies in between.
-    pub async fn insert_event(
-        &self,
+    /// The item key of the event with `idempotency_key` in `scope`: what tasks carry.
+    pub fn event_key(scope: &str, idempotency_key: &str) -> String {
+        keys::event(scope, idempotency_key).0
+    }
+
+    /// The item an event is stored as.
+    pub fn event_item(
         event: &Event,
         scope: &str,
         pending: bool,
         retention: Duration,
-    ) -> Result<InsertOutcome> {
+    ) -> Result<Item> {
         let (pk, sk) = keys::event(scope, &event.idempotency_key);
-        let mut item = with_key(to_item("event", event)?, (pk.clone(), sk));
+        let mut item = with_key(to_item("event", event)?, (pk, sk));
         item.insert(GSI1PK.into(), s(keys::events_list(&event.workspace)));
         item.insert(GSI1SK.into(), s(&event.id));
         item.insert(
@@ -56,6 +58,21 @@ impl Store {
             item.insert(PENDING_SHARD.into(), s(keys::shard_of(&event.id)));
             item.insert(PENDING_AT.into(), s(event.received_at.to_string()));
         }
+        Ok(item)
+    }
+
+    /// Stores an event once per idempotency key within `scope`. With `pending` (its tasks
+    /// could not be queued), the event is also placed in the sparse `pending` index, where
+    /// the sweeper finds it, queues it and calls [`Store::clear_pending`].
+    pub async fn insert_event(
+        &self,
+        event: &Event,
+        scope: &str,
+        pending: bool,
+        retention: Duration,
+    ) -> Result<InsertOutcome> {
+        let pk = Self::event_key(scope, &event.idempotency_key);
+        let item = Self::event_item(event, scope, pending, retention)?;
         let result = self
             .client
             .put_item()

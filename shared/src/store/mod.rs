@@ -93,6 +93,6 @@ impl Store {
 
     /// The table the settings name.
     pub fn connect(aws: &aws_config::SdkConfig, settings: &crate::config::Settings) -> Self {
-        Self::new(Client::new(aws), &settings.table_name)
+        Self::new(crate::requests::dynamodb(aws), &settings.table_name)
     }
 }

@@ -33,6 +33,7 @@ async fn main() -> Result<()> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release");
+    let mut rows = Vec::new();
     println!("| function | binary size | init to first request (median of {RUNS}) | min | max |");
     println!("|---|---|---|---|---|");
     for f in FUNCTIONS {
@@ -52,7 +53,24 @@ async fn main() -> Result<()> {
             ms(times[0]),
             ms(times[RUNS - 1])
         );
+        rows.push(serde_json::json!({
+            "function": f,
+            "binary_bytes": size,
+            "init_ms_median": ms(times[RUNS / 2]),
+            "init_ms_min": ms(times[0]),
+            "init_ms_max": ms(times[RUNS - 1]),
+            "runs": RUNS,
+        }));
     }
+    // For `make bench`'s summary.
+    let out = std::env::var("HOOKRELAY_BENCH_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results"));
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("coldstart.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
     Ok(())
 }
 

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""make bench's summary: the machine, the commit, criterion medians, AWS requests per event,
+the cost model (dollars per million events at list prices, against the design's floor),
+cost growth and cold start, as bench/results/summary.md and summary.json.
+
+Reads what the benchmarks wrote: target/criterion/**/new/estimates.json,
+bench/results/{requests,growth,coldstart}.json, and bench/prices.json.
+"""
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.environ.get("HOOKRELAY_BENCH_OUT", os.path.join(ROOT, "bench", "results"))
+CRITERION = os.path.join(ROOT, "target", "criterion")
+INGEST_TARGET_US = 10.0
+COST_TARGET = 3.00
+FLOOR_MARGIN = 0.20
+
+
+def load(name):
+    path = os.path.join(RESULTS, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def machine():
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem_gib = round(int(line.split()[1]) / 1048576, 1)
+    except OSError:
+        pass
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "os": f"{platform.system()} {platform.release()}",
+        "commit": commit + ("-dirty" if dirty else ""),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def criterion_medians():
+    """Benchmark id -> median in nanoseconds (criterion's bootstrap estimate)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(CRITERION):
+        if "estimates.json" in files and os.path.basename(dirpath) == "new":
+            bench_dir = os.path.dirname(dirpath)
+            with open(os.path.join(bench_dir, "new", "benchmark.json")) as f:
+                meta = json.load(f)
+            with open(os.path.join(dirpath, "estimates.json")) as f:
+                est = json.load(f)
+            out[meta["full_id"]] = est["median"]["point_estimate"]
+    return out
+
+
+def units(item_bytes, unit):
+    return max(1, math.ceil(item_bytes / unit))
+
+
+def cost_model(report, prices, cpu_us):
+    """Dollars per million events for one measured scenario, by line item."""
+    a = prices["assumptions"]
+    n = report["scenario"]["events"]
+    ing = report["ingest"]["requests"]
+    dlv = report["delivery"]["requests"]
+    per = lambda d, k: d.get(k, 0) / n  # noqa: E731
+    gb = a["lambda_memory_mb"] / 1024
+    items = report["item_bytes"]
+    event_wru = units(items["event"], 1024)
+    attempt_wru = units(items["attempt"], 1024)
+    # gsi1 projects ALL: every event and attempt is written to it as well.
+    gsi_copies = 2
+    fanout = report["scenario"]["fanout"]
+    attempts_per_event = report["deliveries"] / n
+
+    ingest_aws_ms = sum(
+        per(ing, k) * (a["sqs_request_ms"] if k.startswith("SQS") else a["dynamodb_request_ms"])
+        for k in ing
+    )
+    ingest_ms = math.ceil(cpu_us["ingest"] / 1000 + ingest_aws_ms + 1)
+    invocations = report["delivery_invocations"] / n
+    dlv_aws_ms_per_inv = sum(
+        (dlv[k] / max(report["delivery_invocations"], 1))
+        * (a["sqs_request_ms"] if k.startswith("SQS") else a["dynamodb_request_ms"])
+        for k in dlv
+    )
+    delivery_ms_per_inv = math.ceil(
+        dlv_aws_ms_per_inv + a["endpoint_response_ms"] + cpu_us["delivery"] / 1000 * 10
+    )
+    wru = (
+        per(ing, "DynamoDB.PutItem") * event_wru * gsi_copies
+        + attempts_per_event * attempt_wru * gsi_copies
+        + per(dlv, "DynamoDB.UpdateItem") * 1
+        + per(ing, "DynamoDB.UpdateItem") * 1
+    )
+    rru = attempts_per_event * units(items["event"], 4096) * 0.5 + per(dlv, "DynamoDB.BatchGetItem") * 0.5
+    sqs = (
+        sum(per(ing, k) for k in ing if k.startswith("SQS"))
+        + sum(per(dlv, k) for k in dlv if k.startswith("SQS"))
+        # The event source mapping's own receive and delete per invocation.
+        + 2 * invocations
+    )
+    log_gb = (report["ingest"]["log_bytes"] + report["delivery"]["log_bytes"]) / n / 1e9
+    lines = {
+        "api_gateway": prices["api_gateway_http_per_million_requests"],
+        "lambda_requests": (1 + invocations) * prices["lambda_per_million_requests"],
+        "lambda_duration": (ingest_ms / 1000 * gb + invocations * delivery_ms_per_inv / 1000 * gb)
+        * prices["lambda_arm64_per_gb_second"]
+        * 1e6,
+        "dynamodb_writes": wru * prices["dynamodb_on_demand_per_million_write_units"],
+        "dynamodb_reads": rru * prices["dynamodb_on_demand_per_million_read_units"],
+        "sqs": sqs * prices["sqs_standard_per_million_requests"],
+        "cloudwatch_logs": log_gb * prices["cloudwatch_logs_ingestion_per_gb"] * 1e6,
+        "xray": (1 + invocations)
+        * a["xray_sampled_share"]
+        * prices["xray_per_million_traces_recorded"],
+    }
+    detail = {
+        "ingest_billed_ms": ingest_ms,
+        "delivery_billed_ms_per_invocation": delivery_ms_per_inv,
+        "delivery_invocations_per_event": round(invocations, 3),
+        "write_units_per_event": round(wru, 3),
+        "read_units_per_event": round(rru, 3),
+        "sqs_requests_per_event": round(sqs, 3),
+        "log_bytes_per_event": round(log_gb * 1e9),
+        "event_item_bytes": items["event"],
+        "attempt_item_bytes": items["attempt"],
+        "fanout": fanout,
+    }
+    return {k: round(v, 4) for k, v in lines.items()}, detail
+
+
+def floor_model(prices, cpu_us, event_item_bytes):
+    """The fewest requests the design allows for one single-endpoint event that succeeds
+    first time: one API request, one ingest invocation with one write and one send, a tenth
+    of a delivery invocation (batch of 10) with its batched read, batched attempt write,
+    receive and delete; no index copies, no logs, no tracing."""
+    a = prices["assumptions"]
+    gb = a["lambda_memory_mb"] / 1024
+    ingest_ms = math.ceil(cpu_us["ingest"] / 1000 + a["sqs_request_ms"] + a["dynamodb_request_ms"] + 1)
+    delivery_ms = math.ceil(2 * a["dynamodb_request_ms"] + a["endpoint_response_ms"])
+    lines = {
+        "api_gateway": prices["api_gateway_http_per_million_requests"],
+        "lambda_requests": 1.1 * prices["lambda_per_million_requests"],
+        "lambda_duration": (ingest_ms / 1000 * gb + 0.1 * delivery_ms / 1000 * gb)
+        * prices["lambda_arm64_per_gb_second"]
+        * 1e6,
+        "dynamodb_writes": (units(event_item_bytes, 1024) + 1)
+        * prices["dynamodb_on_demand_per_million_write_units"],
+        "dynamodb_reads": 0.5 * prices["dynamodb_on_demand_per_million_read_units"],
+        "sqs": (1 + 0.2) * prices["sqs_standard_per_million_requests"],
+        "cloudwatch_logs": 0.0,
+        "xray": 0.0,
+    }
+    return {k: round(v, 4) for k, v in lines.items()}
+
+
+def fmt_requests(d, n):
+    return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(d.items())) or "none"
+
+
+def main():
+    prices = json.load(open(os.path.join(ROOT, "bench", "prices.json")))
+    m = machine()
+    crit = criterion_medians()
+    requests = load("requests.json") or []
+    growth = load("growth.json")
+    coldstart = load("coldstart.json") or []
+
+    ingest_ids = sorted(k for k in crit if k.startswith("ingest/"))
+    hmac_floor_ns = crit.get("floor/hmac_sha256_1kib")
+    ingest_typical_ns = crit.get("ingest/github") or (crit[ingest_ids[0]] if ingest_ids else 0)
+    cpu_us = {
+        "ingest": ingest_typical_ns / 1000,
+        "delivery": crit.get("delivery/per_task", 0) / 1000,
+    }
+
+    scenarios = []
+    for r in requests:
+        lines, detail = cost_model(r, prices, cpu_us)
+        scenarios.append(
+            {
+                "fanout": r["scenario"]["fanout"],
+                "failure_ratio": r["scenario"]["failure_ratio"],
+                "events": r["scenario"]["events"],
+                "ingest_requests_per_event": {k: v / r["scenario"]["events"] for k, v in r["ingest"]["requests"].items()},
+                "delivery_requests_per_event": {k: v / r["scenario"]["events"] for k, v in r["delivery"]["requests"].items()},
+                "cost_per_million": lines,
+                "total_per_million": round(sum(lines.values()), 3),
+                "detail": detail,
+            }
+        )
+    base = next((s for s in scenarios if s["fanout"] == 1 and s["failure_ratio"] == 0), None)
+    floor = floor_model(prices, cpu_us, base["detail"]["event_item_bytes"]) if base else None
+    floor_total = round(sum(floor.values()), 3) if floor else None
+
+    summary = {
+        "machine": m,
+        "prices": {"as_of": prices["as_of"], "region": prices["region"]},
+        "criterion_median_ns": crit,
+        "targets": {
+            "ingest_cpu_us": {
+                "target": INGEST_TARGET_US,
+                "measured": {k: round(v / 1000, 2) for k, v in crit.items() if k.startswith("ingest/")},
+                "hmac_floor_us": round(hmac_floor_ns / 1000, 2) if hmac_floor_ns else None,
+            },
+            "cost_per_million_single_endpoint": {
+                "target": COST_TARGET,
+                "measured": base["total_per_million"] if base else None,
+                "floor": floor_total,
+                "within_20_percent_of_floor": (base["total_per_million"] <= floor_total * (1 + FLOOR_MARGIN)) if base else None,
+            },
+        },
+        "scenarios": scenarios,
+        "floor_per_million": floor,
+        "growth": growth,
+        "coldstart": coldstart,
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+
+    md = []
+    md.append("# hookrelay benchmark summary\n")
+    md.append(
+        f"Commit `{m['commit']}`, {m['date']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}. "
+        f"Reproduce with `make bench`. Prices: {prices['region']} list prices as of {prices['as_of']} (`bench/prices.json`).\n"
+    )
+    md.append("## CPU per event (criterion medians)\n")
+    md.append("| benchmark | median |\n|---|---|")
+    for k in sorted(crit):
+        v = crit[k]
+        md.append(f"| `{k}` | {v / 1000:.2f} µs |" if v < 1e6 else f"| `{k}` | {v / 1e6:.1f} ms |")
+    if hmac_floor_ns and ingest_ids:
+        worst = max(crit[k] for k in ingest_ids) / 1000
+        best = min(crit[k] for k in ingest_ids) / 1000
+        md.append(
+            f"\nIngest CPU per 1 KiB event: {best:.2f}–{worst:.2f} µs by verification type against the "
+            f"{INGEST_TARGET_US:.0f} µs target; one HMAC-SHA256 over the same 1 KiB (the floor) is {hmac_floor_ns / 1000:.2f} µs.\n"
+        )
+    md.append("## AWS requests and cost per event\n")
+    md.append(
+        "| fan-out | failures | ingest requests / event | delivery requests / event | WRU / event | logs B / event | $ per million |\n|---|---|---|---|---|---|---|"
+    )
+    for s in scenarios:
+        n = s["events"]
+        md.append(
+            f"| {s['fanout']} | {int(s['failure_ratio'] * 100)} % | "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(s["ingest_requests_per_event"].items()))
+            + " | "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(s["delivery_requests_per_event"].items()))
+            + f" | {s['detail']['write_units_per_event']} | {s['detail']['log_bytes_per_event']} | {s['total_per_million']:.2f} |"
+        )
+    if base and floor:
+        md.append("\nWhere the money goes, one endpoint, 1 KiB, first-time success ($ per million events):\n")
+        md.append("| line | measured | floor |\n|---|---|---|")
+        for k in base["cost_per_million"]:
+            md.append(f"| {k} | {base['cost_per_million'][k]:.3f} | {floor[k]:.3f} |")
+        md.append(f"| **total** | **{base['total_per_million']:.2f}** | **{floor_total:.2f}** |")
+        ratio = base["total_per_million"] / floor_total
+        md.append(
+            f"\nTarget ≤ ${COST_TARGET:.2f}: {'met' if base['total_per_million'] <= COST_TARGET else 'not met'} "
+            f"(${base['total_per_million']:.2f}); {ratio:.2f}× the floor (target ≤ {1 + FLOOR_MARGIN:.2f}×).\n"
+        )
+    if growth:
+        md.append("## Cost growth\n")
+        md.append("| sweeper: endpoints | stale | requests | seconds |\n|---|---|---|---|")
+        for s in growth["sweeper"]:
+            md.append(f"| {s['endpoints']} | {s['stale']} | {fmt_requests(s['requests'], 1)} | {s['seconds']:.2f} |")
+        md.append("\n| listing (page of 50) | requests | response bytes |\n|---|---|---|")
+        for s in growth["listing"]:
+            md.append(f"| {s['listing']} | {fmt_requests(s['requests'], 1)} | {s['response_bytes']} |")
+        md.append("\n| ingest: endpoints in workspace | subscribed | first event (cold cache) | per event, warm |\n|---|---|---|---|")
+        for s in growth["ingest_by_endpoints"]:
+            md.append(
+                f"| {s['endpoints']} | {s['subscribed']} | {fmt_requests(s['cold_first_event'], 1)} | {fmt_requests(s['warm_requests'], s['warm_events'])} |"
+            )
+    if coldstart:
+        md.append("\n## Cold start (local Runtime API, release build)\n")
+        md.append("| function | binary | init median | min | max |\n|---|---|---|---|---|")
+        for c in coldstart:
+            md.append(
+                f"| {c['function']} | {c['binary_bytes'] / 1048576:.1f} MiB | {c['init_ms_median']:.1f} ms | {c['init_ms_min']:.1f} ms | {c['init_ms_max']:.1f} ms |"
+            )
+    md.append("")
+    with open(os.path.join(RESULTS, "summary.md"), "w") as f:
+        f.write("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+//! AWS requests per event: a scenario run through the real handlers on the local stack,
+//! with the SDK's request counter read before and after each phase. Shared by the bounded
+//! test in `make test` and the cost benchmark in `make bench`.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hookrelay_shared::requests::{self, Counts};
+use serde::Serialize;
+use serde_json::json;
+
+use hookrelay_shared::store::{AttemptFilter, PageRequest, Store};
+
+use crate::faulty::{Faults, FaultyReceiver};
+use crate::{Stack, create_endpoint, create_source, request};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub events: usize,
+    /// Endpoints each event goes to.
+    pub fanout: usize,
+    /// Share of delivery requests the receivers answer 500 (retried).
+    pub failure_ratio: f64,
+    pub body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// `"DynamoDB.PutItem"` → requests.
+    pub requests: std::collections::BTreeMap<String, u64>,
+    pub seconds: f64,
+    /// Log and metric lines written, in bytes (what CloudWatch Logs would ingest).
+    pub log_bytes: u64,
+}
+
+/// A mark to measure a phase from.
+pub struct Mark {
+    counts: Counts,
+    logs: u64,
+    at: Instant,
+}
+
+impl Mark {
+    pub fn now() -> Self {
+        Self {
+            counts: requests::snapshot(),
+            logs: logged(),
+            at: Instant::now(),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::of(
+            requests::since(&self.counts),
+            self.at.elapsed().as_secs_f64(),
+            logged() - self.logs,
+        )
+    }
+}
+
+fn logged() -> u64 {
+    hookrelay_shared::telemetry::log_bytes() + hookrelay_shared::metrics::emitted_bytes()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestReport {
+    pub scenario: Scenario,
+    pub tasks: usize,
+    /// HTTP requests the receivers saw (first attempts and retries).
+    pub deliveries: usize,
+    /// Invocations of the delivery function (event source mapping rounds).
+    pub delivery_invocations: usize,
+    pub ingest: Phase,
+    pub delivery: Phase,
+    /// DynamoDB item sizes (its own rules), which set write and read units.
+    pub item_bytes: ItemBytes,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemBytes {
+    pub event: usize,
+    pub attempt: usize,
+}
+
+/// An item's size as DynamoDB counts it: attribute names plus values.
+pub fn item_size(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match v {
+        A::S(s) => s.len(),
+        A::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+        A::B(b) => b.as_ref().len(),
+        A::Bool(_) | A::Null(_) => 1,
+        A::L(l) => 3 + l.iter().map(|x| 1 + value_size(x)).sum::<usize>(),
+        A::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, x)| 1 + k.len() + value_size(x))
+                .sum::<usize>()
+        }
+        A::Ss(s) => s.iter().map(String::len).sum(),
+        A::Ns(n) => n.iter().map(|x| x.len().div_ceil(2) + 1).sum(),
+        A::Bs(b) => b.iter().map(|x| x.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+impl Phase {
+    fn of(counts: Counts, seconds: f64, log_bytes: u64) -> Self {
+        Self {
+            requests: counts
+                .into_iter()
+                .map(|((service, op), n)| (format!("{service}.{op}"), n))
+                .collect(),
+            seconds,
+            log_bytes,
+        }
+    }
+
+    pub fn get(&self, op: &str) -> u64 {
+        self.requests.get(op).copied().unwrap_or(0)
+    }
+
+    /// Every request of one service.
+    pub fn service(&self, service: &str) -> u64 {
+        self.requests
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{service}.")))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Runs `scenario` on a fresh stack. Warm functions: the settings cache holds sources and
+/// endpoints between requests, as a warm Lambda does.
+pub async fn run(scenario: Scenario) -> RequestReport {
+    let mut stack = Stack::with_schedule("1,1,1").await;
+    stack.settings.cache_ttl = Duration::from_secs(300);
+    let faults = Faults {
+        error: scenario.failure_ratio,
+        hang: 0.0,
+        drop: 0.0,
+        slow: 0.0,
+    };
+    let mut receivers = Vec::new();
+    for i in 0..scenario.fanout {
+        let r = FaultyReceiver::start(faults, 7 + i as u64).await;
+        create_endpoint(&stack, json!({"name": format!("e{i}"), "url": r.url})).await;
+        receivers.push(r);
+    }
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    let filler = "x".repeat(scenario.body_bytes.saturating_sub(60));
+    let ingest = stack.ingest();
+    let delivery = stack.delivery();
+
+    let mark = Mark::now();
+    futures::stream::iter(0..scenario.events)
+        .for_each_concurrent(8, |n| {
+            let (ingest, source, filler) = (&ingest, &source, &filler);
+            async move {
+                let body =
+                    format!(r#"{{"event_type":"load.test","data":{{"n":{n},"f":"{filler}"}}}}"#);
+                let resp = hookrelay_ingest::handle(
+                    ingest,
+                    request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
+                )
+                .await;
+                assert_eq!(resp.status(), 202, "{}", resp.body());
+            }
+        })
+        .await;
+    let ingest_phase = mark.phase();
+
+    let mark = Mark::now();
+    let tasks = scenario.events * scenario.fanout;
+    let mut invocations = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Until every task is delivered or dead-lettered: the queue holds nothing, visible or not.
+    while Instant::now() < deadline {
+        if stack
+            .deliver_once(&delivery, Duration::from_secs(1))
+            .await
+            .is_some()
+        {
+            invocations += 1;
+        } else if stack.queue_depth(&stack.settings.delivery_queue_url).await == (0, 0) {
+            break;
+        }
+    }
+    let delivery_phase = mark.phase();
+    let retention = stack.settings.retention();
+    let event = stack
+        .store
+        .list_events(
+            "default",
+            &PageRequest {
+                limit: Some(1),
+                cursor: None,
+            },
+        )
+        .await
+        .expect("events")
+        .data
+        .pop()
+        .expect("an event");
+    let attempt = stack
+        .store
+        .find_attempts(
+            "default",
+            &AttemptFilter {
+                event_id: Some(event.id.clone()),
+                endpoint_id: None,
+                status: None,
+            },
+            &PageRequest {
+                limit: Some(1),
+                cursor: None,
+            },
+        )
+        .await
+        .expect("attempts")
+        .data
+        .pop()
+        .expect("an attempt");
+    let item_bytes = ItemBytes {
+        event: item_size(&Store::event_item(&event, &source, false, retention).expect("item")),
+        attempt: item_size(&Store::attempt_item(&attempt, retention).expect("item")),
+    };
+    RequestReport {
+        item_bytes,
+        tasks,
+        deliveries: receivers.iter().map(|r| r.seen().len()).sum(),
+        delivery_invocations: invocations,
+        scenario,
+        ingest: ingest_phase,
+        delivery: delivery_phase,
+    }
+}

@@ -1,0 +1,224 @@
+//! `make bench`'s measurements on the local stack, written as JSON under `bench/results/`
+//! (or `HOOKRELAY_BENCH_OUT`): AWS requests and log bytes per event at 1 000 events (fan-out
+//! 1 and 3, all succeeding and with 30 % failures), the sweeper's reads with 1 000 and
+//! 10 000 endpoints of which 10 are stale, a listing page's cost, and ingest's cost as a
+//! workspace's endpoints grow. Ignored in `make test`: `make bench` runs it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hookrelay_shared::store::PageRequest;
+use hookrelay_shared::{Endpoint, Timestamp};
+use hookrelay_tests::requests::{Mark, Scenario, run};
+use hookrelay_tests::{Stack, admin_request, create_source, request};
+use serde_json::{Value, json};
+
+fn out_dir() -> PathBuf {
+    let dir = std::env::var("HOOKRELAY_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results"));
+    std::fs::create_dir_all(&dir).expect("results dir");
+    dir
+}
+
+fn write(name: &str, value: &Value) {
+    let path = out_dir().join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(value).unwrap()).unwrap();
+    println!("wrote {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn bench_requests_per_event() {
+    hookrelay_shared::telemetry::init_counting();
+    let mut reports = Vec::new();
+    for (fanout, failure_ratio) in [(1, 0.0), (1, 0.3), (3, 0.0), (3, 0.3)] {
+        let r = run(Scenario {
+            events: 1000,
+            fanout,
+            failure_ratio,
+            body_bytes: 1024,
+        })
+        .await;
+        println!(
+            "fan-out {fanout}, failures {failure_ratio}: ingest {:?}, delivery {:?}",
+            r.ingest.requests, r.delivery.requests
+        );
+        reports.push(serde_json::to_value(&r).unwrap());
+    }
+    write("requests.json", &Value::Array(reports));
+}
+
+async fn put_endpoints(stack: &Stack, n: usize, stale: usize) {
+    let old = Timestamp::now().minus(Duration::from_secs(400 * 86_400));
+    futures::stream::iter(0..n)
+        .for_each_concurrent(32, |i| async move {
+            let mut ep = Endpoint::new(
+                "default",
+                &format!("e{i}"),
+                "https://example.com/",
+                vec!["never.matches".into()],
+            );
+            if i < stale {
+                ep.created_at = old;
+            }
+            stack.store.put_endpoint(&ep).await.unwrap();
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn bench_cost_growth() {
+    let mut sweeper_runs = Vec::new();
+    let started = std::time::Instant::now();
+    let progress = |what: &str| eprintln!("[{:>6.1} s] {what}", started.elapsed().as_secs_f64());
+    for total in [1000, 10_000] {
+        let stack = Stack::new().await;
+        put_endpoints(&stack, total, 10).await;
+        progress(&format!("{total} endpoints written"));
+        let mark = Mark::now();
+        let report = hookrelay_sweeper::handle(&stack.sweeper(), Timestamp::now())
+            .await
+            .unwrap();
+        let phase = mark.phase();
+        assert_eq!(report.deactivated, 10);
+        progress(&format!("swept {total}"));
+        sweeper_runs.push(json!({
+            "endpoints": total,
+            "stale": 10,
+            "requests": phase.requests,
+            "seconds": phase.seconds,
+            "deactivated": report.deactivated,
+        }));
+    }
+
+    // Listing: one page of events and of attempts.
+    progress("listing");
+    let stack = Stack::new().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    let receiver = hookrelay_tests::Receiver::start().await;
+    hookrelay_tests::create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    let ingest = stack.ingest();
+    for n in 0..120 {
+        let body = format!(
+            r#"{{"event_type":"t","data":{{"n":{n},"pad":"{}"}}}}"#,
+            "x".repeat(900)
+        );
+        hookrelay_ingest::handle(
+            &ingest,
+            request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
+        )
+        .await;
+    }
+    stack.drain(&stack.delivery()).await;
+    let admin = stack.admin();
+    let mut listing = Vec::new();
+    for (what, uri) in [
+        ("events", "/workspaces/default/events?limit=50"),
+        ("attempts", "/workspaces/default/attempts?limit=50"),
+        ("endpoints", "/workspaces/default/endpoints?limit=50"),
+    ] {
+        let mark = Mark::now();
+        let resp = hookrelay_admin::handle(&admin, admin_request("GET", uri, None)).await;
+        let phase = mark.phase();
+        listing.push(json!({
+            "listing": what,
+            "page_size": 50,
+            "requests": phase.requests,
+            "response_bytes": resp.body().len(),
+        }));
+    }
+    let page = stack
+        .store
+        .list_events(
+            "default",
+            &PageRequest {
+                limit: Some(50),
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    let item_bytes: usize = page.data.iter().map(|e| e.payload.len() + 200).sum();
+
+    // Ingest as a workspace's endpoints grow: one of them subscribed, then all of them.
+    progress("ingest by endpoints");
+    let mut fanout = Vec::new();
+    for total in [10, 100, 1000] {
+        for subscribed in ["one", "all"] {
+            let stack = Stack::new().await;
+            let mut stack = stack;
+            stack.settings.cache_ttl = Duration::from_secs(300);
+            futures::stream::iter(0..total)
+                .for_each_concurrent(32, |i| {
+                    let stack = &stack;
+                    async move {
+                        let filter = if subscribed == "all" || i == 0 {
+                            "*"
+                        } else {
+                            "never"
+                        };
+                        let ep = Endpoint::new(
+                            "default",
+                            &format!("e{i}"),
+                            "https://example.com/",
+                            vec![filter.into()],
+                        );
+                        stack.store.put_endpoint(&ep).await.unwrap();
+                    }
+                })
+                .await;
+            let source = create_source(&stack, json!({"name": "s"})).await;
+            let ingest = stack.ingest();
+            let body = format!(
+                r#"{{"event_type":"t","data":{{"pad":"{}"}}}}"#,
+                "x".repeat(990)
+            );
+            // The first event reads the endpoints (a cold cache); the next ones do not.
+            let cold = Mark::now();
+            hookrelay_ingest::handle(
+                &ingest,
+                request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
+            )
+            .await;
+            let cold = cold.phase();
+            // Fewer for the widest fan-out: the local SQS emulator slows with thousands of
+            // messages, and the counts are the same every time.
+            let warm_events = if total * usize::from(subscribed == "all") >= 1000 {
+                2
+            } else {
+                10
+            };
+            let warm = Mark::now();
+            for _ in 0..warm_events {
+                let resp = hookrelay_ingest::handle(
+                    &ingest,
+                    request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
+                )
+                .await;
+                assert_eq!(resp.status(), 202, "{}", resp.body());
+            }
+            let warm = warm.phase();
+            progress(&format!("{total} endpoints, {subscribed} subscribed"));
+            fanout.push(json!({
+                "endpoints": total,
+                "subscribed": subscribed,
+                "cold_first_event": cold.requests,
+                "warm_events": warm_events,
+                "warm_requests": warm.requests,
+                "warm_seconds_per_event": warm.seconds / warm_events as f64,
+            }));
+        }
+    }
+    write(
+        "growth.json",
+        &json!({
+            "sweeper": sweeper_runs,
+            "listing": listing,
+            "listing_event_page_item_bytes": item_bytes,
+            "ingest_by_endpoints": fanout,
+        }),
+    );
+}

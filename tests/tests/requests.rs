@@ -1,0 +1,67 @@
+//! AWS requests per event, as upper bounds: ingest is one conditional write and one
+//! `SendMessageBatch`; delivery reads and writes per batch, not per task; nothing scans.
+//! The full-size runs (1 000 events) are `make bench`'s.
+
+use hookrelay_tests::requests::{Scenario, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_event_stay_within_the_design() {
+    for (fanout, failure_ratio) in [(1, 0.0), (3, 0.3)] {
+        let events = 100;
+        let r = run(Scenario {
+            events,
+            fanout,
+            failure_ratio,
+            body_bytes: 1024,
+        })
+        .await;
+        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+        let n = events as u64;
+        let ingest = &r.ingest;
+        assert_eq!(
+            ingest.get("DynamoDB.PutItem"),
+            n,
+            "one conditional write per event"
+        );
+        assert_eq!(
+            ingest.get("SQS.SendMessageBatch"),
+            n,
+            "one SendMessageBatch per event"
+        );
+        assert_eq!(ingest.get("DynamoDB.UpdateItem"), 0);
+        // Cache misses of a warm function: the source and the endpoints, a few times.
+        assert!(
+            ingest.get("DynamoDB.GetItem") + ingest.get("DynamoDB.Query") <= 16,
+            "{ingest:?}"
+        );
+
+        let d = &r.delivery;
+        let rounds = r.delivery_invocations as u64;
+        assert_eq!(r.deliveries >= r.tasks, true);
+        assert!(
+            d.get("DynamoDB.BatchGetItem") <= rounds,
+            "one batched read per invocation: {d:?}"
+        );
+        assert!(
+            d.get("DynamoDB.BatchWriteItem") <= rounds,
+            "attempts written per batch: {d:?}"
+        );
+        // last_success_at at most once per endpoint per hour; failure counts once per failing
+        // endpoint per batch.
+        let failing_batches = if failure_ratio > 0.0 { rounds } else { 0 };
+        assert!(
+            d.get("DynamoDB.UpdateItem") <= fanout as u64 * 2 + failing_batches * fanout as u64,
+            "{d:?}"
+        );
+        assert!(
+            d.get("SQS.ChangeMessageVisibilityBatch") <= failing_batches,
+            "{d:?}"
+        );
+        for phase in [ingest, d] {
+            assert!(
+                !phase.requests.keys().any(|k| k.ends_with(".Scan")),
+                "no Scan anywhere: {phase:?}"
+            );
+        }
+    }
+}
