@@ -15,11 +15,14 @@ async fn main() -> Result<(), Error> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let left = std::time::Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
-        let deadline = std::time::Instant::now() + left;
+        // A deadline already past when the invocation starts is not Lambda's (a local runtime
+        // may send none): deliveries are then bounded by their own timeouts only.
+        let deadline = (event.context.deadline > now_ms).then(|| {
+            std::time::Instant::now()
+                + std::time::Duration::from_millis(event.context.deadline - now_ms)
+        });
         Ok::<SqsBatchResponse, Error>(
-            hookrelay_delivery::handle_traced(ctx, event.payload, trace.as_deref(), Some(deadline))
-                .await,
+            hookrelay_delivery::handle_traced(ctx, event.payload, trace.as_deref(), deadline).await,
         )
     }))
     .await
