@@ -59,7 +59,7 @@ def machine():
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gib": mem_gib,
-        "os": f"{platform.system()} {platform.release()}",
+        "os": f"{platform.system()} {platform.machine()}",
         "commit": commit + ("-dirty" if dirty else ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
