@@ -340,6 +340,24 @@ pub fn admin_request(
     )
 }
 
+/// An admin API call with the test admin key: the status and the JSON answer (null when
+/// empty).
+pub async fn admin_call(
+    stack: &Stack,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let resp = hookrelay_admin::handle(&stack.admin(), admin_request(method, uri, body)).await;
+    let status = resp.status().as_u16();
+    let json = if resp.body().is_empty() {
+        serde_json::Value::Null
+    } else {
+        json_of(&resp)
+    };
+    (status, json)
+}
+
 pub fn json_of(resp: &http::Response<String>) -> serde_json::Value {
     serde_json::from_str(resp.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", resp.body()))
 }

@@ -3,19 +3,8 @@
 
 use std::time::Duration;
 
-use hookrelay_tests::{Receiver, Stack, admin_request, json_of};
+use hookrelay_tests::{Receiver, Stack, admin_call as call, admin_request, json_of};
 use serde_json::{Value, json};
-
-async fn call(stack: &Stack, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-    let resp = hookrelay_admin::handle(&stack.admin(), admin_request(method, uri, body)).await;
-    let status = resp.status().as_u16();
-    let json = if resp.body().is_empty() {
-        Value::Null
-    } else {
-        json_of(&resp)
-    };
-    (status, json)
-}
 
 #[tokio::test]
 async fn workspaces_lifecycle() {

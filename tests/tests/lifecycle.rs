@@ -7,20 +7,9 @@ use hookrelay_shared::Timestamp;
 use hookrelay_sweeper::SweepOptions;
 use hookrelay_tests::receiver::Reply;
 use hookrelay_tests::{
-    Receiver, Stack, admin_request, create_endpoint, create_source, json_of, send_event,
+    Receiver, Stack, admin_call as call, create_endpoint, create_source, send_event,
 };
 use serde_json::{Value, json};
-
-async fn call(stack: &Stack, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-    let resp = hookrelay_admin::handle(&stack.admin(), admin_request(method, uri, body)).await;
-    let status = resp.status().as_u16();
-    let json = if resp.body().is_empty() {
-        Value::Null
-    } else {
-        json_of(&resp)
-    };
-    (status, json)
-}
 
 async fn endpoint(stack: &Stack, id: &str) -> Value {
     call(

@@ -93,12 +93,45 @@ pub struct Planned {
 }
 
 impl SweepReport {
-    fn deactivated(&mut self, reason: &'static str) {
-        self.deactivated += 1;
-        *self
-            .deactivated_by_reason
-            .entry(reason.to_owned())
-            .or_default() += 1;
+    /// Counts one conditional deactivation's result; answers whether it deactivated. An
+    /// error is counted and logged, not raised: one endpoint must not stop the rest of the
+    /// run, and the next run retries it.
+    fn deactivation(
+        &mut self,
+        ws: &str,
+        id: &str,
+        reason: &'static str,
+        result: Result<bool, StoreError>,
+    ) -> bool {
+        match result {
+            Ok(true) => {
+                self.deactivated += 1;
+                *self
+                    .deactivated_by_reason
+                    .entry(reason.to_owned())
+                    .or_default() += 1;
+                tracing::info!(endpoint.id = %id, workspace = %ws, reason, "endpoint deactivated");
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.errors += 1;
+                tracing::warn!(endpoint.id = %id, error = %error_chain(&e), "endpoint not deactivated");
+                false
+            }
+        }
+    }
+}
+
+impl Planned {
+    fn about(ws: &str, id: &str, action: &'static str, reason: &'static str) -> Self {
+        Self {
+            action,
+            workspace: ws.to_owned(),
+            endpoint_id: Some(id.to_owned()),
+            reason: Some(reason),
+            event_id: None,
+        }
     }
 }
 
@@ -184,34 +217,20 @@ async fn deactivate_stale(
     report.endpoints_examined += stale.len();
     for ep in stale {
         if opts.dry_run {
-            report.planned.push(Planned {
-                action: "deactivate",
-                workspace: ep.workspace.clone(),
-                endpoint_id: Some(ep.id.clone()),
-                reason: Some("stale"),
-                event_id: None,
-            });
+            report
+                .planned
+                .push(Planned::about(&ep.workspace, &ep.id, "deactivate", "stale"));
             continue;
         }
         // The condition re-checks staleness: a success since the index read wins.
-        match ctx
+        let result = ctx
             .store
             .disable_endpoint(&ep.workspace, &ep.id, "stale", now, Some(cutoff))
-            .await
+            .await;
+        if report.deactivation(&ep.workspace, &ep.id, "stale", result)
+            && let Ok(Some(ep)) = ctx.store.get_endpoint(&ep.workspace, &ep.id).await
         {
-            Ok(true) => {
-                report.deactivated("stale");
-                tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "stale", "endpoint deactivated");
-                if let Ok(Some(ep)) = ctx.store.get_endpoint(&ep.workspace, &ep.id).await {
-                    ops.push(OpsEvent::deactivated(&ep, "stale", now));
-                }
-            }
-            Ok(false) => {}
-            // One failure must not stop the rest of the run; the next run retries it.
-            Err(e) => {
-                report.errors += 1;
-                tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "endpoint not deactivated");
-            }
+            ops.push(OpsEvent::deactivated(&ep, "stale", now));
         }
     }
     Ok(())
@@ -261,30 +280,20 @@ async fn deactivate_failing(
             continue;
         }
         if opts.dry_run {
-            report.planned.push(Planned {
-                action: "deactivate",
-                workspace: ep.workspace.clone(),
-                endpoint_id: Some(ep.id.clone()),
-                reason: Some("failing"),
-                event_id: None,
-            });
+            report.planned.push(Planned::about(
+                &ep.workspace,
+                &ep.id,
+                "deactivate",
+                "failing",
+            ));
             continue;
         }
-        match ctx
+        let result = ctx
             .store
             .disable_failing_endpoint(&ep.workspace, &ep.id, now, since)
-            .await
-        {
-            Ok(true) => {
-                report.deactivated("failing");
-                tracing::info!(endpoint.id = %ep.id, workspace = %ep.workspace, reason = "failing", failures = ep.consecutive_failures, "endpoint deactivated");
-                ops.push(OpsEvent::deactivated(&ep, "failing", now));
-            }
-            Ok(false) => {}
-            Err(e) => {
-                report.errors += 1;
-                tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "endpoint not deactivated");
-            }
+            .await;
+        if report.deactivation(&ep.workspace, &ep.id, "failing", result) {
+            ops.push(OpsEvent::deactivated(&ep, "failing", now));
         }
     }
     Ok(())
@@ -339,13 +348,9 @@ async fn warn_before_deactivation(
             continue;
         }
         if opts.dry_run {
-            report.planned.push(Planned {
-                action: "warn",
-                workspace: ep.workspace.clone(),
-                endpoint_id: Some(ep.id.clone()),
-                reason: Some("stale"),
-                event_id: None,
-            });
+            report
+                .planned
+                .push(Planned::about(&ep.workspace, &ep.id, "warn", "stale"));
             continue;
         }
         match ctx

@@ -83,30 +83,7 @@ impl Store {
 
     /// Frees `name` if `id` holds it; a claim held by someone else is left alone.
     pub async fn release_name(&self, ws: &str, kind: NameKind, name: &str, id: &str) -> Result<()> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::key_of(keys::name_claim(
-                ws,
-                kind.as_str(),
-                name,
-            ))))
-            .condition_expression(format!("{OWNER} = :id"))
-            .expression_attribute_values(":id", s(id))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::dynamo("DeleteItem", e)),
-        }
+        self.delete_if_owned(keys::name_claim(ws, kind.as_str(), name), OWNER, id)
+            .await
     }
 }

@@ -42,6 +42,38 @@ impl Store {
         Ok(out.attributes.is_some())
     }
 
+    /// Deletes an item only while its `owner_attr` is `owner`: someone else's is left alone,
+    /// and an item already gone is no error.
+    pub(super) async fn delete_if_owned(
+        &self,
+        (pk, sk): (String, String),
+        owner_attr: &str,
+        owner: &str,
+    ) -> Result<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", owner_attr)
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::dynamo("DeleteItem", e)),
+        }
+    }
+
     pub(super) async fn put(&self, item: Item) -> Result<()> {
         self.client
             .put_item()

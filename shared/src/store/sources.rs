@@ -95,26 +95,7 @@ impl Store {
 
     /// Frees a custom path if this source holds it.
     pub async fn release_source_path(&self, path: &str, source_id: &str) -> Result<()> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::key_of(keys::source_path(path))))
-            .condition_expression("source_id = :id")
-            .expression_attribute_values(":id", s(source_id))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(super::StoreError::dynamo("DeleteItem", e)),
-        }
+        self.delete_if_owned(keys::source_path(path), "source_id", source_id)
+            .await
     }
 }
