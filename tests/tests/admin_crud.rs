@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use hookrelay_tests::{Receiver, Stack, admin_call as call, admin_request, json_of};
-use serde_json::{Value, json};
+use hookrelay_tests::{Receiver, Stack, admin_call as call};
+use serde_json::json;
 
 #[tokio::test]
 async fn workspaces_lifecycle() {
