@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use hookrelay_shared::Timestamp;
 use hookrelay_tests::{Receiver, Stack, admin_request, json_of, request};
 use serde_json::json;
@@ -294,4 +295,114 @@ async fn a_nearly_spent_invocation_postpones_instead_of_overrunning() {
         .unwrap();
     assert_eq!(r.deleted, 1);
     assert_eq!(receiver.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn a_task_that_overtakes_its_event_waits_for_it_in_the_same_invocation() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = setup(&stack, &receiver.url).await;
+    let resp = hookrelay_ingest::handle(
+        &stack.ingest(),
+        request(
+            "POST",
+            &format!("/in/{source}"),
+            &[],
+            br#"{"event_type":"x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+
+    // Take the event item away and put it back a moment after delivery has looked for it:
+    // the task was queued before the event's write landed, as ingest allows.
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let table = stack.settings.table_name.clone();
+    let items = dynamo
+        .scan()
+        .table_name(&table)
+        .filter_expression("sk = :evt")
+        .expression_attribute_values(":evt", AttributeValue::S("EVT".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 1);
+    let item = items[0].clone();
+    dynamo
+        .delete_item()
+        .table_name(&table)
+        .key("pk", item["pk"].clone())
+        .key("sk", item["sk"].clone())
+        .send()
+        .await
+        .unwrap();
+    let (late_dynamo, late_table) = (dynamo.clone(), table.clone());
+    let late_write = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        late_dynamo
+            .put_item()
+            .table_name(late_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let r = stack
+        .deliver_once(&stack.delivery(), Duration::ZERO)
+        .await
+        .unwrap();
+    late_write.await.unwrap();
+    assert_eq!((r.received, r.deleted, r.failed), (1, 1, 0));
+    assert_eq!(receiver.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn a_task_whose_event_never_arrives_waits_and_is_kept() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = setup(&stack, &receiver.url).await;
+    let resp = hookrelay_ingest::handle(
+        &stack.ingest(),
+        request(
+            "POST",
+            &format!("/in/{source}"),
+            &[],
+            br#"{"event_type":"x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let table = stack.settings.table_name.clone();
+    let items = dynamo
+        .scan()
+        .table_name(&table)
+        .filter_expression("sk = :evt")
+        .expression_attribute_values(":evt", AttributeValue::S("EVT".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    dynamo
+        .delete_item()
+        .table_name(&table)
+        .key("pk", items[0]["pk"].clone())
+        .key("sk", items[0]["sk"].clone())
+        .send()
+        .await
+        .unwrap();
+
+    // Within the store grace the task is neither delivered nor dropped: it comes back later.
+    let r = stack
+        .deliver_once(&stack.delivery(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((r.received, r.deleted, r.failed), (1, 0, 1));
+    assert!(receiver.deliveries().is_empty());
+    let (_, in_flight) = stack.queue_depth(&stack.settings.delivery_queue_url).await;
+    assert_eq!(in_flight, 1);
 }

@@ -207,6 +207,11 @@ fn task_event_refs(
 /// there yet waits for it instead of ending.
 pub const STORE_GRACE: Duration = Duration::from_secs(30);
 
+/// A task younger than this whose event is missing is most likely racing its own store
+/// write, which takes milliseconds; older ones wait out `NOT_STORED_DELAY` instead.
+const STORE_RACE_WINDOW: Duration = Duration::from_secs(2);
+const STORE_RACE_PAUSE: Duration = Duration::from_millis(100);
+
 /// The attempts to record: a batch's one attempt stands for each of its events.
 fn attempts_of(outcomes: &[(Received, Outcome)]) -> Vec<Attempt> {
     let mut attempts = Vec::new();
@@ -281,7 +286,7 @@ pub async fn handle_traced(
         .iter()
         .map(|r| (r.task.workspace.clone(), r.task.endpoint_id.clone()))
         .collect();
-    let (events, endpoints) = match ctx
+    let (mut events, endpoints) = match ctx
         .store
         .load_for_delivery(&event_keys, &endpoint_refs)
         .await
@@ -295,6 +300,29 @@ pub async fn handle_traced(
             return response;
         }
     };
+
+    let racing: HashSet<String> = received
+        .iter()
+        .filter(|r| !collecting.contains(&r.message_id))
+        .filter(|r| {
+            r.sent_at
+                .is_some_and(|at| Timestamp::now().since(at) < STORE_RACE_WINDOW)
+        })
+        .flat_map(|r| task_event_keys(&r.task).cloned())
+        .filter(|k| !events.contains_key(k))
+        .collect();
+    if !racing.is_empty() {
+        // Ingest queues a task just before it stores the event, so a task picked up at once
+        // can overtake its event by a few milliseconds; one more read after a pause saves it
+        // a whole visibility delay.
+        tokio::time::sleep(STORE_RACE_PAUSE).await;
+        match ctx.store.load_for_delivery(&racing, &HashSet::new()).await {
+            Ok((more, _)) => events.extend(more),
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), events = racing.len(), "second read of young events failed")
+            }
+        }
+    }
 
     let (collected, received): (Vec<Received>, Vec<Received>) = received
         .into_iter()

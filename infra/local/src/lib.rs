@@ -5,5 +5,6 @@
 pub mod esm;
 pub mod gateway;
 pub mod moto;
+pub mod proc_cpu;
 pub mod provision;
 pub mod template;
