@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean bench fixtures sync
+.PHONY: dev test lint fmt build venv clean bench fixtures sync wrk
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -22,9 +22,9 @@ $(STAMP): infra/requirements-dev.txt
 ## The whole system on 127.0.0.1: API on $$HOOKRELAY_PORT (3000), moto, cargo lambda watch.
 # Each function is built as `cargo lambda watch` runs it (`cargo run --bin NAME`, its own
 # feature set), so the first request does not wait for a compile.
+DEV_BUILD = for f in $(FUNCTION_BINS); do cargo build --bin $$f || exit 1; done; cargo build -p hookrelay-local --bins
 dev: $(STAMP)
-	for f in $(FUNCTION_BINS); do cargo build --bin $$f || exit 1; done
-	cargo build -p hookrelay-local
+	$(DEV_BUILD)
 	cargo run --quiet -p hookrelay-local --bin hookrelay-local
 
 ## Unit and integration tests; starts its own moto server.
@@ -51,9 +51,10 @@ clean:
 
 ## Benchmarks and the cost model, summarised in bench/results/summary.md (and .json):
 ## CPU per event (criterion), delivery concurrency, AWS requests and log bytes per event on
-## the local stack, cost growth, each function's binary size and cold start.
+## the local stack, cost growth, each function's binary size and cold start, and a load test
+## (wrk) against the `make dev` stack.
 CRITERION_QUICK = -- --warm-up-time 1 --measurement-time 2
-bench: $(STAMP)
+bench: $(STAMP) wrk
 	mkdir -p bench/results
 	cargo bench -p hookrelay-ingest --bench pipeline $(CRITERION_QUICK)
 	cargo bench -p hookrelay-delivery --bench per_task $(CRITERION_QUICK)
@@ -61,7 +62,15 @@ bench: $(STAMP)
 	cargo test --profile bench -p hookrelay-tests --test bench_costs -- --ignored --nocapture --test-threads 1
 	cargo build --release $(foreach f,$(FUNCTION_BINS),--bin $(f))
 	cargo run --release --quiet -p hookrelay-local --bin hookrelay-coldstart
+	$(DEV_BUILD)
+	./target/debug/hookrelay-load
 	$(VENV)/bin/python3 bench/summarize.py
+
+# The load test's generator, from Debian's packages.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null; \
+	  else echo "the load test needs wrk: sudo apt-get install wrk"; exit 1; fi; }
 
 ## Re-sign tests/fixtures/signed.json with the providers' own libraries (needs Node and npm).
 fixtures: $(STAMP)

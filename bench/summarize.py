@@ -4,7 +4,7 @@ the cost model (dollars per million events at list prices, against the design's 
 cost growth and cold start, as bench/results/summary.md and summary.json.
 
 Reads what the benchmarks wrote: target/criterion/**/new/estimates.json,
-bench/results/{requests,growth,coldstart}.json, and bench/prices.json.
+bench/results/{requests,growth,coldstart,load}.json, and bench/prices.json.
 """
 
 import json
@@ -181,6 +181,49 @@ def floor_model(prices, cpu_us, event_item_bytes):
     return {k: round(v, 4) for k, v in lines.items()}
 
 
+PARTS = [
+    ("aws_emulator", "AWS emulator (moto)"),
+    ("functions", "functions (ours)"),
+    ("lambda_runtime", "local Lambda runtime"),
+    ("gateway_and_poller", "local gateway + queue poller"),
+]
+
+
+def load_section(load_test):
+    """The load test on the local stack: wrk's accept figures, accept-to-delivery times and
+    the CPU each part of the stack spent per event."""
+    md = ["\n## Load on the local stack (`make dev`, wrk)\n"]
+    md.append(
+        f"Each level: at most {load_test['requests_per_level']} requests of {load_test['body_bytes']} B "
+        f"or {load_test['seconds_per_level']} s, one endpoint on a receiver on 127.0.0.1; the functions are "
+        f"{load_test['build']} builds, as `make dev` runs them. Accept latency is wrk's; accept to delivery runs from the event id's "
+        "time (stamped at accept) to the receiver's first arrival.\n"
+    )
+    md.append(
+        "| connections | accepted | accepted / s | accept p50 | accept p99 | delivered / s | accept→delivery p50 | p99 |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    for row in load_test["levels"]:
+        a, e = row["accept_latency_ms"], row["accept_to_delivery_ms"]
+        lost = "" if row["all_delivered"] else f" ({row['delivered']} delivered in time)"
+        md.append(
+            f"| {row['connections']} | {row['accepted']}{lost} | {row['accepted_per_second']:.0f} | "
+            f"{a['p50']:.1f} ms | {a['p99']:.1f} ms | {row['delivered_per_second']:.0f} | {e['p50']:.0f} ms | {e['p99']:.0f} ms |"
+        )
+    md.append("\nCPU per event by part of the local stack (ms), from each process's CPU time:\n")
+    md.append("| connections | " + " | ".join(label for _, label in PARTS) + " | total | emulator share | ours |")
+    md.append("|---|" + "---|" * (len(PARTS) + 3))
+    for row in load_test["levels"]:
+        cpu = row["cpu_ms_per_event"]
+        total = cpu.get("total") or 1e-9
+        md.append(
+            f"| {row['connections']} | "
+            + " | ".join(f"{cpu.get(k, 0):.2f}" for k, _ in PARTS)
+            + f" | {total:.2f} | {cpu.get('aws_emulator', 0) / total:.0%} | {cpu.get('functions', 0) / total:.0%} |"
+        )
+    return md
+
+
 def fmt_requests(d, n):
     return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(d.items())) or "none"
 
@@ -192,6 +235,7 @@ def main():
     requests = load("requests.json") or []
     growth = load("growth.json")
     coldstart = load("coldstart.json") or []
+    load_test = load("load.json")
 
     ingest_ids = sorted(k for k in crit if k.startswith("ingest/"))
     hmac_floor_ns = crit.get("floor/hmac_sha256_1kib")
@@ -241,6 +285,7 @@ def main():
         "floor_per_million": floor,
         "growth": growth,
         "coldstart": coldstart,
+        "load": load_test,
     }
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "summary.json"), "w") as f:
@@ -308,6 +353,8 @@ def main():
             md.append(
                 f"| {c['function']} | {c['binary_bytes'] / 1048576:.1f} MiB | {c['init_ms_median']:.1f} ms | {c['init_ms_min']:.1f} ms | {c['init_ms_max']:.1f} ms |"
             )
+    if load_test:
+        md.extend(load_section(load_test))
     md.append("")
     with open(os.path.join(RESULTS, "summary.md"), "w") as f:
         f.write("\n".join(md))

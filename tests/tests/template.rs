@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookrelay_local::template::{Template, number};
 use hookrelay_shared::retry::{MAX_RETRIES, MAX_VISIBILITY, RetryPolicy};
-use hookrelay_shared::store::{FAILING_INDEX, GSI1, PENDING_INDEX, SWEEP_INDEX};
+use hookrelay_shared::store::{FAILING_INDEX, LISTING_INDEX, PENDING_INDEX, SWEEP_INDEX};
 use hookrelay_tests::Stack;
 
 #[tokio::test]
@@ -28,7 +28,7 @@ async fn provisioned_table_has_the_indexes_the_store_queries() {
         .collect();
     names.sort();
     let mut expected = vec![
-        GSI1.to_owned(),
+        LISTING_INDEX.to_owned(),
         PENDING_INDEX.to_owned(),
         SWEEP_INDEX.to_owned(),
         FAILING_INDEX.to_owned(),

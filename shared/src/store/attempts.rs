@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::codec::to_item;
 use super::events::backoff;
-use super::keys::{self, EXPIRES_AT, GSI1PK, GSI1SK, s};
+use super::keys::{self, EXPIRES_AT, LISTING_PK, LISTING_SK, s};
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
@@ -26,8 +26,8 @@ impl Store {
             to_item("attempt", a)?,
             (keys::attempts_of_event(&a.event_id), a.id.clone()),
         );
-        item.insert(GSI1PK.into(), s(keys::attempts_list(&a.workspace)));
-        item.insert(GSI1SK.into(), s(&a.id));
+        item.insert(LISTING_PK.into(), s(keys::attempts_list(&a.workspace)));
+        item.insert(LISTING_SK.into(), s(&a.id));
         item.insert(
             EXPIRES_AT.into(),
             AttributeValue::N(a.attempted_at.plus(retention).unix_seconds().to_string()),
@@ -102,7 +102,7 @@ impl Store {
             None => self
                 .client
                 .query()
-                .index_name(super::keys::GSI1)
+                .index_name(super::keys::LISTING_INDEX)
                 .key_condition_expression("gsi1pk = :pk")
                 .expression_attribute_values(":pk", s(keys::attempts_list(ws))),
         };
@@ -127,17 +127,15 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
-            .index_name(super::keys::GSI1)
+            .index_name(super::keys::LISTING_INDEX)
             .key_condition_expression("gsi1pk = :pk AND gsi1sk = :id")
             .expression_attribute_values(":pk", s(keys::attempts_list(ws)))
             .expression_attribute_values(":id", s(id))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("Query", e))?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .next()
+        self.one_from_table(out.items.unwrap_or_default().into_iter().next())
+            .await?
             .map(|i| super::codec::from_item("attempt", i))
             .transpose()
     }

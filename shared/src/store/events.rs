@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::{
 
 use super::codec::{from_item, to_item};
 use super::keys::{
-    self, EXPIRES_AT, GSI1, GSI1PK, GSI1SK, Item, PENDING_AT, PENDING_SHARD, PK, SK, s,
+    self, EXPIRES_AT, Item, LISTING_INDEX, LISTING_PK, LISTING_SK, PENDING_AT, PENDING_SHARD, PK,
+    SK, s,
 };
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
@@ -48,8 +49,8 @@ impl Store {
     ) -> Result<Item> {
         let (pk, sk) = keys::event(scope, &event.idempotency_key);
         let mut item = with_key(to_item("event", event)?, (pk, sk));
-        item.insert(GSI1PK.into(), s(keys::events_list(&event.workspace)));
-        item.insert(GSI1SK.into(), s(&event.id));
+        item.insert(LISTING_PK.into(), s(keys::events_list(&event.workspace)));
+        item.insert(LISTING_SK.into(), s(&event.id));
         item.insert(
             EXPIRES_AT.into(),
             AttributeValue::N(event.received_at.plus(retention).unix_seconds().to_string()),
@@ -138,16 +139,17 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
-            .index_name(GSI1)
+            .index_name(LISTING_INDEX)
             .key_condition_expression("#pk = :pk AND #sk = :sk")
-            .expression_attribute_names("#pk", GSI1PK)
-            .expression_attribute_names("#sk", GSI1SK)
+            .expression_attribute_names("#pk", LISTING_PK)
+            .expression_attribute_names("#sk", LISTING_SK)
             .expression_attribute_values(":pk", s(keys::events_list(ws)))
             .expression_attribute_values(":sk", s(id))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("Query", e))?;
-        let Some(item) = out.items.unwrap_or_default().into_iter().next() else {
+        let found = out.items.unwrap_or_default().into_iter().next();
+        let Some(item) = self.one_from_table(found).await? else {
             return Ok(None);
         };
         let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
@@ -171,10 +173,10 @@ impl Store {
         let mut query = self
             .client
             .query()
-            .index_name(GSI1)
+            .index_name(LISTING_INDEX)
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
-            .expression_attribute_names("#pk", GSI1PK)
-            .expression_attribute_names("#sk", GSI1SK)
+            .expression_attribute_names("#pk", LISTING_PK)
+            .expression_attribute_names("#sk", LISTING_SK)
             .expression_attribute_values(":pk", s(keys::events_list(ws)))
             .expression_attribute_values(":lo", s(lo))
             .expression_attribute_values(":hi", s(hi));
@@ -199,25 +201,30 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
-            .index_name(GSI1)
+            .index_name(LISTING_INDEX)
             .key_condition_expression("#pk = :pk AND #sk >= :lo")
-            .expression_attribute_names("#pk", GSI1PK)
-            .expression_attribute_names("#sk", GSI1SK)
+            .expression_attribute_names("#pk", LISTING_PK)
+            .expression_attribute_names("#sk", LISTING_SK)
             .expression_attribute_values(":pk", s(keys::events_list(ws)))
             .expression_attribute_values(":lo", s(lo))
             .into_paginator()
             .items()
             .send();
-        let mut out = Vec::new();
+        let mut found = Vec::new();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| StoreError::dynamo("Query", e))?;
-            let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
-            out.push((key, from_item::<Event>("event", item)?));
-            if out.len() >= limit {
+            found.push(item.map_err(|e| StoreError::dynamo("Query", e))?);
+            if found.len() >= limit {
                 break;
             }
         }
-        Ok(out)
+        self.from_table(found)
+            .await?
+            .into_iter()
+            .map(|item| {
+                let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
+                Ok((key, from_item::<Event>("event", item)?))
+            })
+            .collect()
     }
 
     /// What a delivery batch needs, in as few reads as DynamoDB allows: events by item key
@@ -235,7 +242,7 @@ impl Store {
             let (pk, sk) = keys::endpoint(ws, id);
             keys::key(pk, sk)
         }));
-        let items = self.batch_get(keys_wanted).await?;
+        let items = self.batch_get(keys_wanted, true).await?;
         let mut events = HashMap::new();
         let mut eps = HashMap::new();
         for item in items {
@@ -250,12 +257,18 @@ impl Store {
         Ok((events, eps))
     }
 
-    async fn batch_get(&self, keys_wanted: Vec<Item>) -> Result<Vec<Item>> {
+    /// Items by key, 100 to a request, re-asking for what DynamoDB leaves unprocessed; in no
+    /// particular order.
+    pub(super) async fn batch_get(
+        &self,
+        keys_wanted: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>> {
         let mut found = Vec::with_capacity(keys_wanted.len());
         for chunk in keys_wanted.chunks(100) {
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .build()?;
             for round in 0..=UNPROCESSED_RETRIES {
                 let out = self

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub const GSI1: &str = "gsi1";
+/// Listings per workspace, newest first. Its key attributes keep the names they had when the
+/// index was `gsi1`, so items written before need no rewrite.
+pub const LISTING_INDEX: &str = "listing";
 pub const SWEEP_INDEX: &str = "sweep";
 pub const PENDING_INDEX: &str = "pending";
 pub const FAILING_INDEX: &str = "failing";
@@ -14,8 +16,8 @@ pub const SHARDS: u32 = 8;
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
-pub const GSI1PK: &str = "gsi1pk";
-pub const GSI1SK: &str = "gsi1sk";
+pub const LISTING_PK: &str = "gsi1pk";
+pub const LISTING_SK: &str = "gsi1sk";
 pub const SWEEP_SHARD: &str = "sweep_shard";
 pub const SWEEP_AT: &str = "sweep_at";
 pub const PENDING_SHARD: &str = "pending_shard";

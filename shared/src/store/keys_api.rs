@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec::{from_item, to_item};
-use super::keys::{self, GSI1PK, GSI1SK, s};
+use super::keys::{self, LISTING_PK, LISTING_SK, s};
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
 use super::{Result, Store};
@@ -24,8 +24,8 @@ pub struct ApiKey {
 impl Store {
     pub async fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         let mut item = with_key(to_item("api key", key)?, keys::api_key(&key.hash));
-        item.insert(GSI1PK.into(), s(keys::api_keys_list(&key.workspace)));
-        item.insert(GSI1SK.into(), s(&key.id));
+        item.insert(LISTING_PK.into(), s(keys::api_keys_list(&key.workspace)));
+        item.insert(LISTING_SK.into(), s(&key.id));
         self.put(item).await
     }
 
@@ -35,7 +35,7 @@ impl Store {
     }
 
     pub async fn list_api_keys(&self, ws: &str, req: &PageRequest) -> Result<Page<ApiKey>> {
-        self.query_gsi1_page("api key", keys::api_keys_list(ws), req)
+        self.query_listing_page("api key", keys::api_keys_list(ws), req)
             .await
     }
 

@@ -1,6 +1,6 @@
 //! The DynamoDB store: one table, single-table design.
 //!
-//! | item      | pk                      | sk          | gsi1pk / gsi1sk       | sparse GSIs            |
+//! | item      | pk                      | sk          | gsi1pk / gsi1sk (listing) | sparse GSIs        |
 //! |-----------|-------------------------|-------------|-----------------------|------------------------|
 //! | workspace | `WS#{name}`             | `WS`        | `WS` / id             |                        |
 //! | source    | `SRC#{id}`              | `SRC`       | `{ws}#SRC` / id       |                        |
@@ -11,6 +11,10 @@
 //!
 //! Ids are ULIDs, so a reverse query on a sort key holding ids lists newest first. The event's
 //! partition key is its idempotency key: a conditional put is the whole dedupe.
+//!
+//! The `listing` index copies keys and the few attributes listings filter on, never a
+//! payload: every event and attempt is written to it, so a full copy would double their write
+//! units. A page is read back from the table with one `BatchGetItem`.
 
 mod attempts;
 mod codec;
@@ -29,7 +33,7 @@ use aws_sdk_dynamodb::Client;
 
 pub use attempts::AttemptFilter;
 pub use events::{EventFilter, InsertOutcome};
-pub use keys::{FAILING_INDEX, GSI1, PENDING_INDEX, SHARDS, SWEEP_INDEX};
+pub use keys::{FAILING_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX};
 pub use keys_api::ApiKey;
 pub use names::{Claim, NameKind};
 pub use page::{Page, PageRequest};

@@ -95,8 +95,8 @@ impl Store {
         let start = req.start_key()?;
         if let Some(start) = &start {
             // A cursor belongs to one listing: its partition must be this query's (`:pk`).
-            let attr = if query.get_index_name().as_deref() == Some(super::keys::GSI1) {
-                super::keys::GSI1PK
+            let attr = if query.get_index_name().as_deref() == Some(super::keys::LISTING_INDEX) {
+                super::keys::LISTING_PK
             } else {
                 PK
             };
@@ -108,6 +108,7 @@ impl Store {
                 return Err(StoreError::BadCursor);
             }
         }
+        let out_index = query.get_index_name().clone();
         let out = query
             .table_name(&self.table)
             .scan_index_forward(false)
@@ -126,15 +127,63 @@ impl Store {
                     StoreError::dynamo("Query", e)
                 }
             })?;
+        let mut items = out.items.unwrap_or_default();
+        if out_index.as_deref() == Some(keys::LISTING_INDEX) {
+            items = self.from_table(items).await?;
+        }
         Ok(Page {
-            data: out
-                .items
-                .unwrap_or_default()
+            data: items
                 .into_iter()
                 .map(|i| from_item(what, i))
                 .collect::<Result<_>>()?,
             next: out.last_evaluated_key.as_ref().and_then(page::encode),
         })
+    }
+
+    /// The table's items for index items, in the index's order. One that was deleted since
+    /// the index saw it is left out.
+    pub(super) async fn from_table(&self, index_items: Vec<Item>) -> Result<Vec<Item>> {
+        let wanted: Vec<(String, String)> = index_items
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    keys::get_s(i, PK)?.to_owned(),
+                    keys::get_s(i, SK)?.to_owned(),
+                ))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .batch_get(
+                wanted
+                    .iter()
+                    .map(|(pk, sk)| keys::key(pk.clone(), sk.clone()))
+                    .collect(),
+                false,
+            )
+            .await?;
+        let mut by_key: std::collections::HashMap<(String, String), Item> = found
+            .into_iter()
+            .filter_map(|i| {
+                let k = (
+                    keys::get_s(&i, PK)?.to_owned(),
+                    keys::get_s(&i, SK)?.to_owned(),
+                );
+                Some((k, i))
+            })
+            .collect();
+        Ok(wanted.iter().filter_map(|k| by_key.remove(k)).collect())
+    }
+
+    /// The table's item for the one index item a query by id found.
+    pub(super) async fn one_from_table(&self, index_item: Option<Item>) -> Result<Option<Item>> {
+        let Some(i) = index_item else { return Ok(None) };
+        match (keys::get_s(&i, PK), keys::get_s(&i, SK)) {
+            (Some(pk), Some(sk)) => self.get((pk.to_owned(), sk.to_owned()), false).await,
+            _ => Ok(None),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use super::StoreError;
-use super::keys::{GSI1PK, GSI1SK, Item, PK, SK};
+use super::keys::{Item, LISTING_PK, LISTING_SK, PK, SK};
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
@@ -54,7 +54,7 @@ fn decode(cursor: &str) -> Result<Item, StoreError> {
     if map.is_empty()
         || map
             .keys()
-            .any(|k| ![PK, SK, GSI1PK, GSI1SK].contains(&k.as_str()))
+            .any(|k| ![PK, SK, LISTING_PK, LISTING_SK].contains(&k.as_str()))
     {
         return Err(StoreError::BadCursor);
     }

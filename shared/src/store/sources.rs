@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::{from_item, to_item};
-use super::keys::{self, GSI1, GSI1PK, GSI1SK, s};
+use super::keys::{self, LISTING_INDEX, LISTING_PK, LISTING_SK, s};
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
 use super::{Result, Store};
@@ -10,8 +10,8 @@ use crate::Source;
 impl Store {
     pub async fn put_source(&self, source: &Source) -> Result<()> {
         let mut item = with_key(to_item("source", source)?, keys::source(&source.id));
-        item.insert(GSI1PK.into(), s(keys::sources_list(&source.workspace)));
-        item.insert(GSI1SK.into(), s(&source.id));
+        item.insert(LISTING_PK.into(), s(keys::sources_list(&source.workspace)));
+        item.insert(LISTING_SK.into(), s(&source.id));
         self.put(item).await
     }
 
@@ -21,12 +21,12 @@ impl Store {
     }
 
     pub async fn list_sources(&self, ws: &str, req: &PageRequest) -> Result<Page<Source>> {
-        self.query_gsi1_page("source", keys::sources_list(ws), req)
+        self.query_listing_page("source", keys::sources_list(ws), req)
             .await
     }
 
-    /// A page of one gsi1 partition, newest first.
-    pub(super) async fn query_gsi1_page<T: serde::de::DeserializeOwned>(
+    /// A page of one listing partition, newest first.
+    pub(super) async fn query_listing_page<T: serde::de::DeserializeOwned>(
         &self,
         what: &'static str,
         partition: String,
@@ -35,9 +35,9 @@ impl Store {
         let query = self
             .client
             .query()
-            .index_name(GSI1)
+            .index_name(LISTING_INDEX)
             .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_names("#pk", LISTING_PK)
             .expression_attribute_values(":pk", AttributeValue::S(partition));
         self.page(what, query, req).await
     }

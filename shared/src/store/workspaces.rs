@@ -1,7 +1,7 @@
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 
 use super::codec::{from_item, to_item};
-use super::keys::{self, GSI1PK, GSI1SK, s};
+use super::keys::{self, LISTING_PK, LISTING_SK, s};
 use super::ops::with_key;
 use super::{Result, Store, StoreError};
 use crate::{DEFAULT_WORKSPACE, Timestamp, Workspace, ids};
@@ -41,8 +41,8 @@ impl Store {
     /// exists unwritten).
     pub async fn put_workspace(&self, ws: &Workspace) -> Result<()> {
         let mut item = with_key(to_item("workspace", ws)?, keys::workspace(&ws.name));
-        item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
-        item.insert(GSI1SK.into(), s(&ws.id));
+        item.insert(LISTING_PK.into(), s(keys::WORKSPACES_LIST));
+        item.insert(LISTING_SK.into(), s(&ws.id));
         self.put(item).await
     }
 
@@ -60,8 +60,8 @@ impl Store {
             settings: Default::default(),
         };
         let mut item = with_key(to_item("workspace", &ws)?, keys::workspace(name));
-        item.insert(GSI1PK.into(), s(keys::WORKSPACES_LIST));
-        item.insert(GSI1SK.into(), s(&ws.id));
+        item.insert(LISTING_PK.into(), s(keys::WORKSPACES_LIST));
+        item.insert(LISTING_SK.into(), s(&ws.id));
         match self
             .client
             .put_item()
@@ -92,7 +92,7 @@ impl Store {
         if req.cursor.is_none() {
             self.ensure_workspace(DEFAULT_WORKSPACE).await?;
         }
-        self.query_gsi1_page("workspace", keys::WORKSPACES_LIST.to_owned(), req)
+        self.query_listing_page("workspace", keys::WORKSPACES_LIST.to_owned(), req)
             .await
     }
 

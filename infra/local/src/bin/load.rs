@@ -222,7 +222,7 @@ async fn run(
         }));
     }
     Ok(json!({
-        "build": "debug (as make dev runs it)",
+        "build": "debug",
         "body_bytes": BODY_BYTES,
         "requests_per_level": requests_per_level,
         "seconds_per_level": seconds_per_level,
