@@ -8,6 +8,7 @@ use futures::StreamExt;
 use hookrelay_shared::requests::{self, Counts};
 use serde::Serialize;
 use serde_json::json;
+use tracing::Instrument;
 
 use hookrelay_shared::store::{AttemptFilter, PageRequest, Store};
 
@@ -191,6 +192,7 @@ pub async fn run(scenario: Scenario) -> RequestReport {
                         ingest,
                         request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
                     )
+                    .instrument(invocation_span())
                     .await;
                     assert_eq!(resp.status(), 202, "{}", resp.body());
                 }
@@ -204,6 +206,7 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         while Instant::now() < deadline {
             if stack
                 .deliver_once(&delivery, Duration::from_secs(1))
+                .instrument(invocation_span())
                 .await
                 .is_some()
             {
@@ -262,4 +265,15 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         ingest: ingest_phase,
         delivery: delivery_phase,
     }
+}
+
+/// The span the Lambda runtime opens around each invocation: every log line inside it
+/// carries the request and trace ids, and the log volume counts them as it would in AWS.
+fn invocation_span() -> tracing::Span {
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    tracing::info_span!(
+        "Lambda runtime invoke",
+        requestId = %format!("{}-{}-{}-{}-{}", &id[..8], &id[8..12], &id[12..16], &id[16..20], &id[20..26].repeat(2)),
+        xrayTraceId = %format!("Root=1-{}-{};Parent={};Sampled=1", &id[..8], &id[2..26], &id[10..26]),
+    )
 }
