@@ -134,7 +134,7 @@ impl Store {
             .send()
             .await
             .map_err(|e| StoreError::dynamo("Query", e))?;
-        self.one_from_table(out.items.unwrap_or_default().into_iter().next())
+        self.one_in_table(out.items.unwrap_or_default().into_iter().next())
             .await?
             .map(|i| super::codec::from_item("attempt", i))
             .transpose()

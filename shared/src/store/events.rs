@@ -149,7 +149,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::dynamo("Query", e))?;
         let found = out.items.unwrap_or_default().into_iter().next();
-        let Some(item) = self.one_from_table(found).await? else {
+        let Some(item) = self.one_in_table(found).await? else {
             return Ok(None);
         };
         let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
@@ -217,7 +217,7 @@ impl Store {
                 break;
             }
         }
-        self.from_table(found)
+        self.in_table(found)
             .await?
             .into_iter()
             .map(|item| {

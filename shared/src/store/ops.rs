@@ -129,7 +129,7 @@ impl Store {
             })?;
         let mut items = out.items.unwrap_or_default();
         if out_index.as_deref() == Some(keys::LISTING_INDEX) {
-            items = self.from_table(items).await?;
+            items = self.in_table(items).await?;
         }
         Ok(Page {
             data: items
@@ -142,7 +142,7 @@ impl Store {
 
     /// The table's items for index items, in the index's order. One that was deleted since
     /// the index saw it is left out.
-    pub(super) async fn from_table(&self, index_items: Vec<Item>) -> Result<Vec<Item>> {
+    pub(super) async fn in_table(&self, index_items: Vec<Item>) -> Result<Vec<Item>> {
         let wanted: Vec<(String, String)> = index_items
             .iter()
             .filter_map(|i| {
@@ -178,7 +178,7 @@ impl Store {
     }
 
     /// The table's item for the one index item a query by id found.
-    pub(super) async fn one_from_table(&self, index_item: Option<Item>) -> Result<Option<Item>> {
+    pub(super) async fn one_in_table(&self, index_item: Option<Item>) -> Result<Option<Item>> {
         let Some(i) = index_item else { return Ok(None) };
         match (keys::get_s(&i, PK), keys::get_s(&i, SK)) {
             (Some(pk), Some(sk)) => self.get((pk.to_owned(), sk.to_owned()), false).await,
