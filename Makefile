@@ -54,12 +54,17 @@ clean:
 ## the local stack, cost growth, each function's binary size and cold start, and a load test
 ## (wrk) against the `make dev` stack.
 CRITERION_QUICK = -- --warm-up-time 1 --measurement-time 2
+BENCH_COSTS = cargo test --profile bench -p hookrelay-tests --test bench_costs
 bench: $(STAMP) wrk
-	mkdir -p bench/results
-	cargo bench -p hookrelay-ingest --bench pipeline $(CRITERION_QUICK)
-	cargo bench -p hookrelay-delivery --bench per_task $(CRITERION_QUICK)
-	cargo bench -p hookrelay-delivery --bench concurrency $(CRITERION_QUICK)
-	cargo test --profile bench -p hookrelay-tests --test bench_costs -- --ignored --nocapture --test-threads 1
+	mkdir -p bench/results target
+	rm -f bench/results/requests*.json
+	cargo bench -p hookrelay-ingest -p hookrelay-delivery --bench pipeline --bench per_task --bench concurrency $(CRITERION_QUICK)
+	$(BENCH_COSTS) --no-run
+	# Two processes at once, each with its own emulator (one core each): half the time.
+	HOOKRELAY_BENCH_SCENARIOS=1:0,3:0.3 $(BENCH_COSTS) bench_requests_per_event -- --ignored --test-threads 1 \
+	  > target/bench-costs-a.log 2>&1 & a=$$!; \
+	HOOKRELAY_BENCH_SCENARIOS=1:0.3,3:0 $(BENCH_COSTS) -- --ignored --test-threads 1 > target/bench-costs-b.log 2>&1; b=$$?; \
+	wait $$a; a=$$?; tail -n 3 target/bench-costs-a.log target/bench-costs-b.log; [ $$a = 0 ] && [ $$b = 0 ]
 	cargo build --release $(foreach f,$(FUNCTION_BINS),--bin $(f))
 	cargo run --release --quiet -p hookrelay-local --bin hookrelay-coldstart
 	$(DEV_BUILD)

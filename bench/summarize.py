@@ -4,9 +4,10 @@ the cost model (dollars per million events at list prices, against the design's 
 cost growth and cold start, as bench/results/summary.md and summary.json.
 
 Reads what the benchmarks wrote: target/criterion/**/new/estimates.json,
-bench/results/{requests,growth,coldstart,load}.json, and bench/prices.json.
+bench/results/{requests-*,growth,coldstart,load}.json, and bench/prices.json.
 """
 
+import glob
 import json
 import math
 import os
@@ -246,7 +247,10 @@ def main():
     prices = json.load(open(os.path.join(ROOT, "bench", "prices.json")))
     m = machine()
     crit = criterion_medians()
-    requests = load("requests.json") or []
+    requests = sorted(
+        (load(os.path.basename(p)) for p in glob.glob(os.path.join(RESULTS, "requests-*.json"))),
+        key=lambda r: (r["scenario"]["fanout"], r["scenario"]["failure_ratio"]),
+    )
     growth = load("growth.json")
     coldstart = load("coldstart.json") or []
     load_test = load("load.json")

@@ -32,8 +32,7 @@ fn write(name: &str, value: &Value) {
 #[ignore = "a benchmark: make bench"]
 async fn bench_requests_per_event() {
     hookrelay_shared::telemetry::init_counting();
-    let mut reports = Vec::new();
-    for (fanout, failure_ratio) in [(1, 0.0), (1, 0.3), (3, 0.0), (3, 0.3)] {
+    for (fanout, failure_ratio) in scenarios() {
         let r = run(Scenario {
             events: 1000,
             fanout,
@@ -45,9 +44,30 @@ async fn bench_requests_per_event() {
             "fan-out {fanout}, failures {failure_ratio}: ingest {:?}, delivery {:?}",
             r.ingest.requests, r.delivery.requests
         );
-        reports.push(serde_json::to_value(&r).unwrap());
+        write(
+            &format!(
+                "requests-fanout{fanout}-failures{}.json",
+                (failure_ratio * 100.0) as u32
+            ),
+            &serde_json::to_value(&r).unwrap(),
+        );
     }
-    write("requests.json", &Value::Array(reports));
+}
+
+/// The scenarios this run measures: all four, or the ones `HOOKRELAY_BENCH_SCENARIOS` names
+/// (`fanout:failure ratio`, comma-separated), so `make bench` can run them in two processes,
+/// each with its own emulator, at once.
+fn scenarios() -> Vec<(usize, f64)> {
+    match std::env::var("HOOKRELAY_BENCH_SCENARIOS") {
+        Ok(list) if !list.is_empty() => list
+            .split(',')
+            .map(|s| {
+                let (f, r) = s.split_once(':').expect("fanout:failure ratio");
+                (f.trim().parse().unwrap(), r.trim().parse().unwrap())
+            })
+            .collect(),
+        _ => vec![(1, 0.0), (1, 0.3), (3, 0.0), (3, 0.3)],
+    }
 }
 
 async fn put_endpoints(stack: &Stack, n: usize, stale: usize) {

@@ -1,0 +1,92 @@
+//! The listing index: what it copies and what a page costs. Alone in its binary because it
+//! counts requests, and the counter is the process's.
+
+/// Every event and attempt is also written to the listing index, so the index must hold no
+/// payload: a copy of it would cost as many write units as the item itself. A page is read
+/// back with one `Query` and one `BatchGetItem`, and still shows whole items.
+#[tokio::test]
+async fn the_listing_index_copies_no_payload_and_a_page_costs_two_requests() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use hookrelay_shared::requests as counted;
+    use hookrelay_tests::{
+        Receiver, Stack, admin_call, create_endpoint, create_source, send_event,
+    };
+
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = create_source(&stack, serde_json::json!({"name": "s"})).await;
+    create_endpoint(
+        &stack,
+        serde_json::json!({"name": "r", "url": receiver.url}),
+    )
+    .await;
+    let padding = "p".repeat(2048);
+    for n in 0..3 {
+        let body = format!(
+            r#"{{"event_type": "order.created", "data": {{"n": {n}, "pad": "{padding}"}}}}"#
+        );
+        send_event(&stack, &source, body.as_bytes()).await;
+    }
+    stack.drain(&stack.delivery()).await;
+
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
+    for partition in ["default#EVT", "default#ATT"] {
+        let items = ddb
+            .query()
+            .table_name(&stack.settings.table_name)
+            .index_name(hookrelay_shared::store::LISTING_INDEX)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(partition.into()))
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        assert_eq!(items.len(), 3, "{partition}");
+        for item in &items {
+            let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+            names.sort();
+            let allowed = [
+                "endpoint_id",
+                "event_type",
+                "gsi1pk",
+                "gsi1sk",
+                "pk",
+                "sk",
+                "status",
+                "workspace",
+            ];
+            assert!(
+                names.iter().all(|n| allowed.contains(n)),
+                "{partition}: {names:?}"
+            );
+        }
+    }
+
+    for (path, kind) in [
+        ("/workspaces/default/events?limit=50", "events"),
+        ("/workspaces/default/attempts?limit=50", "attempts"),
+        (
+            "/workspaces/default/events?event_type=order.created",
+            "filtered events",
+        ),
+    ] {
+        let before = counted::snapshot();
+        let (status, page) = admin_call(&stack, "GET", path, None).await;
+        let sent = counted::since(&before);
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["data"].as_array().unwrap().len(), 3, "{kind}: {page}");
+        let q = ("DynamoDB".to_owned(), "Query".to_owned());
+        let b = ("DynamoDB".to_owned(), "BatchGetItem".to_owned());
+        assert_eq!(sent.get(&q), Some(&1), "{kind}: {sent:?}");
+        assert_eq!(sent.get(&b), Some(&1), "{kind}: {sent:?}");
+    }
+    // Whole items come back: an attempt's endpoint and an event's fan-out.
+    let (_, attempts) = admin_call(&stack, "GET", "/workspaces/default/attempts", None).await;
+    assert!(attempts["data"][0]["endpoint_id"].is_string(), "{attempts}");
+    let (_, events) = admin_call(&stack, "GET", "/workspaces/default/events", None).await;
+    assert_eq!(
+        events["data"][0]["endpoint_ids"].as_array().unwrap().len(),
+        1
+    );
+}
