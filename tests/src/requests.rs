@@ -123,11 +123,11 @@ impl Phase {
         }
     }
 
-    fn empty() -> Self {
+    pub fn empty() -> Self {
         Self::of(Counts::new(), 0.0, 0)
     }
 
-    fn add(&mut self, other: Phase) {
+    pub fn add(&mut self, other: Phase) {
         for (k, n) in other.requests {
             *self.requests.entry(k).or_default() += n;
         }
