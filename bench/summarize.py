@@ -129,6 +129,7 @@ def cost_model(report, prices, cpu_us):
         + 2 * invocations
     )
     log_gb = (report["ingest"]["log_bytes"] + report["delivery"]["log_bytes"]) / n / 1e9
+    metric_gb = (report["ingest"].get("metric_bytes", 0) + report["delivery"].get("metric_bytes", 0)) / n / 1e9
     lines = {
         "api_gateway": prices["api_gateway_http_per_million_requests"],
         "lambda_requests": (1 + invocations) * prices["lambda_per_million_requests"],
@@ -151,6 +152,8 @@ def cost_model(report, prices, cpu_us):
         "read_units_per_event": round(rru, 3),
         "sqs_requests_per_event": round(sqs, 3),
         "log_bytes_per_event": round(log_gb * 1e9),
+        "metric_log_bytes_per_event": round(metric_gb * 1e9),
+        "cloudwatch_logs_at_warn": metric_gb * prices["cloudwatch_logs_ingestion_per_gb"] * 1e6,
         "event_item_bytes": items["event"],
         "attempt_item_bytes": items["attempt"],
         "fanout": fanout,
@@ -226,16 +229,19 @@ def load_section(load_test):
     return md
 
 
-def levers(lines, floor):
+def levers(lines, floor, detail):
     """The default deployment and the template's cost options: (label, total, its floor).
     Without API Gateway the floor loses its $1.00 too."""
     total, floor_total = sum(lines.values()), sum(floor.values())
     api, xray = lines["api_gateway"], lines["xray"]
+    logs_saved = lines["cloudwatch_logs"] - detail["cloudwatch_logs_at_warn"]
+    no_api_floor = floor_total - floor["api_gateway"]
     return [
-        ("default (API Gateway, X-Ray active)", total, floor_total),
+        ("default (API Gateway, X-Ray active, log level INFO)", total, floor_total),
         ("`TracingMode=PassThrough`", total - xray, floor_total),
-        ("`IngestFunctionUrl=true`, senders on the function URL", total - api, floor_total - floor["api_gateway"]),
-        ("both", total - api - xray, floor_total - floor["api_gateway"]),
+        ("`LogLevel=WARN` (metrics still emitted)", total - logs_saved, floor_total),
+        ("`IngestFunctionUrl=true`, senders on the function URL", total - api, no_api_floor),
+        ("all three", total - api - xray - logs_saved, no_api_floor),
     ]
 
 
@@ -303,7 +309,7 @@ def main():
         "floor_per_million": floor,
         "levers": [
             {"deployment": label, "total_per_million": round(t, 3), "floor_per_million": round(f, 3)}
-            for label, t, f in levers(base["cost_per_million"], floor)
+            for label, t, f in levers(base["cost_per_million"], floor, base["detail"])
         ]
         if base
         else [],
@@ -359,7 +365,7 @@ def main():
         )
         md.append("Template options that lower it, from the same figures:\n")
         md.append("| deployment | $ per million | its floor | × floor |\n|---|---|---|---|")
-        for label, total, its_floor in levers(base["cost_per_million"], floor):
+        for label, total, its_floor in levers(base["cost_per_million"], floor, base["detail"]):
             md.append(f"| {label} | {total:.2f} | {its_floor:.2f} | {total / its_floor:.2f} |")
         md.append("")
     if growth:

@@ -32,12 +32,15 @@ pub struct Phase {
     pub seconds: f64,
     /// Log and metric lines written, in bytes (what CloudWatch Logs would ingest).
     pub log_bytes: u64,
+    /// Of which metric (EMF) lines: they pass any application log level.
+    pub metric_bytes: u64,
 }
 
 /// A mark to measure a phase from.
 pub struct Mark {
     counts: Counts,
     logs: u64,
+    metrics: u64,
     at: Instant,
 }
 
@@ -46,6 +49,7 @@ impl Mark {
         Self {
             counts: requests::snapshot(),
             logs: logged(),
+            metrics: hookrelay_shared::metrics::emitted_bytes(),
             at: Instant::now(),
         }
     }
@@ -55,6 +59,7 @@ impl Mark {
             requests::since(&self.counts),
             self.at.elapsed().as_secs_f64(),
             logged() - self.logs,
+            hookrelay_shared::metrics::emitted_bytes() - self.metrics,
         )
     }
 }
@@ -112,7 +117,7 @@ fn value_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
 }
 
 impl Phase {
-    fn of(counts: Counts, seconds: f64, log_bytes: u64) -> Self {
+    fn of(counts: Counts, seconds: f64, log_bytes: u64, metric_bytes: u64) -> Self {
         Self {
             requests: counts
                 .into_iter()
@@ -120,11 +125,12 @@ impl Phase {
                 .collect(),
             seconds,
             log_bytes,
+            metric_bytes,
         }
     }
 
     pub fn empty() -> Self {
-        Self::of(Counts::new(), 0.0, 0)
+        Self::of(Counts::new(), 0.0, 0, 0)
     }
 
     pub fn add(&mut self, other: Phase) {
@@ -133,6 +139,7 @@ impl Phase {
         }
         self.seconds += other.seconds;
         self.log_bytes += other.log_bytes;
+        self.metric_bytes += other.metric_bytes;
     }
 
     pub fn get(&self, op: &str) -> u64 {
