@@ -58,6 +58,7 @@ BENCH_COSTS = cargo test --profile bench -p hookrelay-tests --test bench_costs
 bench: $(STAMP) wrk
 	mkdir -p bench/results target
 	rm -f bench/results/requests*.json
+	date +%s > target/bench-started
 	cargo bench -p hookrelay-ingest -p hookrelay-delivery --bench pipeline --bench per_task --bench concurrency $(CRITERION_QUICK)
 	$(BENCH_COSTS) --no-run
 	# Two processes at once, each with its own emulator (one core each): half the time.

@@ -317,12 +317,18 @@ def main():
         "coldstart": coldstart,
         "load": load_test,
     }
+    started = os.path.join(ROOT, "target", "bench-started")
+    if os.path.exists(started):
+        with open(started) as f:
+            summary["make_bench_seconds"] = round(datetime.now(timezone.utc).timestamp() - int(f.read().strip()))
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
 
     md = []
     md.append("# hookrelay benchmark summary\n")
+    if summary.get("make_bench_seconds"):
+        md.append(f"`make bench` took {summary['make_bench_seconds'] / 60:.1f} minutes, builds included.\n")
     md.append(
         f"Commit `{m['commit']}`, {m['date']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}. "
         f"Reproduce with `make bench`. Prices: {prices['region']} list prices as of {prices['as_of']} (`bench/prices.json`).\n"
