@@ -49,15 +49,16 @@ clean:
 	cargo clean
 	rm -rf .aws-sam .local
 
-## Benchmarks and the cost model, summarised in bench/results/summary.md (and .json):
+## Benchmarks and the cost model, summarised in bench/results/summary.md (and .json;
+## HOOKRELAY_BENCH_OUT=dir writes them elsewhere):
 ## CPU per event (criterion), delivery concurrency, AWS requests and log bytes per event on
 ## the local stack, cost growth, each function's binary size and cold start, and a load test
 ## (wrk) against the `make dev` stack.
 CRITERION_QUICK = -- --warm-up-time 1 --measurement-time 2
 BENCH_COSTS = cargo test --profile bench -p hookrelay-tests --test bench_costs
 bench: $(STAMP) wrk
-	mkdir -p bench/results target
-	rm -f bench/results/requests*.json
+	mkdir -p "$${HOOKRELAY_BENCH_OUT:-bench/results}" target
+	rm -f "$${HOOKRELAY_BENCH_OUT:-bench/results}"/requests-*.json
 	date +%s > target/bench-started
 	cargo bench -p hookrelay-ingest -p hookrelay-delivery --bench pipeline --bench per_task --bench concurrency $(CRITERION_QUICK)
 	$(BENCH_COSTS) --no-run
