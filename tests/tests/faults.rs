@@ -1,12 +1,15 @@
 //! Faults of our own dependencies: nothing already accepted is lost, and no client gets a
 //! 500 for them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookrelay_shared::Timestamp;
 use hookrelay_tests::{Receiver, Stack, admin_request, json_of, request};
 use serde_json::json;
+
+type Item = HashMap<String, AttributeValue>;
 
 async fn setup(stack: &Stack, url: &str) -> String {
     let admin = stack.admin();
@@ -297,11 +300,11 @@ async fn a_nearly_spent_invocation_postpones_instead_of_overrunning() {
     assert_eq!(receiver.deliveries().len(), 1);
 }
 
-#[tokio::test]
-async fn a_task_that_overtakes_its_event_waits_for_it_in_the_same_invocation() {
-    let stack = Stack::new().await;
-    let receiver = Receiver::start().await;
-    let source = setup(&stack, &receiver.url).await;
+/// Ingests one event for an endpoint on `receiver`, then takes its item out of the table:
+/// the state of a task queued before its event's write landed, as ingest allows. Answers
+/// the item, to put back.
+async fn queued_before_stored(stack: &Stack, receiver: &Receiver) -> Item {
+    let source = setup(stack, &receiver.url).await;
     let resp = hookrelay_ingest::handle(
         &stack.ingest(),
         request(
@@ -313,14 +316,10 @@ async fn a_task_that_overtakes_its_event_waits_for_it_in_the_same_invocation() {
     )
     .await;
     assert_eq!(resp.status(), 202);
-
-    // Take the event item away and put it back a moment after delivery has looked for it:
-    // the task was queued before the event's write landed, as ingest allows.
     let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
-    let table = stack.settings.table_name.clone();
     let items = dynamo
         .scan()
-        .table_name(&table)
+        .table_name(&stack.settings.table_name)
         .filter_expression("sk = :evt")
         .expression_attribute_values(":evt", AttributeValue::S("EVT".into()))
         .send()
@@ -332,18 +331,29 @@ async fn a_task_that_overtakes_its_event_waits_for_it_in_the_same_invocation() {
     let item = items[0].clone();
     dynamo
         .delete_item()
-        .table_name(&table)
+        .table_name(&stack.settings.table_name)
         .key("pk", item["pk"].clone())
         .key("sk", item["sk"].clone())
         .send()
         .await
         .unwrap();
-    let (late_dynamo, late_table) = (dynamo.clone(), table.clone());
+    item
+}
+
+#[tokio::test]
+async fn a_task_that_overtakes_its_event_waits_for_it_in_the_same_invocation() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let item = queued_before_stored(&stack, &receiver).await;
+
+    // The event's write lands a moment after delivery has looked for it.
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let table = stack.settings.table_name.clone();
     let late_write = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        late_dynamo
+        dynamo
             .put_item()
-            .table_name(late_table)
+            .table_name(table)
             .set_item(Some(item))
             .send()
             .await
@@ -363,38 +373,7 @@ async fn a_task_that_overtakes_its_event_waits_for_it_in_the_same_invocation() {
 async fn a_task_whose_event_never_arrives_waits_and_is_kept() {
     let stack = Stack::new().await;
     let receiver = Receiver::start().await;
-    let source = setup(&stack, &receiver.url).await;
-    let resp = hookrelay_ingest::handle(
-        &stack.ingest(),
-        request(
-            "POST",
-            &format!("/in/{source}"),
-            &[],
-            br#"{"event_type":"x"}"#,
-        ),
-    )
-    .await;
-    assert_eq!(resp.status(), 202);
-    let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
-    let table = stack.settings.table_name.clone();
-    let items = dynamo
-        .scan()
-        .table_name(&table)
-        .filter_expression("sk = :evt")
-        .expression_attribute_values(":evt", AttributeValue::S("EVT".into()))
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
-    dynamo
-        .delete_item()
-        .table_name(&table)
-        .key("pk", items[0]["pk"].clone())
-        .key("sk", items[0]["sk"].clone())
-        .send()
-        .await
-        .unwrap();
+    queued_before_stored(&stack, &receiver).await;
 
     // Within the store grace the task is neither delivered nor dropped: it comes back later.
     let r = stack

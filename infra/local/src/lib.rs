@@ -6,5 +6,6 @@ pub mod esm;
 pub mod gateway;
 pub mod moto;
 pub mod proc_cpu;
+pub mod process;
 pub mod provision;
 pub mod template;

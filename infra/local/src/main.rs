@@ -16,6 +16,7 @@ use axum::routing::any;
 use hookrelay_local::esm::{self, Mapping};
 use hookrelay_local::gateway;
 use hookrelay_local::moto::MotoServer;
+use hookrelay_local::process::stop_politely;
 use hookrelay_local::provision::provision;
 use hookrelay_local::template::Template;
 use hookrelay_shared::store::Store;
@@ -207,7 +208,8 @@ async fn main() -> Result<()> {
         }
     }
     println!("\nstopping…");
-    stop(&mut watch).await;
+    // A polite stop lets cargo lambda watch end the function processes it started.
+    stop_politely(&mut watch, "-TERM", Duration::from_secs(5)).await;
     drop(moto);
     Ok(())
 }
@@ -241,24 +243,6 @@ fn start_watch(root: &Path, port: u16, env_file: &Path) -> Result<Child> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {} (run `make venv`)", bin.display()))
-}
-
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        // A polite stop lets cargo lambda watch end the function processes it started.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = child.kill().await;
 }
 
 /// Invokes a function through `cargo lambda watch`'s Lambda API.

@@ -21,6 +21,7 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use hookrelay_local::moto::free_port;
 use hookrelay_local::proc_cpu;
+use hookrelay_local::process::stop_politely;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -109,7 +110,8 @@ async fn main() -> Result<()> {
         &mut stack,
     )
     .await;
-    stop(&mut stack).await;
+    // SIGINT is the stack's Ctrl-C: it stops cargo lambda watch and moto itself.
+    stop_politely(&mut stack, "-INT", Duration::from_secs(15)).await;
     let report =
         result.with_context(|| format!("the stack's output is in {}", log_path.display()))?;
 
@@ -462,24 +464,6 @@ async fn start_receiver(arrivals: Arrivals) -> Result<String> {
         let _ = axum::serve(listener, app).await;
     });
     Ok(format!("http://{addr}/hook"))
-}
-
-async fn stop(stack: &mut Child) {
-    if let Some(pid) = stack.id() {
-        // SIGINT is the stack's Ctrl-C: it stops cargo lambda watch and moto itself.
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(pid.to_string())
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(15), stack.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = stack.kill().await;
 }
 
 fn which(name: &str) -> Option<PathBuf> {
