@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod batching;
 pub mod cache;
 pub mod config;
 pub mod filter;
@@ -20,11 +21,11 @@ pub mod telemetry;
 pub mod timestamp;
 
 pub use model::{
-    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, DEFAULT_WORKSPACE,
-    DeactivationWarning, DeadLetter, DeliveryConfig, DeliveryMode, DeliveryTask, Endpoint,
-    EndpointKind, Event, EventRef, FailingPolicy, HmacAlgorithm, LarkBot, LarkMessageType,
-    RetryConfig, SignatureEncoding, Source, SourceResponse, TaskBatch, TriggerMode, Verification,
-    Workspace, WorkspaceSettings,
+    Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, BatchTimer,
+    DEFAULT_WORKSPACE, DeactivationWarning, DeadLetter, DeliveryConfig, DeliveryMode, DeliveryTask,
+    Endpoint, EndpointKind, Event, EventRef, FailingPolicy, HmacAlgorithm, LarkBot,
+    LarkMessageType, RetryConfig, SignatureEncoding, Source, SourceResponse, TaskBatch,
+    TriggerMode, Verification, Workspace, WorkspaceSettings,
 };
 pub use timestamp::Timestamp;
 

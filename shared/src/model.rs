@@ -588,9 +588,25 @@ pub struct DeliveryTask {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskBatch {
-    /// The batch's `webhook-id`: the same on every retry.
+    /// The batch's `webhook-id`: derived from its endpoint, number and members, so it is the
+    /// same on every retry and on a second send after a crash.
     pub id: String,
     pub events: Vec<EventRef>,
+    /// The batch's place in its endpoint's line (1, 2, …): a batch waits, briefly, for the
+    /// first attempt of the one before it, so consecutive batches arrive in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// A batch endpoint's open batch is due: sent to the batching queue with the batch's
+/// interval as its delay when the batch opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchTimer {
+    pub v: u8,
+    pub workspace: String,
+    pub endpoint_id: String,
+    /// The open batch this timer is for; a later one ignores it.
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

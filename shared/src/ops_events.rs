@@ -253,8 +253,18 @@ impl OpsEvents {
             content_type: None,
         };
         let scope = format!("{OPS_SOURCE_ID}:{}", e.workspace);
-        match crate::publish::publish(&self.store, &self.queue, &event, &scope, self.retention)
-            .await
+        // The ops endpoint's kind is not read here: if it batches, the delivery function
+        // adds the task to its batch.
+        let batching = crate::publish::BatchTargets::new();
+        match crate::publish::publish(
+            &self.store,
+            &self.queue,
+            &event,
+            &scope,
+            self.retention,
+            &batching,
+        )
+        .await
         {
             Ok(_) => true,
             Err(err) => {

@@ -2,12 +2,14 @@
 //! events: queue one task per subscribed endpoint, then store the event once per idempotency
 //! key. If queueing fails the event is stored marked pending and the sweeper re-enqueues it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::batching;
 use crate::queue::Queue;
 use crate::store::{InsertOutcome, Store, StoreError};
 use crate::telemetry::error_chain;
-use crate::{DeliveryTask, Event};
+use crate::{BatchConfig, DeliveryTask, Endpoint, Event, EventRef};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
@@ -27,18 +29,29 @@ pub struct Published {
 /// - the idempotency key was seen before: the tasks just sent carry this request's event id,
 ///   not the stored one's, and delivery drops them;
 /// - SQS refuses tasks: the event is stored marked pending and the sweeper queues it.
+///
+/// Endpoints in `batching` get no task: the event joins their open batch instead, after it
+/// is stored (marked pending until every batch has it), so a batch never holds an event
+/// that was refused or is a duplicate, and batches keep the order events were accepted in.
 pub async fn publish(
     store: &Store,
     queue: &Queue,
     event: &Event,
     scope: &str,
     retention: Duration,
+    batching: &BatchTargets,
 ) -> Result<Published, StoreError> {
     let event_key = Store::event_key(scope, &event.idempotency_key);
     let tasks: Vec<DeliveryTask> = event
         .endpoint_ids
         .iter()
+        .filter(|ep| !batching.contains_key(*ep))
         .map(|ep| DeliveryTask::new(event, &event_key, ep))
+        .collect();
+    let batched: Vec<(&String, BatchConfig)> = event
+        .endpoint_ids
+        .iter()
+        .filter_map(|ep| batching.get(ep).map(|c| (ep, *c)))
         .collect();
     let unsent = if tasks.is_empty() {
         Vec::new()
@@ -53,7 +66,7 @@ pub async fn publish(
             }
         }
     };
-    let pending = !unsent.is_empty();
+    let pending = !unsent.is_empty() || !batched.is_empty();
     match store.insert_event(event, scope, pending, retention).await? {
         InsertOutcome::Duplicate(original) => {
             tracing::info!(event.id = %original.id, scope, "duplicate event");
@@ -65,15 +78,53 @@ pub async fn publish(
             })
         }
         InsertOutcome::Inserted { .. } => {
-            if pending {
-                tracing::warn!(event.id = %event.id, unsent = unsent.len(), "tasks left for reconciliation");
+            let mut batches_missed = 0;
+            for (endpoint_id, config) in &batched {
+                let member = batching::Member {
+                    workspace: event.workspace.clone(),
+                    endpoint_id: (*endpoint_id).clone(),
+                    event: EventRef {
+                        event_key: event_key.clone(),
+                        event_id: event.id.clone(),
+                    },
+                    bytes: event.payload.len() as u64,
+                };
+                if let Err(e) = batching::add(store, queue, &member, *config, retention).await {
+                    tracing::error!(event.id = %event.id, endpoint.id = %endpoint_id, error = %error_chain(&e), "event not added to its batch");
+                    batches_missed += 1;
+                }
+            }
+            let unsent_total = unsent.len() + batches_missed;
+            if unsent_total > 0 {
+                tracing::warn!(event.id = %event.id, unsent = unsent_total, "tasks left for reconciliation");
+            } else if pending {
+                // Every batch has it: out of the pending index. If this write fails the
+                // sweeper adds it again, which the batch ignores.
+                if let Err(e) = store.clear_pending(&event_key).await {
+                    tracing::warn!(event.id = %event.id, error = %error_chain(&e), "pending marker not cleared");
+                }
             }
             Ok(Published {
                 id: event.id.clone(),
                 duplicate: false,
-                tasks_queued: tasks.len() - unsent.len(),
-                tasks_unsent: unsent.len(),
+                tasks_queued: tasks.len() - unsent.len() + batched.len() - batches_missed,
+                tasks_unsent: unsent_total,
             })
         }
     }
+}
+
+/// Batch endpoints by id, with their batching: the endpoints whose events join a batch.
+pub type BatchTargets = HashMap<String, BatchConfig>;
+
+/// The batch endpoints among `endpoints`, when the deployment has a batching queue (without
+/// one, batch endpoints get one request per event).
+pub fn batch_targets(queue: &Queue, endpoints: &[Endpoint]) -> BatchTargets {
+    if queue.batching_url().is_none() {
+        return BatchTargets::new();
+    }
+    endpoints
+        .iter()
+        .filter_map(|ep| ep.batching().map(|c| (ep.id.clone(), c)))
+        .collect()
 }

@@ -317,6 +317,27 @@ impl Queue {
         Ok(moved)
     }
 
+    /// Sends a batch's timer to the batching queue, due after `delay` (SQS delays at most
+    /// 900 s; batch intervals are at most 300 s).
+    pub async fn send_batch_timer(
+        &self,
+        timer: &crate::BatchTimer,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let Some(url) = &self.batching_url else {
+            return Ok(());
+        };
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(serde_json::to_string(timer)?)
+            .delay_seconds(delay.as_secs().min(900) as i32)
+            .send()
+            .await
+            .map_err(|e| QueueError::sqs("SendMessage", e))?;
+        Ok(())
+    }
+
     /// Moves an exhausted task to the dead-letter queue, with why, so it can be redriven.
     pub async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), QueueError> {
         self.client

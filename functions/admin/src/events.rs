@@ -157,6 +157,7 @@ pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<
         &event,
         &format!("{PUBLISH_SOURCE}:{ws}"),
         ctx.settings.retention(),
+        &publish::batch_targets(&ctx.queue, &endpoints),
     )
     .await
     .map_err(store_error)?;

@@ -1,7 +1,7 @@
 //! The delivery function: a batch of SQS delivery tasks becomes concurrent, signed HTTP
 //! requests; failures are retried by SQS itself through each message's visibility timeout.
 
-mod collect;
+mod batches;
 pub mod guard;
 pub mod lark;
 mod outcome;
@@ -38,9 +38,6 @@ pub struct Context {
     pub http: reqwest::Client,
     pub policy: Arc<NetworkPolicy>,
     pub ops: hookrelay_shared::ops_events::OpsEvents,
-    /// When each endpoint's open batch is due, as far as this instance knows: lets later
-    /// events wait for the same moment. Losing it costs batch size, never an event.
-    open_batches: std::sync::Mutex<HashMap<(String, String), Timestamp>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,40 +66,12 @@ impl Context {
             .build()?;
         Ok(Self {
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "delivery"),
-            open_batches: Default::default(),
             policy,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             settings,
             http,
         })
-    }
-}
-
-impl Context {
-    /// The due time of `key`'s open batch: the earlier of the one remembered (unless it has
-    /// passed) and `candidate`; remembered.
-    fn open_batch_due(
-        &self,
-        key: &(String, String),
-        candidate: Timestamp,
-        now: Timestamp,
-    ) -> Timestamp {
-        let Ok(mut open) = self.open_batches.lock() else {
-            return candidate;
-        };
-        let due = match open.get(key) {
-            Some(&known) if now.since(known) < Duration::from_secs(1) => known.min(candidate),
-            _ => candidate,
-        };
-        open.insert(key.clone(), due);
-        due
-    }
-
-    fn close_batch(&self, key: &(String, String)) {
-        if let Ok(mut open) = self.open_batches.lock() {
-            open.remove(key);
-        }
     }
 }
 
@@ -121,9 +90,7 @@ pub struct Received {
     pub deadline: Option<std::time::Instant>,
 }
 
-fn parse(msg: &SqsMessage) -> Option<Received> {
-    let message_id = msg.message_id.clone().filter(|id| !id.is_empty())?;
-    let body = msg.body.as_deref().unwrap_or_default();
+fn parse_task(msg: &SqsMessage, message_id: String, body: &str) -> Option<Received> {
     let task: DeliveryTask = match serde_json::from_str(body) {
         Ok(t) => t,
         Err(e) => {
@@ -178,7 +145,12 @@ pub async fn deliver_all(
                 let outcome = if not_stored_yet {
                     Outcome::NotStoredYet
                 } else {
-                    send::deliver(ctx, &r, &found, endpoint).await
+                    batches::wait_turn(ctx, &r.task, r.deadline).await;
+                    let outcome = send::deliver(ctx, &r, &found, endpoint).await;
+                    if !matches!(outcome, Outcome::Postponed) {
+                        batches::settle_turn(ctx, &r.task).await;
+                    }
+                    outcome
                 };
                 (r, outcome)
             }
@@ -244,20 +216,6 @@ pub async fn handle_traced(
     trace_id: Option<&str>,
     deadline: Option<std::time::Instant>,
 ) -> SqsBatchResponse {
-    let received: Vec<Received> = event
-        .records
-        .iter()
-        .filter_map(parse)
-        .map(|mut r| {
-            r.trace_id = trace_id.map(str::to_owned);
-            r.deadline = deadline;
-            r
-        })
-        .collect();
-    let mut response = SqsBatchResponse::default();
-    if received.is_empty() {
-        return response;
-    }
     let batching_url = ctx.queue.batching_url().map(str::to_owned);
     let batching_arn_suffix = batching_url
         .as_deref()
@@ -270,21 +228,48 @@ pub async fn handle_traced(
                 .is_some_and(|arn| arn.ends_with(suffix))
         })
     };
-    let collecting: HashSet<String> = event
-        .records
-        .iter()
-        .filter(|m| from_batching(m))
-        .filter_map(|m| m.message_id.clone())
-        .collect();
+    // The batching queue carries timers (and, from before batches were kept in DynamoDB,
+    // tasks); the deliveries queue carries tasks.
+    let mut timers = Vec::new();
+    let mut received = Vec::new();
+    for msg in &event.records {
+        let Some(message_id) = msg.message_id.clone().filter(|id| !id.is_empty()) else {
+            continue;
+        };
+        let body = msg.body.as_deref().unwrap_or_default();
+        if from_batching(msg)
+            && let Some(t) = batches::parse_timer(
+                &message_id,
+                msg.receipt_handle.as_deref().unwrap_or_default(),
+                body,
+            )
+        {
+            timers.push(t);
+            continue;
+        }
+        if let Some(mut r) = parse_task(msg, message_id, body) {
+            r.trace_id = trace_id.map(str::to_owned);
+            r.deadline = deadline;
+            received.push(r);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    if received.is_empty() && timers.is_empty() {
+        return response;
+    }
 
     let event_keys: HashSet<String> = received
         .iter()
-        .filter(|r| !collecting.contains(&r.message_id))
         .flat_map(|r| task_event_keys(&r.task).cloned())
         .collect();
     let endpoint_refs: HashSet<(String, String)> = received
         .iter()
         .map(|r| (r.task.workspace.clone(), r.task.endpoint_id.clone()))
+        .chain(
+            timers
+                .iter()
+                .map(|t| (t.timer.workspace.clone(), t.timer.endpoint_id.clone())),
+        )
         .collect();
     let (mut events, endpoints) = match ctx
         .store
@@ -297,13 +282,15 @@ pub async fn handle_traced(
             for r in &received {
                 response.add_failure(r.message_id.clone());
             }
+            for t in &timers {
+                response.add_failure(t.message_id.clone());
+            }
             return response;
         }
     };
 
     let racing: HashSet<String> = received
         .iter()
-        .filter(|r| !collecting.contains(&r.message_id))
         .filter(|r| {
             r.sent_at
                 .is_some_and(|at| Timestamp::now().since(at) < STORE_RACE_WINDOW)
@@ -324,26 +311,24 @@ pub async fn handle_traced(
         }
     }
 
-    let (collected, received): (Vec<Received>, Vec<Received>) = received
-        .into_iter()
-        .partition(|r| collecting.contains(&r.message_id));
-    let (to_batching, received): (Vec<Received>, Vec<Received>) =
+    if !timers.is_empty() {
+        batches::on_timers(ctx, timers, &endpoints, &mut response).await;
+    }
+    // A single task for an enabled batch endpoint joins its open batch; one whose event is
+    // missing goes the single way, which waits for it or ends it.
+    let (to_batch, received): (Vec<Received>, Vec<Received>) =
         received.into_iter().partition(|r| {
             batching_url.is_some()
                 && r.task.batch.is_none()
+                && events
+                    .get(&r.task.event_key)
+                    .is_some_and(|e| e.id == r.task.event_id)
                 && endpoints
                     .get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()))
                     .is_some_and(|ep| ep.enabled && ep.batching().is_some())
         });
-    if let Some(url) = batching_url.as_deref() {
-        if !collected.is_empty() {
-            collect::collect(ctx, url, collected, &endpoints, &mut response).await;
-        }
-        if !to_batching.is_empty() {
-            for r in collect::forward(ctx, url, to_batching).await {
-                response.add_failure(r.message_id);
-            }
-        }
+    if !to_batch.is_empty() {
+        batches::add_all(ctx, to_batch, &events, &endpoints, &mut response).await;
     }
 
     let outcomes = deliver_all(ctx, received, &events, &endpoints).await;

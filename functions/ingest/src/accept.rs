@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::metrics::{self as m, Metrics};
-use hookrelay_shared::publish::publish;
+use hookrelay_shared::publish::{batch_targets, publish};
 use hookrelay_shared::{Endpoint, Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
@@ -58,10 +58,11 @@ pub async fn accept(
             ),
         ));
     }
-    let source = ctx.source(target).await?.ok_or_else(|| match target {
-        SourceRef::Id(id) => ApiError::not_found(format!("no source {id:?}")),
-        SourceRef::Path(_) => ApiError::not_found("no such route"),
-    })?;
+    let crate::Routing { source, endpoints } =
+        ctx.routing(target).await?.ok_or_else(|| match target {
+            SourceRef::Id(id) => ApiError::not_found(format!("no source {id:?}")),
+            SourceRef::Path(_) => ApiError::not_found("no such route"),
+        })?;
     if !source.enabled {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -86,7 +87,6 @@ pub async fn accept(
             idempotency_key,
         } => (event_type, idempotency_key),
     };
-    let endpoints = ctx.endpoints(&source.workspace).await?;
     let event = build_event(
         &source,
         &endpoints,
@@ -103,6 +103,7 @@ pub async fn accept(
         &event,
         &source.id,
         ctx.settings.retention(),
+        &batch_targets(&ctx.queue, &endpoints),
     )
     .await
     .map_err(unavailable)?;

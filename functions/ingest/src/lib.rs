@@ -27,8 +27,22 @@ pub struct Context {
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
-    sources: TtlCache<SourceRef, Option<Source>>,
-    endpoints: TtlCache<String, Arc<Vec<Endpoint>>>,
+    /// Sources and each workspace's endpoints, with the workspace's config stamp they were
+    /// read at: used only while the stamp is unchanged (one read per event checks it).
+    sources: TtlCache<SourceRef, Stamped<Source>>,
+    endpoints: TtlCache<String, Stamped<Arc<Vec<Endpoint>>>>,
+}
+
+#[derive(Clone)]
+struct Stamped<T> {
+    stamp: u64,
+    value: T,
+}
+
+/// What an event is routed by: its source and the endpoints of the source's workspace.
+pub struct Routing {
+    pub source: Source,
+    pub endpoints: Arc<Vec<Endpoint>>,
 }
 
 impl Context {
@@ -42,39 +56,90 @@ impl Context {
         }
     }
 
-    async fn source(&self, target: &SourceRef) -> Result<Option<Source>, ApiError> {
-        if let Some(s) = self.sources.get(target) {
-            return Ok(s);
+    /// The source and endpoints as they are now: the copies in memory when the workspace's
+    /// config stamp has not moved since they were read, else fresh reads. `None` for an
+    /// unknown source (not cached, so a source created later is found at once).
+    async fn routing(&self, target: &SourceRef) -> Result<Option<Routing>, ApiError> {
+        if let Some(cached) = self.sources.get(target) {
+            let ws = &cached.value.workspace;
+            let stamp = self.store.config_stamp(ws).await.map_err(unavailable)?;
+            if cached.stamp == stamp
+                && let Some(eps) = self.endpoints.get(ws).filter(|e| e.stamp == stamp)
+            {
+                return Ok(Some(Routing {
+                    source: cached.value,
+                    endpoints: eps.value,
+                }));
+            }
+            return self.read_routing(target, Some(stamp)).await;
         }
-        let source = match target {
+        self.read_routing(target, None).await
+    }
+
+    /// Reads the source and its workspace's endpoints after reading the stamp they are
+    /// cached under, so the copies are at least as new as the stamp says.
+    async fn read_routing(
+        &self,
+        target: &SourceRef,
+        stamp: Option<u64>,
+    ) -> Result<Option<Routing>, ApiError> {
+        let stamp = match stamp {
+            Some(s) => s,
+            None => {
+                // The workspace is known only once the source is read: read it, then the
+                // stamp, then everything again below.
+                let Some(source) = self.read_source(target).await? else {
+                    return Ok(None);
+                };
+                self.store
+                    .config_stamp(&source.workspace)
+                    .await
+                    .map_err(unavailable)?
+            }
+        };
+        let Some(source) = self.read_source(target).await? else {
+            self.sources.remove(target);
+            return Ok(None);
+        };
+        let endpoints = Arc::new(
+            self.store
+                .workspace_endpoints(&source.workspace)
+                .await
+                .map_err(unavailable)?,
+        );
+        self.sources.insert(
+            target.clone(),
+            Stamped {
+                stamp,
+                value: source.clone(),
+            },
+        );
+        self.endpoints.insert(
+            source.workspace.clone(),
+            Stamped {
+                stamp,
+                value: endpoints.clone(),
+            },
+        );
+        Ok(Some(Routing { source, endpoints }))
+    }
+
+    async fn read_source(&self, target: &SourceRef) -> Result<Option<Source>, ApiError> {
+        Ok(match target {
             SourceRef::Id(id) if ids::has_prefix(id, ids::SOURCE) => {
                 self.store.get_source(id).await.map_err(unavailable)?
             }
             SourceRef::Id(_) => None,
             // Longer than any mount path can be (and than a DynamoDB key may be).
             SourceRef::Path(path) if path.len() > 256 => None,
+            // A path claim outlives its move for a moment: the source must still say so.
             SourceRef::Path(path) => self
                 .store
                 .source_for_path(path)
                 .await
-                .map_err(unavailable)?,
-        };
-        self.sources.insert(target.clone(), source.clone());
-        Ok(source)
-    }
-
-    async fn endpoints(&self, ws: &str) -> Result<Arc<Vec<Endpoint>>, ApiError> {
-        if let Some(e) = self.endpoints.get(&ws.to_owned()) {
-            return Ok(e);
-        }
-        let eps = Arc::new(
-            self.store
-                .workspace_endpoints(ws)
-                .await
-                .map_err(unavailable)?,
-        );
-        self.endpoints.insert(ws.to_owned(), eps.clone());
-        Ok(eps)
+                .map_err(unavailable)?
+                .filter(|s| s.path.as_deref() == Some(path.as_str())),
+        })
     }
 }
 

@@ -17,7 +17,7 @@ pub struct MotoServer {
 impl MotoServer {
     /// Starts on `port`, or on a free one when `None`.
     pub fn start(port: Option<u16>) -> Result<Self> {
-        let bin = moto_binary();
+        let (bin, script) = moto_command();
         let port = match port {
             Some(p) => p,
             None => free_port()?,
@@ -26,10 +26,11 @@ impl MotoServer {
             .arg("-c")
             // The subshell watches the parent; `exec` makes moto this child's own pid, so
             // dropping the server kills moto itself.
-            .arg(r#"( while kill -0 "$2" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done; kill $$ 2>/dev/null ) & exec "$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1"#)
+            .arg(r#"( while kill -0 "$2" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done; kill $$ 2>/dev/null ) & exec "$0" $3 -H 127.0.0.1 -p "$1" >/dev/null 2>&1"#)
             .arg(&bin)
             .arg(port.to_string())
             .arg(std::process::id().to_string())
+            .arg(script.as_deref().map(Path::as_os_str).unwrap_or_default())
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
@@ -61,16 +62,20 @@ impl Drop for MotoServer {
     }
 }
 
-/// `MOTO_SERVER`, else the project's virtualenv, else `PATH`.
-fn moto_binary() -> PathBuf {
+/// `MOTO_SERVER` (a moto server command of one's own), else `moto_server.py` beside this
+/// crate, which makes each DynamoDB operation atomic as DynamoDB does, run by the project's
+/// virtualenv's Python (else the one on `PATH`).
+fn moto_command() -> (PathBuf, Option<PathBuf>) {
     if let Some(p) = std::env::var_os("MOTO_SERVER") {
-        return PathBuf::from(p);
+        return (PathBuf::from(p), None);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = here.join("moto_server.py");
+    let venv = here.join("../../.venv/bin/python3");
     if venv.exists() {
-        return venv;
+        return (venv, Some(script));
     }
-    PathBuf::from("moto_server")
+    (PathBuf::from("python3"), Some(script))
 }
 
 pub fn free_port() -> Result<u16> {

@@ -22,7 +22,8 @@ impl Store {
                 item.insert(FAILING_SHARD.into(), s(keys::shard_of(&ep.id)));
             }
         }
-        self.put(item).await
+        self.put(item).await?;
+        self.bump_config(&ep.workspace).await
     }
 
     pub async fn get_endpoint(&self, ws: &str, id: &str) -> Result<Option<Endpoint>> {
@@ -32,7 +33,9 @@ impl Store {
 
     /// Deletes an endpoint; queued tasks to it end as `ENDPOINT_NOT_FOUND`.
     pub async fn delete_endpoint(&self, ws: &str, id: &str) -> Result<bool> {
-        self.delete(keys::endpoint(ws, id)).await
+        let existed = self.delete(keys::endpoint(ws, id)).await?;
+        self.bump_config(ws).await?;
+        Ok(existed)
     }
 
     pub async fn list_endpoints(&self, ws: &str, req: &PageRequest) -> Result<Page<Endpoint>> {
@@ -56,6 +59,8 @@ impl Store {
             .key_condition_expression("pk = :pk AND begins_with(sk, :ep)")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":ep", s(keys::ENDPOINT_SK_PREFIX))
+            // Read after a newer config stamp: it must see the change that raised it.
+            .consistent_read(true)
             .into_paginator()
             .items()
             .send();
@@ -180,7 +185,10 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(out) => out.attributes.map(|a| from_item("endpoint", a)).transpose(),
+            Ok(out) => {
+                self.bump_config(ws).await?;
+                out.attributes.map(|a| from_item("endpoint", a)).transpose()
+            }
             Err(e) => match condition_held(Err(e)) {
                 Ok(_) => Ok(None),
                 Err(e) => Err(e),
@@ -247,6 +255,10 @@ impl Store {
             condition.push_str(" AND failing_since = :since");
             req = req.expression_attribute_values(":since", s(since.to_string()));
         }
-        condition_held(req.condition_expression(condition).send().await)
+        let disabled = condition_held(req.condition_expression(condition).send().await)?;
+        if disabled {
+            self.bump_config(ws).await?;
+        }
+        Ok(disabled)
     }
 }

@@ -51,6 +51,17 @@ pub fn source_path(path: &str) -> (String, String) {
 pub fn name_claim(ws: &str, kind: &str, name: &str) -> (String, String) {
     (format!("NAME#{ws}#{kind}#{name}"), "NAME".to_owned())
 }
+/// The counter raised on every change to a workspace's sources and endpoints.
+pub fn config_stamp(ws: &str) -> (String, String) {
+    (format!("CFG#{ws}"), "CFG".to_owned())
+}
+pub const STAMP: &str = "v";
+
+/// A batch endpoint's open batch.
+pub fn batch_state(ws: &str, endpoint_id: &str) -> (String, String) {
+    (format!("BATCH#{ws}#{endpoint_id}"), "BATCH".to_owned())
+}
+
 pub fn sources_list(ws: &str) -> String {
     format!("{ws}#SRC")
 }

@@ -8,6 +8,8 @@
 //! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id       | `pending` until queued |
 //! | attempt   | `ATT#{event id}`        | id          | `{ws}#ATT` / id       |                        |
 //! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                       |                        |
+//! | config stamp | `CFG#{ws}`           | `CFG`       |                       |                        |
+//! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                       |                        |
 //!
 //! Ids are ULIDs, so a reverse query on a sort key holding ids lists newest first. The event's
 //! partition key is its idempotency key: a conditional put is the whole dedupe.
@@ -17,7 +19,9 @@
 //! units. A page is read back from the table with one `BatchGetItem`.
 
 mod attempts;
+mod batches;
 mod codec;
+mod config_stamp;
 mod endpoints;
 mod events;
 mod keys;
@@ -32,6 +36,7 @@ mod workspaces;
 use aws_sdk_dynamodb::Client;
 
 pub use attempts::AttemptFilter;
+pub use batches::{Added, BatchLimits, BatchState};
 pub use events::{EventFilter, InsertOutcome};
 pub use keys::{FAILING_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX};
 pub use keys_api::ApiKey;

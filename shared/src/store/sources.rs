@@ -12,11 +12,13 @@ impl Store {
         let mut item = with_key(to_item("source", source)?, keys::source(&source.id));
         item.insert(LISTING_PK.into(), s(keys::sources_list(&source.workspace)));
         item.insert(LISTING_SK.into(), s(&source.id));
-        self.put(item).await
+        self.put(item).await?;
+        self.bump_config(&source.workspace).await
     }
 
+    /// Strongly consistent: ingest reads it after a newer config stamp.
     pub async fn get_source(&self, id: &str) -> Result<Option<Source>> {
-        let item = self.get(keys::source(id), false).await?;
+        let item = self.get(keys::source(id), true).await?;
         item.map(|i| from_item("source", i)).transpose()
     }
 
@@ -74,7 +76,7 @@ impl Store {
 
     /// The source mounted on a custom path.
     pub async fn source_for_path(&self, path: &str) -> Result<Option<Source>> {
-        let Some(item) = self.get(keys::source_path(path), false).await? else {
+        let Some(item) = self.get(keys::source_path(path), true).await? else {
             return Ok(None);
         };
         match keys::get_s(&item, "source_id") {
@@ -90,7 +92,9 @@ impl Store {
         if let Some(path) = &source.path {
             self.release_source_path(path, &source.id).await?;
         }
-        self.delete(keys::source(&source.id)).await
+        let existed = self.delete(keys::source(&source.id)).await?;
+        self.bump_config(&source.workspace).await?;
+        Ok(existed)
     }
 
     /// Frees a custom path if this source holds it.
