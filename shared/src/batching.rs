@@ -15,7 +15,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::queue::{Queue, QueueError};
-use crate::store::{Added, BatchLimits, BatchState, Store, StoreError};
+use crate::store::{Added, BatchLimits, BatchState, NewMember, Store, StoreError};
 use crate::telemetry::error_chain;
 use crate::{BatchConfig, BatchTimer, DeliveryTask, EventRef, TaskBatch, Timestamp};
 
@@ -78,11 +78,13 @@ pub async fn add(
             .add_to_batch(
                 &member.workspace,
                 &member.endpoint_id,
-                &member.event,
-                member.bytes,
+                NewMember {
+                    event: &member.event,
+                    bytes: member.bytes,
+                    now,
+                    expires_at,
+                },
                 limits,
-                now,
-                expires_at,
             )
             .await?;
         match added {

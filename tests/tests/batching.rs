@@ -162,7 +162,7 @@ async fn a_burst_of_concurrent_events_fills_whole_batches_once_each() {
         json!({"name": "logs", "default_event_type": "log.line"}),
     )
     .await;
-    let ep = batch_endpoint(&stack, &receiver, 5, 300).await;
+    batch_endpoint(&stack, &receiver, 5, 300).await;
     let ingest = stack.ingest();
     let sends = (0..20).map(|i| {
         let ingest = &ingest;

@@ -89,6 +89,17 @@ pub enum Added {
     Sealing(BatchState),
 }
 
+/// One event joining a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMember<'a> {
+    pub event: &'a EventRef,
+    /// Its payload's size.
+    pub bytes: u64,
+    pub now: Timestamp,
+    /// When the batch item may expire (unix seconds) if nothing more happens to it.
+    pub expires_at: i64,
+}
+
 /// The limits an add checks.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -103,12 +114,15 @@ impl Store {
         &self,
         ws: &str,
         endpoint_id: &str,
-        member: &EventRef,
-        len: u64,
+        add: NewMember<'_>,
         limits: BatchLimits,
-        now: Timestamp,
-        expires_at: i64,
     ) -> Result<Added> {
+        let NewMember {
+            event: member,
+            bytes: len,
+            now,
+            expires_at,
+        } = add;
         let entry = AttributeValue::M(HashMap::from([
             ("k".to_owned(), s(&member.event_key)),
             ("i".to_owned(), s(&member.event_id)),

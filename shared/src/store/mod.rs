@@ -36,7 +36,7 @@ mod workspaces;
 use aws_sdk_dynamodb::Client;
 
 pub use attempts::AttemptFilter;
-pub use batches::{Added, BatchLimits, BatchState};
+pub use batches::{Added, BatchLimits, BatchState, NewMember};
 pub use events::{EventFilter, InsertOutcome};
 pub use keys::{FAILING_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX};
 pub use keys_api::ApiKey;
