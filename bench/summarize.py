@@ -121,7 +121,14 @@ def cost_model(report, prices, cpu_us):
         + per(dlv, "DynamoDB.UpdateItem") * 1
         + per(ing, "DynamoDB.UpdateItem") * 1
     )
-    rru = attempts_per_event * units(items["event"], 4096) * 0.5 + per(dlv, "DynamoDB.BatchGetItem") * 0.5
+    # Ingest's strongly consistent read of the workspace's config stamp (one unit each), which
+    # makes a configuration change apply to the next event.
+    stamp_rru = per(ing, "DynamoDB.GetItem") * 1
+    rru = (
+        attempts_per_event * units(items["event"], 4096) * 0.5
+        + per(dlv, "DynamoDB.BatchGetItem") * 0.5
+        + stamp_rru
+    )
     sqs = (
         sum(per(ing, k) for k in ing if k.startswith("SQS"))
         + sum(per(dlv, k) for k in dlv if k.startswith("SQS"))
@@ -150,6 +157,10 @@ def cost_model(report, prices, cpu_us):
         "delivery_invocations_per_event": round(invocations, 3),
         "write_units_per_event": round(wru, 3),
         "read_units_per_event": round(rru, 3),
+        "config_stamp_read_units_per_event": round(stamp_rru, 3),
+        "config_stamp_cost_per_million": round(
+            stamp_rru * prices["dynamodb_on_demand_per_million_read_units"], 4
+        ),
         "sqs_requests_per_event": round(sqs, 3),
         "log_bytes_per_event": round(log_gb * 1e9),
         "metric_log_bytes_per_event": round(metric_gb * 1e9),
@@ -365,6 +376,11 @@ def main():
             md.append(f"| {k} | {base['cost_per_million'][k]:.3f} | {floor[k]:.3f} |")
         md.append(f"| **total** | **{base['total_per_million']:.2f}** | **{floor_total:.2f}** |")
         ratio = base["total_per_million"] / floor_total
+        md.append(
+            f"\nOf the reads, ${base['detail']['config_stamp_cost_per_million']:.3f} per million events is ingest's "
+            f"read of the workspace's config stamp ({base['detail']['config_stamp_read_units_per_event']} read units per event), "
+            "what makes a configuration change apply to the next event.\n"
+        )
         md.append(
             f"\nTarget ≤ ${COST_TARGET:.2f}: {'met' if base['total_per_million'] <= COST_TARGET else 'not met'} "
             f"(${base['total_per_million']:.2f}); {ratio:.2f}× the floor (target ≤ {1 + FLOOR_MARGIN:.2f}×).\n"
