@@ -1,6 +1,16 @@
 //! What more than one hookrelay function needs: the model, the DynamoDB store, the SQS queue,
 //! signatures, the retry policy, settings and telemetry.
 
+/// String values the code writes into a field typed as a plain string, declared once with
+/// the list of them all, so the docs test enumerates exactly what the code can write.
+macro_rules! string_values {
+    ($(#[$all_meta:meta])* $all:ident; $($(#[$meta:meta])* $name:ident = $value:literal),+ $(,)?) => {
+        $($(#[$meta])* pub const $name: &str = $value;)+
+        $(#[$all_meta])*
+        pub const $all: &[&str] = &[$($name),+];
+    };
+}
+
 pub mod api;
 pub mod aws;
 pub mod batching;

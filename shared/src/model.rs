@@ -301,6 +301,21 @@ pub struct Endpoint {
     pub deactivation_warned_at: Option<Timestamp>,
 }
 
+/// An endpoint's `disabled_reason` (and the `reason` of `endpoint.deactivated`).
+pub mod disabled_reason {
+    string_values! {
+        ALL;
+        /// The endpoint answered 410 Gone.
+        GONE = "gone",
+        /// No success for `SWEEP_AFTER_DAYS` (the one-year rule).
+        STALE = "stale",
+        /// Every delivery failed for the workspace's `disable_failing` period.
+        FAILING = "failing",
+        /// Disabled through the admin API.
+        MANUAL = "manual",
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointKind {
@@ -543,6 +558,37 @@ pub struct AttemptResponse {
     /// The response body, cut at 16 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+}
+
+/// An attempt's `error_code`: why it did not succeed.
+pub mod attempt_error {
+    string_values! {
+        ALL;
+        /// The request did not finish within the endpoint's timeout.
+        TIMEOUT = "TIMEOUT",
+        /// No connection, or it broke (also an unusable URL).
+        CONNECTION = "CONNECTION",
+        /// The endpoint's host name did not resolve.
+        DNS = "DNS",
+        /// The TLS handshake or the certificate failed.
+        TLS = "TLS",
+        /// The SSRF guard refused the address; not retried.
+        DENIED = "DENIED",
+        /// The request could not be signed.
+        SIGNING = "SIGNING",
+        /// The endpoint answered something other than 2xx.
+        HTTP_STATUS = "HTTP_STATUS",
+        /// A Lark/Feishu bot answered 2xx with a non-zero `code`.
+        LARK_REFUSED = "LARK_REFUSED",
+        /// A Lark/Feishu bot's `title` or `template` failed to render.
+        TEMPLATE = "TEMPLATE",
+        /// The endpoint is disabled: the task is canceled.
+        ENDPOINT_DISABLED = "ENDPOINT_DISABLED",
+        /// The endpoint was deleted: the task is canceled.
+        ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND",
+        /// The task came back after its last attempt; nothing was sent.
+        EXHAUSTED = "EXHAUSTED",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

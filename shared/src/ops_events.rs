@@ -22,11 +22,15 @@ pub const SOURCE: &str = "hookrelay";
 /// The `source_id` of operational events stored as events of a workspace.
 pub const OPS_SOURCE_ID: &str = "ops";
 
-pub const ENDPOINT_DEACTIVATED: &str = "endpoint.deactivated";
-pub const ENDPOINT_REACTIVATED: &str = "endpoint.reactivated";
-pub const ENDPOINT_FAILING: &str = "endpoint.failing";
-pub const ENDPOINT_DEACTIVATION_PENDING: &str = "endpoint.deactivation_pending";
-pub const ATTEMPT_EXHAUSTED: &str = "attempt.exhausted";
+string_values! {
+    /// Every operational event type.
+    TYPES;
+    ENDPOINT_DEACTIVATED = "endpoint.deactivated",
+    ENDPOINT_REACTIVATED = "endpoint.reactivated",
+    ENDPOINT_FAILING = "endpoint.failing",
+    ENDPOINT_DEACTIVATION_PENDING = "endpoint.deactivation_pending",
+    ATTEMPT_EXHAUSTED = "attempt.exhausted",
+}
 
 /// The endpoint an operational event is about.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,7 +69,7 @@ pub struct OpsEvent {
     pub workspace: String,
     pub endpoint: EndpointInfo,
     pub at: Timestamp,
-    /// Why an endpoint was deactivated: `stale`, `gone`, `failing` or `manual`.
+    /// Why an endpoint was deactivated: one of `model::disabled_reason`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub counts: Counts,

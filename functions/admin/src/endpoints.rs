@@ -1,5 +1,6 @@
 use hookrelay_delivery::Received;
 use hookrelay_shared::api::{self, ApiError};
+use hookrelay_shared::model::disabled_reason;
 use hookrelay_shared::{
     Attempt, AttemptStatus, DeliveryConfig, DeliveryTask, Endpoint, EndpointKind, Event, LarkBot,
     RetryConfig, Timestamp, ids, signature,
@@ -92,7 +93,7 @@ pub fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Re
     if body.enabled && !endpoint.enabled {
         endpoint.reactivate(Timestamp::now());
     } else if !body.enabled && endpoint.enabled {
-        endpoint.disabled_reason = Some("manual".to_owned());
+        endpoint.disabled_reason = Some(disabled_reason::MANUAL.to_owned());
         endpoint.disabled_at = Some(Timestamp::now());
     }
     endpoint.enabled = body.enabled;
@@ -155,7 +156,11 @@ pub async fn update(
     match (was_enabled, endpoint.enabled) {
         (true, false) => {
             ctx.ops
-                .emit(&[OpsEvent::deactivated(&endpoint, "manual", now)])
+                .emit(&[OpsEvent::deactivated(
+                    &endpoint,
+                    disabled_reason::MANUAL,
+                    now,
+                )])
                 .await
         }
         (false, true) => {

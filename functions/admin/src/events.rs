@@ -11,7 +11,7 @@ use crate::{Context, queue_error, request, store_error};
 
 /// An event as the API shows it: the payload inline as JSON, exactly as received.
 #[derive(Serialize)]
-struct EventView<'a> {
+pub struct EventView<'a> {
     id: &'a str,
     workspace: &'a str,
     source_id: &'a str,
@@ -23,7 +23,7 @@ struct EventView<'a> {
     payload: Option<Box<RawValue>>,
 }
 
-fn view(e: &Event, with_payload: bool) -> EventView<'_> {
+pub fn view(e: &Event, with_payload: bool) -> EventView<'_> {
     EventView {
         id: &e.id,
         workspace: &e.workspace,

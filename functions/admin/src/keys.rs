@@ -28,7 +28,7 @@ struct NewKey {
 
 /// A key as listed: never its hash, never the key.
 #[derive(Serialize)]
-struct KeyView<'a> {
+pub struct KeyView<'a> {
     id: &'a str,
     workspace: &'a str,
     name: &'a str,
@@ -38,7 +38,7 @@ struct KeyView<'a> {
     key: Option<&'a str>,
 }
 
-fn view<'a>(k: &'a ApiKey, key: Option<&'a str>) -> KeyView<'a> {
+pub fn view<'a>(k: &'a ApiKey, key: Option<&'a str>) -> KeyView<'a> {
     KeyView {
         id: &k.id,
         workspace: &k.workspace,

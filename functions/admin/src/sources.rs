@@ -58,13 +58,13 @@ fn yes() -> bool {
 
 /// A source as the API shows it: with the path senders post to.
 #[derive(Serialize)]
-struct SourceView<'a> {
+pub struct SourceView<'a> {
     #[serde(flatten)]
     source: &'a Source,
     ingest_path: String,
 }
 
-fn view(source: &Source) -> SourceView<'_> {
+pub fn view(source: &Source) -> SourceView<'_> {
     SourceView {
         ingest_path: source
             .path

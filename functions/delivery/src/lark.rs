@@ -12,10 +12,21 @@ use sha2::Sha256;
 /// size, and a chat is no place for a whole document.
 const DEFAULT_TEXT_LIMIT: usize = 4000;
 
-/// The names a template can use: `body` is the payload parsed (a string when it is not
-/// JSON), `data` its `data` member for a `{"event_type", "data"}` envelope (else the body),
-/// `raw` the payload as text.
-fn context(event: &Event) -> Value {
+/// The names a template can use, as [`context`] builds them; the docs list exactly these.
+pub const TEMPLATE_VARIABLES: &[&str] = &[
+    "event_id",
+    "event_type",
+    "received_at",
+    "source_id",
+    "raw",
+    "body",
+    "data",
+];
+
+/// What a template sees: `body` is the payload parsed (a string when it is not JSON), `data`
+/// its `data` member for a `{"event_type", "data"}` envelope (else the body), `raw` the
+/// payload as text.
+pub fn context(event: &Event) -> Value {
     let body = serde_json::from_slice::<Value>(&event.payload)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.payload).into_owned()));
     let data = body.get("data").cloned().unwrap_or_else(|| body.clone());
@@ -128,6 +139,21 @@ mod tests {
             endpoint_ids: vec![],
             content_type: None,
         }
+    }
+
+    #[test]
+    fn the_listed_variables_are_the_context() {
+        let ctx = context(&event(r#"{"data": {"id": 7}}"#));
+        let mut keys: Vec<&str> = ctx
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut listed = TEMPLATE_VARIABLES.to_vec();
+        keys.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(keys, listed);
     }
 
     #[test]

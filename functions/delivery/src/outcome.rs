@@ -8,6 +8,7 @@ use hookrelay_shared::{Attempt, DeadLetter, Endpoint, Event, Timestamp};
 
 use crate::{Context, Received, SUCCESS_WRITE_INTERVAL};
 use hookrelay_shared::metrics::{self as m, Metrics};
+use hookrelay_shared::model::disabled_reason;
 use hookrelay_shared::ops_events::{self, OpsEvent};
 use hookrelay_shared::telemetry::error_chain;
 
@@ -71,7 +72,12 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
         Outcome::Gone(a) => {
             metrics.add(m::DELIVERIES_FAILED, 1.0);
             metrics.add(m::DELIVERY_LATENCY, latency(a));
-            metrics.add_by(m::ENDPOINTS_DEACTIVATED, "Reason", "gone", 1.0);
+            metrics.add_by(
+                m::ENDPOINTS_DEACTIVATED,
+                "Reason",
+                disabled_reason::GONE,
+                1.0,
+            );
         }
         Outcome::Denied(_) => metrics.add(m::DELIVERIES_DENIED, 1.0),
         Outcome::Canceled(_) | Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet => {}
@@ -143,13 +149,13 @@ pub(crate) async fn settle(
             Outcome::Gone(_) => {
                 match ctx
                     .store
-                    .disable_endpoint(&key.0, &key.1, "gone", now, None)
+                    .disable_endpoint(&key.0, &key.1, disabled_reason::GONE, now, None)
                     .await
                 {
                     Ok(changed) => {
                         tracing::warn!(endpoint.id = %key.1, changed, "endpoint answered 410 Gone; disabled");
                         if let (true, Some(ep)) = (changed, endpoints.get(&key)) {
-                            ops_out.push(OpsEvent::deactivated(ep, "gone", now));
+                            ops_out.push(OpsEvent::deactivated(ep, disabled_reason::GONE, now));
                         }
                     }
                     Err(e) => {

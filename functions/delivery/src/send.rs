@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use hookrelay_shared::model::attempt_error;
 use hookrelay_shared::retry::{MAX_DELAY, RetryPolicy};
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{
@@ -63,11 +64,11 @@ pub async fn deliver(
     };
     let endpoint = match endpoint {
         None => {
-            attempt.error_code = Some("ENDPOINT_NOT_FOUND".to_owned());
+            attempt.error_code = Some(attempt_error::ENDPOINT_NOT_FOUND.to_owned());
             return Outcome::Canceled(attempt);
         }
         Some(ep) if !ep.enabled => {
-            attempt.error_code = Some("ENDPOINT_DISABLED".to_owned());
+            attempt.error_code = Some(attempt_error::ENDPOINT_DISABLED.to_owned());
             return Outcome::Canceled(attempt);
         }
         Some(ep) => ep,
@@ -78,7 +79,7 @@ pub async fn deliver(
     if r.attempt > policy.max_attempts() {
         // Back after its last attempt because dead-lettering failed: no more requests.
         attempt.exhausted = true;
-        attempt.error_code = Some("EXHAUSTED".to_owned());
+        attempt.error_code = Some(attempt_error::EXHAUSTED.to_owned());
         return Outcome::Exhausted(attempt);
     }
     let mut timeout = endpoint
@@ -126,7 +127,7 @@ pub async fn deliver(
                 .flatten();
             if let Some(refusal) = refusal {
                 // A bot that refuses a message answers 200: it is a failure all the same.
-                attempt.error_code = Some("LARK_REFUSED".to_owned());
+                attempt.error_code = Some(attempt_error::LARK_REFUSED.to_owned());
                 attempt.error_message = Some(refusal);
                 (None, None)
             } else if resp.status.is_success() {
@@ -134,7 +135,7 @@ pub async fn deliver(
                 log(&attempt, latency);
                 return Outcome::Delivered(attempt);
             } else {
-                attempt.error_code = Some("HTTP_STATUS".to_owned());
+                attempt.error_code = Some(attempt_error::HTTP_STATUS.to_owned());
                 (Some(resp.status), retry_after)
             }
         }
@@ -147,7 +148,7 @@ pub async fn deliver(
             });
             attempt.error_code = Some(failure.code.to_owned());
             attempt.error_message = Some(failure.message);
-            if failure.code == "DENIED" {
+            if failure.code == attempt_error::DENIED {
                 // A policy refusal will not change by waiting: the task ends here.
                 log(&attempt, latency);
                 return Outcome::Denied(attempt);
@@ -267,7 +268,7 @@ fn outgoing(
     if endpoint.kind == EndpointKind::LarkBot {
         let bot = endpoint.lark.clone().unwrap_or_default();
         let body = crate::lark::message(&bot, first, now).map_err(|message| Failure {
-            code: "TEMPLATE",
+            code: attempt_error::TEMPLATE,
             message,
         })?;
         return Ok(Outgoing {
@@ -329,11 +330,11 @@ async fn post(
     sent: &mut BTreeMap<String, String>,
 ) -> Result<Answer, Failure> {
     let url = url::Url::parse(&endpoint.url).map_err(|e| Failure {
-        code: "CONNECTION",
+        code: attempt_error::CONNECTION,
         message: format!("invalid URL: {e}"),
     })?;
     ctx.policy.check_url(&url).map_err(|e| Failure {
-        code: "DENIED",
+        code: attempt_error::DENIED,
         message: e.to_string(),
     })?;
     let out = outgoing(events, batch_id, endpoint, now)?;
@@ -344,7 +345,7 @@ async fn post(
         .map(|secret| signature::sign(secret, &out.message_id, timestamp, &out.body))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure {
-            code: "SIGNING",
+            code: attempt_error::SIGNING,
             message: e.to_string(),
         })?
         .join(" ");
@@ -413,13 +414,13 @@ fn classify(e: reqwest::Error) -> Failure {
     while let Some(err) = source {
         if err.downcast_ref::<Denied>().is_some() {
             return Failure {
-                code: "DENIED",
+                code: attempt_error::DENIED,
                 message,
             };
         }
         if err.downcast_ref::<DnsFailure>().is_some() {
             return Failure {
-                code: "DNS",
+                code: attempt_error::DNS,
                 message,
             };
         }
@@ -427,12 +428,12 @@ fn classify(e: reqwest::Error) -> Failure {
     }
     let lower = message.to_lowercase();
     let code = if e.is_timeout() {
-        "TIMEOUT"
+        attempt_error::TIMEOUT
     } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
     {
-        "TLS"
+        attempt_error::TLS
     } else {
-        "CONNECTION"
+        attempt_error::CONNECTION
     };
     Failure { code, message }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use hookrelay_shared::config::Settings;
 use hookrelay_shared::metrics::{self as m, Metrics};
+use hookrelay_shared::model::disabled_reason;
 use hookrelay_shared::ops_events::{ENDPOINT_DEACTIVATION_PENDING, OpsEvent, OpsEvents};
 use hookrelay_shared::queue::{Queue, QueueError};
 use hookrelay_shared::store::{PageRequest, Store, StoreError};
@@ -159,7 +160,7 @@ pub async fn run(
     report.duration_ms = started.elapsed().as_millis() as u64;
     if !opts.dry_run {
         let mut metrics = Metrics::new("sweeper");
-        for reason in ["stale", "failing"] {
+        for reason in [disabled_reason::STALE, disabled_reason::FAILING] {
             let n = report
                 .deactivated_by_reason
                 .get(reason)
@@ -187,12 +188,12 @@ pub async fn run(
         warned = report.warned,
         deactivated_stale = report
             .deactivated_by_reason
-            .get("stale")
+            .get(disabled_reason::STALE)
             .copied()
             .unwrap_or(0),
         deactivated_failing = report
             .deactivated_by_reason
-            .get("failing")
+            .get(disabled_reason::FAILING)
             .copied()
             .unwrap_or(0),
         pending_found = report.pending_found,
@@ -217,20 +218,29 @@ async fn deactivate_stale(
     report.endpoints_examined += stale.len();
     for ep in stale {
         if opts.dry_run {
-            report
-                .planned
-                .push(Planned::about(&ep.workspace, &ep.id, "deactivate", "stale"));
+            report.planned.push(Planned::about(
+                &ep.workspace,
+                &ep.id,
+                "deactivate",
+                disabled_reason::STALE,
+            ));
             continue;
         }
         // The condition re-checks staleness: a success since the index read wins.
         let result = ctx
             .store
-            .disable_endpoint(&ep.workspace, &ep.id, "stale", now, Some(cutoff))
+            .disable_endpoint(
+                &ep.workspace,
+                &ep.id,
+                disabled_reason::STALE,
+                now,
+                Some(cutoff),
+            )
             .await;
-        if report.deactivation(&ep.workspace, &ep.id, "stale", result)
+        if report.deactivation(&ep.workspace, &ep.id, disabled_reason::STALE, result)
             && let Ok(Some(ep)) = ctx.store.get_endpoint(&ep.workspace, &ep.id).await
         {
-            ops.push(OpsEvent::deactivated(&ep, "stale", now));
+            ops.push(OpsEvent::deactivated(&ep, disabled_reason::STALE, now));
         }
     }
     Ok(())
@@ -284,7 +294,7 @@ async fn deactivate_failing(
                 &ep.workspace,
                 &ep.id,
                 "deactivate",
-                "failing",
+                disabled_reason::FAILING,
             ));
             continue;
         }
@@ -292,8 +302,8 @@ async fn deactivate_failing(
             .store
             .disable_failing_endpoint(&ep.workspace, &ep.id, now, since)
             .await;
-        if report.deactivation(&ep.workspace, &ep.id, "failing", result) {
-            ops.push(OpsEvent::deactivated(&ep, "failing", now));
+        if report.deactivation(&ep.workspace, &ep.id, disabled_reason::FAILING, result) {
+            ops.push(OpsEvent::deactivated(&ep, disabled_reason::FAILING, now));
         }
     }
     Ok(())
@@ -348,9 +358,12 @@ async fn warn_before_deactivation(
             continue;
         }
         if opts.dry_run {
-            report
-                .planned
-                .push(Planned::about(&ep.workspace, &ep.id, "warn", "stale"));
+            report.planned.push(Planned::about(
+                &ep.workspace,
+                &ep.id,
+                "warn",
+                disabled_reason::STALE,
+            ));
             continue;
         }
         match ctx
@@ -361,7 +374,7 @@ async fn warn_before_deactivation(
             Ok(()) => {
                 report.warned += 1;
                 let mut e = OpsEvent::new(ENDPOINT_DEACTIVATION_PENDING, &ep, now);
-                e.reason = Some("stale".to_owned());
+                e.reason = Some(disabled_reason::STALE.to_owned());
                 e.deactivates_at = Some(deactivates_at);
                 ops.push(e);
             }

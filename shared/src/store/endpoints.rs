@@ -5,6 +5,7 @@ use super::keys::{self, FAILING_SHARD, SWEEP_AT, SWEEP_SHARD, s};
 use super::ops::{condition_held, with_key};
 use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
+use crate::model::disabled_reason;
 use crate::{Endpoint, Timestamp};
 
 impl Store {
@@ -220,8 +221,15 @@ impl Store {
         now: Timestamp,
         failing_since: Timestamp,
     ) -> Result<bool> {
-        self.disable_endpoint_if(ws, id, "failing", now, None, Some(failing_since))
-            .await
+        self.disable_endpoint_if(
+            ws,
+            id,
+            disabled_reason::FAILING,
+            now,
+            None,
+            Some(failing_since),
+        )
+        .await
     }
 
     async fn disable_endpoint_if(
