@@ -25,6 +25,7 @@ mod keys_api;
 mod names;
 mod ops;
 mod page;
+mod pager;
 mod sources;
 mod sweep;
 mod workspaces;
@@ -33,10 +34,13 @@ use aws_sdk_dynamodb::Client;
 
 pub use attempts::AttemptFilter;
 pub use events::{EventFilter, InsertOutcome};
-pub use keys::{FAILING_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX};
+pub use keys::{
+    FAILING_INDEX, LINK_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX, TYPE_INDEX,
+};
 pub use keys_api::ApiKey;
 pub use names::{Claim, NameKind};
 pub use page::{Page, PageRequest};
+pub use pager::QUERY_BUDGET;
 pub use sweep::{EndpointRef, PendingEvent};
 
 #[derive(Debug, thiserror::Error)]
