@@ -4,7 +4,7 @@ the cost model (dollars per million events at list prices, against the design's 
 cost growth and cold start, as bench/results/summary.md and summary.json.
 
 Reads what the benchmarks wrote: target/criterion/**/new/estimates.json,
-bench/results/{requests-*,growth,coldstart,load}.json, and bench/prices.json.
+bench/results/{requests-*,growth,listing,coldstart,load}.json, and bench/prices.json.
 """
 
 import glob
@@ -21,6 +21,9 @@ RESULTS = os.environ.get("HOOKRELAY_BENCH_OUT", os.path.join(ROOT, "bench", "res
 CRITERION = os.path.join(ROOT, "target", "criterion")
 INGEST_TARGET_US = 10.0
 COST_TARGET = 3.00
+# Index copies written per event and per attempt (template.yaml's GlobalSecondaryIndexes).
+EVENT_INDEX_COPIES = 3
+ATTEMPT_INDEX_COPIES = 2
 FLOOR_MARGIN = 0.20
 
 
@@ -95,9 +98,11 @@ def cost_model(report, prices, cpu_us):
     items = report["item_bytes"]
     event_wru = units(items["event"], 1024)
     attempt_wru = units(items["attempt"], 1024)
-    # Every event and attempt is also written to the listing index, which holds keys and a
-    # few short attributes: one write unit per copy, whatever the item's size.
-    index_copy_wru = 1
+    # Index copies hold keys and a few short attributes: one write unit each, whatever the
+    # item's size. An event is copied to the listing, link (by source) and type indexes, an
+    # attempt to the listing and link (by endpoint) indexes.
+    event_index_wru = EVENT_INDEX_COPIES
+    attempt_index_wru = ATTEMPT_INDEX_COPIES
     fanout = report["scenario"]["fanout"]
     attempts_per_event = report["deliveries"] / n
 
@@ -116,8 +121,8 @@ def cost_model(report, prices, cpu_us):
         dlv_aws_ms_per_inv + a["endpoint_response_ms"] + cpu_us["delivery"] / 1000 * 10
     )
     wru = (
-        per(ing, "DynamoDB.PutItem") * (event_wru + index_copy_wru)
-        + attempts_per_event * (attempt_wru + index_copy_wru)
+        per(ing, "DynamoDB.PutItem") * (event_wru + event_index_wru)
+        + attempts_per_event * (attempt_wru + attempt_index_wru)
         + per(dlv, "DynamoDB.UpdateItem") * 1
         + per(ing, "DynamoDB.UpdateItem") * 1
     )
@@ -269,6 +274,7 @@ def main():
         key=lambda r: (r["scenario"]["fanout"], r["scenario"]["failure_ratio"]),
     )
     growth = load("growth.json")
+    listing = load("listing.json")
     coldstart = load("coldstart.json") or []
     load_test = load("load.json")
 
@@ -325,6 +331,7 @@ def main():
         if base
         else [],
         "growth": growth,
+        "listing": listing,
         "coldstart": coldstart,
         "load": load_test,
     }
@@ -395,13 +402,22 @@ def main():
         md.append("| sweeper: endpoints | stale | requests | seconds |\n|---|---|---|---|")
         for s in growth["sweeper"]:
             md.append(f"| {s['endpoints']} | {s['stale']} | {fmt_requests(s['requests'], 1)} | {s['seconds']:.2f} |")
-        md.append("\n| listing (page of 50) | requests | response bytes |\n|---|---|---|")
-        for s in growth["listing"]:
-            md.append(f"| {s['listing']} | {fmt_requests(s['requests'], 1)} | {s['response_bytes']} |")
         md.append("\n| ingest: endpoints in workspace | subscribed | first event (cold cache) | per event, warm |\n|---|---|---|---|")
         for s in growth["ingest_by_endpoints"]:
             md.append(
                 f"| {s['endpoints']} | {s['subscribed']} | {fmt_requests(s['cold_first_event'], 1)} | {fmt_requests(s['warm_requests'], s['warm_events'])} |"
+            )
+    if listing:
+        md.append("\n## Listing pages\n")
+        md.append(
+            "One page of 50, unfiltered among 120 items, filtered among 2 050 events and attempts of which "
+            "every 41st is wanted (the rest interleave):\n"
+        )
+        md.append("| listing | items shown | matching | among | cursor | requests | response bytes |\n|---|---|---|---|---|---|---|")
+        for s in listing["listing"]:
+            md.append(
+                f"| {s['listing']} | {s['items']} | {s['matching']} | {s['among']} | {'yes' if s['more'] else 'no'} | "
+                f"{fmt_requests(s['requests'], 1)} | {s['response_bytes']} |"
             )
     if coldstart:
         md.append("\n## Cold start (local Runtime API, release build)\n")

@@ -4,6 +4,7 @@
 
 pub mod faulty;
 pub mod gateway;
+pub mod listings;
 pub mod receiver;
 pub mod requests;
 pub mod signing;

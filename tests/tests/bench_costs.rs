@@ -1,14 +1,14 @@
 //! `make bench`'s measurements on the local stack, written as JSON under `bench/results/`
 //! (or `HOOKRELAY_BENCH_OUT`): AWS requests and log bytes per event at 1 000 events (fan-out
 //! 1 and 3, all succeeding and with 30 % failures), the sweeper's reads with 1 000 and
-//! 10 000 endpoints of which 10 are stale, a listing page's cost, and ingest's cost as a
-//! workspace's endpoints grow. Ignored in `make test`: `make bench` runs it.
+//! 10 000 endpoints of which 10 are stale, ingest's cost as a workspace's endpoints grow, and
+//! what a listing page costs, unfiltered and filtered. Ignored in `make test`: `make bench`
+//! runs them.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hookrelay_shared::store::PageRequest;
 use hookrelay_shared::{Endpoint, Timestamp};
 use hookrelay_tests::requests::{Mark, Scenario, run};
 use hookrelay_tests::{Stack, admin_request, create_source, request};
@@ -114,55 +114,6 @@ async fn bench_cost_growth() {
         }));
     }
 
-    // Listing: one page of events and of attempts.
-    progress("listing");
-    let stack = Stack::new().await;
-    let source = create_source(&stack, json!({"name": "s"})).await;
-    let receiver = hookrelay_tests::Receiver::start().await;
-    hookrelay_tests::create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
-    let ingest = stack.ingest();
-    for n in 0..120 {
-        let body = format!(
-            r#"{{"event_type":"t","data":{{"n":{n},"pad":"{}"}}}}"#,
-            "x".repeat(900)
-        );
-        hookrelay_ingest::handle(
-            &ingest,
-            request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
-        )
-        .await;
-    }
-    stack.drain(&stack.delivery()).await;
-    let admin = stack.admin();
-    let mut listing = Vec::new();
-    for (what, uri) in [
-        ("events", "/workspaces/default/events?limit=50"),
-        ("attempts", "/workspaces/default/attempts?limit=50"),
-        ("endpoints", "/workspaces/default/endpoints?limit=50"),
-    ] {
-        let mark = Mark::now();
-        let resp = hookrelay_admin::handle(&admin, admin_request("GET", uri, None)).await;
-        let phase = mark.phase();
-        listing.push(json!({
-            "listing": what,
-            "page_size": 50,
-            "requests": phase.requests,
-            "response_bytes": resp.body().len(),
-        }));
-    }
-    let page = stack
-        .store
-        .list_events(
-            "default",
-            &PageRequest {
-                limit: Some(50),
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
-    let item_bytes: usize = page.data.iter().map(|e| e.payload.len() + 200).sum();
-
     // Ingest as a workspace's endpoints grow: one of them subscribed, then all of them.
     progress("ingest by endpoints");
     let mut fanout = Vec::new();
@@ -248,9 +199,130 @@ async fn bench_cost_growth() {
         "growth.json",
         &json!({
             "sweeper": sweeper_runs,
-            "listing": listing,
-            "listing_event_page_item_bytes": item_bytes,
             "ingest_by_endpoints": fanout,
         }),
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn bench_listing_pages() {
+    // Unfiltered: 120 events through ingest and delivery, one endpoint.
+    let stack = Stack::new().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    let receiver = hookrelay_tests::Receiver::start().await;
+    hookrelay_tests::create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    let ingest = stack.ingest();
+    for n in 0..120 {
+        let body = format!(
+            r#"{{"event_type":"t","data":{{"n":{n},"pad":"{}"}}}}"#,
+            "x".repeat(900)
+        );
+        hookrelay_ingest::handle(
+            &ingest,
+            request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
+        )
+        .await;
+    }
+    stack.drain(&stack.delivery()).await;
+    let mut rows = Vec::new();
+    for (what, uri, items) in [
+        ("events", "/workspaces/default/events?limit=50", 120),
+        ("attempts", "/workspaces/default/attempts?limit=50", 120),
+        ("endpoints", "/workspaces/default/endpoints?limit=50", 1),
+    ] {
+        rows.push(page_cost(&stack, what, uri, items, items).await);
+    }
+    let page = stack
+        .store
+        .list_events(
+            "default",
+            &hookrelay_shared::store::PageRequest {
+                limit: Some(50),
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    let item_bytes: usize = page.data.iter().map(|e| e.payload.len() + 200).sum();
+
+    // Filtered: every 41st of 2 050 events and attempts is wanted, the rest interleave.
+    use hookrelay_tests::listings::{self, ENDPOINT, SOURCE, TYPE};
+    let stack = Stack::new().await;
+    let total = 2050;
+    let seeded = listings::seed(&stack, total).await;
+    let event = seeded.by_event.keys().next().unwrap().clone();
+    // Every third attempt of the others failed, and those of the wanted endpoint but the first.
+    let failed: Vec<String> = (0..total)
+        .filter(|i| if i % 41 == 0 { *i > 0 } else { i % 3 == 0 })
+        .map(|i| i.to_string())
+        .collect();
+    let base = "/workspaces/default";
+    for (what, uri, matching) in [
+        (
+            "events by source",
+            format!("{base}/events?source_id={SOURCE}&limit=50"),
+            &seeded.by_source,
+        ),
+        (
+            "events by type",
+            format!("{base}/events?event_type={TYPE}&limit=50"),
+            &seeded.by_type,
+        ),
+        (
+            "events by source and type",
+            format!("{base}/events?source_id={SOURCE}&event_type={TYPE}&limit=50"),
+            &seeded.by_source_and_type,
+        ),
+        (
+            "attempts by endpoint",
+            format!("{base}/attempts?endpoint_id={ENDPOINT}&limit=50"),
+            &seeded.by_endpoint,
+        ),
+        (
+            "attempts by endpoint and status",
+            format!("{base}/attempts?endpoint_id={ENDPOINT}&status=FAILED&limit=50"),
+            &seeded.by_endpoint_failed,
+        ),
+        (
+            "attempts by event",
+            format!("{base}/attempts?event_id={event}&limit=50"),
+            &seeded.by_event[&event],
+        ),
+        (
+            "attempts by status (filter only)",
+            format!("{base}/attempts?status=FAILED&limit=50"),
+            &failed,
+        ),
+    ] {
+        rows.push(page_cost(&stack, what, &uri, matching.len(), total as usize).await);
+    }
+    write(
+        "listing.json",
+        &json!({
+            "page_size": 50,
+            "listing": rows,
+            "listing_event_page_item_bytes": item_bytes,
+        }),
+    );
+}
+
+/// One page's requests, with how many items it shows, how many match and how many of their
+/// kind the workspace holds.
+async fn page_cost(stack: &Stack, what: &str, uri: &str, matching: usize, among: usize) -> Value {
+    let mark = Mark::now();
+    let resp = hookrelay_admin::handle(&stack.admin(), admin_request("GET", uri, None)).await;
+    let phase = mark.phase();
+    assert_eq!(resp.status(), 200, "{uri}: {}", resp.body());
+    let page: Value = serde_json::from_str(resp.body()).unwrap();
+    json!({
+        "listing": what,
+        "page_size": 50,
+        "items": page["data"].as_array().map_or(0, Vec::len),
+        "matching": matching,
+        "among": among,
+        "more": !page["next"].is_null(),
+        "requests": phase.requests,
+        "response_bytes": resp.body().len(),
+    })
 }

@@ -1,11 +1,19 @@
-//! The listing index: what it copies and what a page costs. Alone in its binary because it
-//! counts requests, and the counter is the process's.
+//! The listing indexes: what they copy and what a page costs, filtered or not. In their own
+//! binary because they count requests, and the counter is the process's: each test holds
+//! [`COUNTING`] throughout, so they run one at a time.
+
+#[path = "listing/filtered.rs"]
+mod filtered;
+
+/// Held by every test of this binary for its whole run.
+static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Every event and attempt is also written to the listing index, so the index must hold no
 /// payload: a copy of it would cost as many write units as the item itself. A page is read
 /// back with one `Query` and one `BatchGetItem`, and still shows whole items.
 #[tokio::test]
 async fn the_listing_index_copies_no_payload_and_a_page_costs_two_requests() {
+    let _one_at_a_time = COUNTING.lock().await;
     use aws_sdk_dynamodb::types::AttributeValue;
     use hookrelay_shared::requests as counted;
     use hookrelay_tests::{

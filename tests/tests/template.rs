@@ -6,7 +6,9 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookrelay_local::template::{Template, number};
 use hookrelay_shared::retry::{MAX_RETRIES, MAX_VISIBILITY, RetryPolicy};
-use hookrelay_shared::store::{FAILING_INDEX, LISTING_INDEX, PENDING_INDEX, SWEEP_INDEX};
+use hookrelay_shared::store::{
+    FAILING_INDEX, LINK_INDEX, LISTING_INDEX, PENDING_INDEX, SWEEP_INDEX, TYPE_INDEX,
+};
 use hookrelay_tests::Stack;
 
 #[tokio::test]
@@ -29,6 +31,8 @@ async fn provisioned_table_has_the_indexes_the_store_queries() {
     names.sort();
     let mut expected = vec![
         LISTING_INDEX.to_owned(),
+        LINK_INDEX.to_owned(),
+        TYPE_INDEX.to_owned(),
         PENDING_INDEX.to_owned(),
         SWEEP_INDEX.to_owned(),
         FAILING_INDEX.to_owned(),

@@ -50,7 +50,7 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
     Ok(api::json(StatusCode::OK, &view(&event, true)))
 }
 
-/// `GET …/events?event_type=&since=&until=`: newest first; times are RFC 3339.
+/// `GET …/events?event_type=&source_id=&since=&until=`: newest first; times are RFC 3339.
 pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
     let q = request::query(req);
     let page = request::page(&q)?;
@@ -71,6 +71,7 @@ pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
     };
     let filter = EventFilter {
         event_type: q.get("event_type").filter(|t| !t.is_empty()).cloned(),
+        source_id: q.get("source_id").filter(|t| !t.is_empty()).cloned(),
         since: time("since")?,
         until: time("until")?,
     };

@@ -4,7 +4,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::codec::to_item;
 use super::events::backoff;
-use super::keys::{self, EXPIRES_AT, LISTING_PK, LISTING_SK, s};
+use super::keys::{
+    self, EXPIRES_AT, LINK_INDEX, LINK_PK, LISTING_INDEX, LISTING_PK, LISTING_SK, s,
+};
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
@@ -28,6 +30,10 @@ impl Store {
         );
         item.insert(LISTING_PK.into(), s(keys::attempts_list(&a.workspace)));
         item.insert(LISTING_SK.into(), s(&a.id));
+        item.insert(
+            LINK_PK.into(),
+            s(keys::attempts_of_endpoint(&a.workspace, &a.endpoint_id)),
+        );
         item.insert(
             EXPIRES_AT.into(),
             AttributeValue::N(a.attempted_at.plus(retention).unix_seconds().to_string()),
@@ -85,39 +91,57 @@ impl Store {
     }
 
     /// Attempts of a workspace, newest first, optionally of one event, one endpoint or one
-    /// status.
+    /// status. An event's attempts are its own table partition (a few per endpoint), so an
+    /// endpoint given too is a filter; an endpoint alone is its `link` index partition; a
+    /// status is always a filter.
     pub async fn find_attempts(
         &self,
         ws: &str,
         filter: &AttemptFilter,
         req: &PageRequest,
     ) -> Result<Page<Attempt>> {
-        let mut conditions = vec!["workspace = :ws".to_owned()];
-        let mut query = match &filter.event_id {
-            Some(event_id) => self
+        let mut conditions = Vec::new();
+        let mut query = match (&filter.event_id, &filter.endpoint_id) {
+            (Some(event_id), endpoint_id) => {
+                // Event ids are global: the workspace check keeps another's attempts out.
+                conditions.push("workspace = :ws");
+                let mut q = self
+                    .client
+                    .query()
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", keys::PK)
+                    .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
+                    .expression_attribute_values(":ws", s(ws));
+                if let Some(ep) = endpoint_id {
+                    conditions.push("endpoint_id = :ep");
+                    q = q.expression_attribute_values(":ep", s(ep));
+                }
+                q
+            }
+            (None, Some(ep)) => self
                 .client
                 .query()
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id))),
-            None => self
+                .index_name(LINK_INDEX)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", LINK_PK)
+                .expression_attribute_values(":pk", s(keys::attempts_of_endpoint(ws, ep))),
+            (None, None) => self
                 .client
                 .query()
-                .index_name(super::keys::LISTING_INDEX)
-                .key_condition_expression("gsi1pk = :pk")
+                .index_name(LISTING_INDEX)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", LISTING_PK)
                 .expression_attribute_values(":pk", s(keys::attempts_list(ws))),
         };
-        query = query.expression_attribute_values(":ws", s(ws));
-        if let Some(ep) = &filter.endpoint_id {
-            conditions.push("endpoint_id = :ep".into());
-            query = query.expression_attribute_values(":ep", s(ep));
-        }
         if let Some(st) = filter.status {
-            conditions.push("#status = :st".into());
+            conditions.push("#status = :st");
             query = query
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":st", s(st.as_str()));
         }
-        query = query.filter_expression(conditions.join(" AND "));
+        if !conditions.is_empty() {
+            query = query.filter_expression(conditions.join(" AND "));
+        }
         self.page("attempt", query, req).await
     }
 
@@ -127,7 +151,7 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
-            .index_name(super::keys::LISTING_INDEX)
+            .index_name(LISTING_INDEX)
             .key_condition_expression("gsi1pk = :pk AND gsi1sk = :id")
             .expression_attribute_values(":pk", s(keys::attempts_list(ws)))
             .expression_attribute_values(":id", s(id))

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{
 
 use super::codec::{from_item, to_item};
 use super::keys::{
-    self, EXPIRES_AT, Item, LISTING_INDEX, LISTING_PK, LISTING_SK, PENDING_AT, PENDING_SHARD, PK,
-    SK, s,
+    self, EXPIRES_AT, Item, LINK_INDEX, LINK_PK, LISTING_INDEX, LISTING_PK, LISTING_SK, PENDING_AT,
+    PENDING_SHARD, PK, SK, TYPE_INDEX, TYPE_PK, s,
 };
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
@@ -19,6 +19,7 @@ use crate::{Endpoint, Event};
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub event_type: Option<String>,
+    pub source_id: Option<String>,
     pub since: Option<crate::Timestamp>,
     pub until: Option<crate::Timestamp>,
 }
@@ -51,6 +52,14 @@ impl Store {
         let mut item = with_key(to_item("event", event)?, (pk, sk));
         item.insert(LISTING_PK.into(), s(keys::events_list(&event.workspace)));
         item.insert(LISTING_SK.into(), s(&event.id));
+        item.insert(
+            LINK_PK.into(),
+            s(keys::events_of_source(&event.workspace, &event.source_id)),
+        );
+        item.insert(
+            TYPE_PK.into(),
+            s(keys::events_of_type(&event.workspace, &event.event_type)),
+        );
         item.insert(
             EXPIRES_AT.into(),
             AttributeValue::N(event.received_at.plus(retention).unix_seconds().to_string()),
@@ -160,8 +169,10 @@ impl Store {
         self.find_events(ws, &EventFilter::default(), req).await
     }
 
-    /// Events of a workspace, newest first, by type and time range. The range is a key
-    /// condition (ids are ULIDs, so they sort by time); the type is a filter.
+    /// Events of a workspace, newest first, by type, source and time range. The range is a
+    /// key condition (ids are ULIDs, so they sort by time) on whichever index the filter
+    /// picks: `type` for a type (a type rarely spans sources, so a source given too is a
+    /// filter that seldom drops anything), `link` for a source alone, else `listing`.
     pub async fn find_events(
         &self,
         ws: &str,
@@ -170,20 +181,25 @@ impl Store {
     ) -> Result<Page<Event>> {
         let lo = crate::ids::time_bound(crate::ids::EVENT, filter.since, false);
         let hi = crate::ids::time_bound(crate::ids::EVENT, filter.until, true);
+        let (index, pk_attr, partition) = match (&filter.event_type, &filter.source_id) {
+            (Some(t), _) => (TYPE_INDEX, TYPE_PK, keys::events_of_type(ws, t)),
+            (None, Some(src)) => (LINK_INDEX, LINK_PK, keys::events_of_source(ws, src)),
+            (None, None) => (LISTING_INDEX, LISTING_PK, keys::events_list(ws)),
+        };
         let mut query = self
             .client
             .query()
-            .index_name(LISTING_INDEX)
+            .index_name(index)
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
-            .expression_attribute_names("#pk", LISTING_PK)
+            .expression_attribute_names("#pk", pk_attr)
             .expression_attribute_names("#sk", LISTING_SK)
-            .expression_attribute_values(":pk", s(keys::events_list(ws)))
+            .expression_attribute_values(":pk", s(partition))
             .expression_attribute_values(":lo", s(lo))
             .expression_attribute_values(":hi", s(hi));
-        if let Some(t) = &filter.event_type {
+        if let (Some(_), Some(src)) = (&filter.event_type, &filter.source_id) {
             query = query
-                .filter_expression("event_type = :t")
-                .expression_attribute_values(":t", s(t));
+                .filter_expression("source_id = :src")
+                .expression_attribute_values(":src", s(src));
         }
         self.page("event", query, req).await
     }

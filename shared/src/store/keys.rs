@@ -7,6 +7,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 /// Listings per workspace, newest first. Its key attributes keep the names they had when the
 /// index was `gsi1`, so items written before need no rewrite.
 pub const LISTING_INDEX: &str = "listing";
+/// Sparse: events by source and attempts by endpoint, newest first; sorted by `gsi1sk`.
+pub const LINK_INDEX: &str = "link";
+/// Sparse: events by type, newest first; sorted by `gsi1sk`.
+pub const TYPE_INDEX: &str = "type";
 pub const SWEEP_INDEX: &str = "sweep";
 pub const PENDING_INDEX: &str = "pending";
 pub const FAILING_INDEX: &str = "failing";
@@ -18,6 +22,8 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 pub const LISTING_PK: &str = "gsi1pk";
 pub const LISTING_SK: &str = "gsi1sk";
+pub const LINK_PK: &str = "link_pk";
+pub const TYPE_PK: &str = "type_pk";
 pub const SWEEP_SHARD: &str = "sweep_shard";
 pub const SWEEP_AT: &str = "sweep_at";
 pub const PENDING_SHARD: &str = "pending_shard";
@@ -78,6 +84,40 @@ pub fn event(scope: &str, idempotency_key: &str) -> (String, String) {
 pub const EVENT_SK: &str = "EVT";
 pub fn events_list(ws: &str) -> String {
     format!("{ws}#EVT")
+}
+
+/// Events of one source (the `link` index).
+pub fn events_of_source(ws: &str, source_id: &str) -> String {
+    format!("{ws}#EVT#SRC#{}", tail(source_id))
+}
+/// Events of one type (the `type` index).
+pub fn events_of_type(ws: &str, event_type: &str) -> String {
+    format!("{ws}#EVT#TYPE#{}", tail(event_type))
+}
+/// Attempts to one endpoint (the `link` index).
+pub fn attempts_of_endpoint(ws: &str, endpoint_id: &str) -> String {
+    format!("{ws}#ATT#EP#{}", tail(endpoint_id))
+}
+
+/// A user-chosen last key segment, with `#` escaped: a workspace name may hold `#` too, so
+/// without it `{ws}#EVT#TYPE#{t}` of one workspace could spell another workspace's key.
+fn tail(segment: &str) -> std::borrow::Cow<'_, str> {
+    if segment.contains(['#', '%']) {
+        segment.replace('%', "%25").replace('#', "%23").into()
+    } else {
+        segment.into()
+    }
+}
+
+/// The partition and sort key attributes of a paged index, or of the table (`None`).
+pub fn key_attributes(index: Option<&str>) -> Option<(&'static str, &'static str)> {
+    match index {
+        None => Some((PK, SK)),
+        Some(LISTING_INDEX) => Some((LISTING_PK, LISTING_SK)),
+        Some(LINK_INDEX) => Some((LINK_PK, LISTING_SK)),
+        Some(TYPE_INDEX) => Some((TYPE_PK, LISTING_SK)),
+        Some(_) => None,
+    }
 }
 
 pub fn attempts_of_event(event_id: &str) -> String {

@@ -1,22 +1,31 @@
 //! The DynamoDB store: one table, single-table design.
 //!
-//! | item      | pk                      | sk          | gsi1pk / gsi1sk (listing) | sparse GSIs        |
-//! |-----------|-------------------------|-------------|-----------------------|------------------------|
-//! | workspace | `WS#{name}`             | `WS`        | `WS` / id             |                        |
-//! | source    | `SRC#{id}`              | `SRC`       | `{ws}#SRC` / id       |                        |
-//! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                       | `sweep` while enabled, `failing` in a failure streak |
-//! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id       | `pending` until queued |
-//! | attempt   | `ATT#{event id}`        | id          | `{ws}#ATT` / id       |                        |
-//! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                       |                        |
-//! | config stamp | `CFG#{ws}`           | `CFG`       |                       |                        |
-//! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                       |                        |
+//! | item      | pk                      | sk          | listing index: gsi1pk / gsi1sk | filter indexes | sparse GSIs |
+//! |-----------|-------------------------|-------------|------------------|---------------------------|-------------|
+//! | workspace | `WS#{name}`             | `WS`        | `WS` / id        |                           |             |
+//! | source    | `SRC#{id}`              | `SRC`       | `{ws}#SRC` / id  |                           |             |
+//! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                  |                           | `sweep` while enabled, `failing` in a failure streak |
+//! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id  | link `{ws}#EVT#SRC#{source}`, type `{ws}#EVT#TYPE#{type}` | `pending` until queued |
+//! | attempt   | `ATT#{event id}`        | id          | `{ws}#ATT` / id  | link `{ws}#ATT#EP#{endpoint}` |         |
+//! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                  |                           |             |
+//! | config stamp | `CFG#{ws}`          | `CFG`       |                  |                           |             |
+//! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                  |                           |             |
 //!
 //! Ids are ULIDs, so a reverse query on a sort key holding ids lists newest first. The event's
-//! partition key is its idempotency key: a conditional put is the whole dedupe.
+//! partition key is its idempotency key: a conditional put is the whole dedupe. The `listing`
+//! index's key attributes keep the names `gsi1pk` / `gsi1sk` they had when it was `gsi1`.
 //!
 //! The `listing` index copies keys and the few attributes listings filter on, never a
 //! payload: every event and attempt is written to it, so a full copy would double their write
 //! units. A page is read back from the table with one `BatchGetItem`.
+//!
+//! The filter indexes, `link` (`link_pk`) and `type` (`type_pk`), sort by the same `gsi1sk`
+//! and copy keys plus what a combined filter still checks (`status`, `source_id`), so a
+//! filtered listing is a key condition: a full page in one `Query` and one `BatchGetItem`,
+//! however rare its items are in the workspace. Each copy is a write unit: an event costs 3
+//! index write units, an attempt 2. Items written before these indexes existed lack their keys
+//! and show in unfiltered listings only, until they expire. Attempts of one event are the
+//! table's own `ATT#{event id}` partition. How a page is filled: [`pager`].
 
 mod attempts;
 mod batches;
@@ -29,6 +38,7 @@ mod keys_api;
 mod names;
 mod ops;
 mod page;
+mod pager;
 mod sources;
 mod sweep;
 mod workspaces;
@@ -38,10 +48,13 @@ use aws_sdk_dynamodb::Client;
 pub use attempts::AttemptFilter;
 pub use batches::{Added, BatchLimits, BatchState, NewMember};
 pub use events::{EventFilter, InsertOutcome};
-pub use keys::{FAILING_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX};
+pub use keys::{
+    FAILING_INDEX, LINK_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX, TYPE_INDEX,
+};
 pub use keys_api::ApiKey;
 pub use names::{Claim, NameKind};
 pub use page::{Page, PageRequest};
+pub use pager::QUERY_BUDGET;
 pub use sweep::{EndpointRef, PendingEvent};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,9 @@
 //! The few request shapes every item kind shares.
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use serde::de::DeserializeOwned;
 
-use super::codec::from_item;
 use super::keys::{self, Item, PK, SK, s};
-use super::page::{self, Page, PageRequest};
 use super::{Result, Store, StoreError};
 
 impl Store {
@@ -83,61 +79,6 @@ impl Store {
             .await
             .map_err(|e| StoreError::dynamo("PutItem", e))?;
         Ok(())
-    }
-
-    /// Runs one page of a query, newest first.
-    pub(super) async fn page<T: DeserializeOwned>(
-        &self,
-        what: &'static str,
-        query: QueryFluentBuilder,
-        req: &PageRequest,
-    ) -> Result<Page<T>> {
-        let start = req.start_key()?;
-        if let Some(start) = &start {
-            // A cursor belongs to one listing: its partition must be this query's (`:pk`).
-            let attr = if query.get_index_name().as_deref() == Some(super::keys::LISTING_INDEX) {
-                super::keys::LISTING_PK
-            } else {
-                PK
-            };
-            let expected = query
-                .get_expression_attribute_values()
-                .as_ref()
-                .and_then(|v| v.get(":pk"));
-            if expected.is_none() || start.get(attr) != expected {
-                return Err(StoreError::BadCursor);
-            }
-        }
-        let out_index = query.get_index_name().clone();
-        let out = query
-            .table_name(&self.table)
-            .scan_index_forward(false)
-            .limit(req.limit())
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| {
-                // A cursor from another listing fails DynamoDB's own key checks.
-                if req.cursor.is_some()
-                    && e.as_service_error().and_then(|s| s.meta().code())
-                        == Some("ValidationException")
-                {
-                    StoreError::BadCursor
-                } else {
-                    StoreError::dynamo("Query", e)
-                }
-            })?;
-        let mut items = out.items.unwrap_or_default();
-        if out_index.as_deref() == Some(keys::LISTING_INDEX) {
-            items = self.in_table(items).await?;
-        }
-        Ok(Page {
-            data: items
-                .into_iter()
-                .map(|i| from_item(what, i))
-                .collect::<Result<_>>()?,
-            next: out.last_evaluated_key.as_ref().and_then(page::encode),
-        })
     }
 
     /// The table's items for index items, in the index's order. One that was deleted since

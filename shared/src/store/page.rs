@@ -1,5 +1,6 @@
-//! Cursor pagination: the cursor is DynamoDB's `LastEvaluatedKey`, base64url-encoded JSON of
-//! its string attributes. Only known key attributes are accepted back.
+//! Cursor pagination: a cursor is an item key (DynamoDB's `LastEvaluatedKey`, or the key of
+//! the last item a page shows), base64url-encoded JSON of its string attributes. Only known
+//! key attributes are accepted back.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use super::StoreError;
-use super::keys::{Item, LISTING_PK, LISTING_SK, PK, SK};
+use super::keys::{Item, LINK_PK, LISTING_PK, LISTING_SK, PK, SK, TYPE_PK};
 
 pub const DEFAULT_LIMIT: i32 = 20;
 pub const MAX_LIMIT: i32 = 100;
@@ -54,7 +55,7 @@ fn decode(cursor: &str) -> Result<Item, StoreError> {
     if map.is_empty()
         || map
             .keys()
-            .any(|k| ![PK, SK, LISTING_PK, LISTING_SK].contains(&k.as_str()))
+            .any(|k| ![PK, SK, LISTING_PK, LISTING_SK, LINK_PK, TYPE_PK].contains(&k.as_str()))
     {
         return Err(StoreError::BadCursor);
     }

@@ -1,0 +1,157 @@
+//! A workspace whose events and attempts interleave a few that a filter wants with many it
+//! does not, as a filtered listing meets them: the wanted ones spread across the whole range.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use hookrelay_shared::{
+    Attempt, AttemptRequest, AttemptStatus, Event, Timestamp, TriggerMode, ids,
+};
+
+use crate::Stack;
+
+pub const WS: &str = "default";
+pub const SOURCE: &str = "src_wanted";
+pub const TYPE: &str = "order.refunded";
+pub const ENDPOINT: &str = "ep_wanted";
+
+/// Ids of what each filter should list, newest first.
+#[derive(Debug, Default)]
+pub struct Seeded {
+    pub events: Vec<String>,
+    pub by_source: Vec<String>,
+    pub by_type: Vec<String>,
+    pub by_source_and_type: Vec<String>,
+    pub attempts: Vec<String>,
+    pub by_endpoint: Vec<String>,
+    pub by_endpoint_failed: Vec<String>,
+    /// Attempts per event id, newest first.
+    pub by_event: BTreeMap<String, Vec<String>>,
+}
+
+/// `n` events, one attempt each, one millisecond apart; every 41st event is from
+/// [`SOURCE`] and of [`TYPE`], and its attempt went to [`ENDPOINT`]. Between them come events
+/// of the source with other types and of the type from other sources, so a combined filter
+/// has something to drop. Written through the store's own item builders.
+pub async fn seed(stack: &Stack, n: u64) -> Seeded {
+    let start = Timestamp::now().unix_millis() as u64 - n;
+    let retention = stack.settings.retention();
+    let mut seeded = Seeded::default();
+    let mut events = Vec::new();
+    let mut attempts = Vec::new();
+    for i in 0..n {
+        let at = start + i;
+        let wanted = i % 41 == 0;
+        let source_id = if wanted || i % 41 == 20 {
+            SOURCE.to_owned()
+        } else {
+            format!("src_o{}", i % 4)
+        };
+        let event_type = if wanted || i % 41 == 10 {
+            TYPE.to_owned()
+        } else {
+            format!("t.{}", i % 6)
+        };
+        let event = Event {
+            id: format!(
+                "{}_{}",
+                ids::EVENT,
+                ulid::Ulid::from_parts(at, u128::from(i))
+            ),
+            workspace: WS.to_owned(),
+            source_id,
+            event_type,
+            idempotency_key: format!("k{i}"),
+            received_at: Timestamp::from_unix_millis(at as i64).expect("a time"),
+            payload: br#"{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#.to_vec(),
+            content_type: None,
+            endpoint_ids: vec![],
+        };
+        let endpoint_id = if wanted {
+            ENDPOINT.to_owned()
+        } else {
+            format!("ep_o{}", i % 4)
+        };
+        let failed = if wanted { i > 0 } else { i % 3 == 0 };
+        let attempt = Attempt {
+            id: format!(
+                "{}_{}",
+                ids::ATTEMPT,
+                ulid::Ulid::from_parts(at, u128::from(i))
+            ),
+            workspace: WS.to_owned(),
+            event_id: event.id.clone(),
+            endpoint_id,
+            status: if failed {
+                AttemptStatus::Failed
+            } else {
+                AttemptStatus::Successful
+            },
+            attempt_number: 1,
+            trigger_mode: TriggerMode::Initial,
+            scheduled_at: event.received_at,
+            attempted_at: event.received_at,
+            exhausted: false,
+            error_code: None,
+            error_message: None,
+            next_attempt_at: None,
+            request: AttemptRequest {
+                method: "POST".into(),
+                url: "https://example.com/hook".into(),
+                headers: BTreeMap::new(),
+            },
+            response: None,
+        };
+        let (src, ty) = (event.source_id == SOURCE, event.event_type == TYPE);
+        seeded.events.push(event.id.clone());
+        if src {
+            seeded.by_source.push(event.id.clone());
+        }
+        if ty {
+            seeded.by_type.push(event.id.clone());
+        }
+        if src && ty {
+            seeded.by_source_and_type.push(event.id.clone());
+        }
+        seeded.attempts.push(attempt.id.clone());
+        if attempt.endpoint_id == ENDPOINT {
+            seeded.by_endpoint.push(attempt.id.clone());
+            if failed {
+                seeded.by_endpoint_failed.push(attempt.id.clone());
+            }
+        }
+        seeded
+            .by_event
+            .entry(event.id.clone())
+            .or_default()
+            .push(attempt.id.clone());
+        events.push(event);
+        attempts.push(attempt);
+    }
+    futures::stream::iter(&events)
+        .for_each_concurrent(16, |e| async move {
+            stack
+                .store
+                .insert_event(e, &e.source_id, false, retention)
+                .await
+                .expect("event stored");
+        })
+        .await;
+    stack
+        .store
+        .put_attempts(&attempts, retention)
+        .await
+        .expect("attempts stored");
+    for list in [
+        &mut seeded.events,
+        &mut seeded.by_source,
+        &mut seeded.by_type,
+        &mut seeded.by_source_and_type,
+        &mut seeded.attempts,
+        &mut seeded.by_endpoint,
+        &mut seeded.by_endpoint_failed,
+    ] {
+        list.reverse();
+    }
+    seeded
+}

@@ -1,0 +1,198 @@
+//! Filtered listings read only what they list: a few wanted items among many others come back
+//! as one full page, in one query and one read-back.
+
+use hookrelay_shared::requests as counted;
+use hookrelay_tests::listings::{self, ENDPOINT, SOURCE, Seeded, TYPE};
+use hookrelay_tests::{Stack, admin_call};
+use serde_json::Value;
+
+use super::COUNTING;
+
+/// Ids on the pages of `path` (which has no `?` of its own beyond filters), following
+/// cursors; every page but the last must be full.
+async fn all_pages(stack: &Stack, path: &str, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut uri = format!("{path}{sep}limit={limit}");
+        if let Some(c) = &cursor {
+            uri.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = admin_call(stack, "GET", &uri, None).await;
+        assert_eq!(status, 200, "{uri}: {page}");
+        let data = page["data"].as_array().unwrap();
+        ids.extend(data.iter().map(|d| d["id"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(data.len(), limit, "{uri}: a page with a cursor is full");
+                cursor = Some(next.to_owned());
+            }
+            None => return ids,
+        }
+    }
+    panic!("{path}: no last page after 100");
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `(filter, path, wanted ids newest first)` for every filter the API offers.
+fn cases(s: &Seeded) -> Vec<(&'static str, String, Vec<String>)> {
+    let base = "/workspaces/default";
+    let event = &s.events[s.events.len() - 42];
+    vec![
+        (
+            "events by source",
+            format!("{base}/events?source_id={SOURCE}"),
+            s.by_source.clone(),
+        ),
+        (
+            "events by type",
+            format!("{base}/events?event_type={TYPE}"),
+            s.by_type.clone(),
+        ),
+        (
+            "events by source and type",
+            format!("{base}/events?source_id={SOURCE}&event_type={TYPE}"),
+            s.by_source_and_type.clone(),
+        ),
+        (
+            "attempts by endpoint",
+            format!("{base}/attempts?endpoint_id={ENDPOINT}"),
+            s.by_endpoint.clone(),
+        ),
+        (
+            "attempts by endpoint and status",
+            format!("{base}/attempts?endpoint_id={ENDPOINT}&status=FAILED"),
+            s.by_endpoint_failed.clone(),
+        ),
+        (
+            "attempts by event",
+            format!("{base}/attempts?event_id={event}"),
+            s.by_event[event].clone(),
+        ),
+        (
+            "attempts by event and endpoint",
+            format!("{base}/attempts?event_id={event}&endpoint_id={ENDPOINT}"),
+            s.by_event[event].clone(),
+        ),
+    ]
+}
+
+/// 123 events and attempts, of which 3 to 6 match each filter, spread from newest to oldest:
+/// one page holds them all, with no cursor, for one `Query` and at most one `BatchGetItem`.
+#[tokio::test]
+async fn a_filtered_listing_is_one_full_page_in_two_requests() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let seeded = listings::seed(&stack, 123).await;
+    assert_eq!(seeded.by_source_and_type.len(), 3);
+    for (what, path, wanted) in cases(&seeded) {
+        assert!(!wanted.is_empty(), "{what}");
+        let before = counted::snapshot();
+        let (status, page) = admin_call(&stack, "GET", &path, None).await;
+        let sent = counted::since(&before);
+        assert_eq!(status, 200, "{what}: {page}");
+        assert_eq!(ids(&page), wanted, "{what}: all of them, newest first");
+        assert!(page["next"].is_null(), "{what}: nothing follows: {page}");
+        let count = |op: &str| sent.get(&("DynamoDB".to_owned(), op.to_owned())).copied();
+        assert_eq!(count("Query"), Some(1), "{what}: {sent:?}");
+        assert!(count("BatchGetItem").unwrap_or(0) <= 1, "{what}: {sent:?}");
+    }
+}
+
+/// Pages of two follow each other without repeating or skipping, newest first, and the last
+/// one carries no cursor.
+#[tokio::test]
+async fn filtered_pages_list_each_item_once_newest_first() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let seeded = listings::seed(&stack, 123).await;
+    for (what, path, wanted) in cases(&seeded) {
+        assert_eq!(all_pages(&stack, &path, 2).await, wanted, "{what}");
+    }
+    let everything = all_pages(&stack, "/workspaces/default/events", 50).await;
+    assert_eq!(everything, seeded.events);
+}
+
+/// A cursor is valid only for the listing that gave it: another filter's, or garbage, is
+/// `400 invalid_cursor`.
+#[tokio::test]
+async fn a_cursor_of_another_filter_is_refused() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    listings::seed(&stack, 50).await;
+    let base = "/workspaces/default";
+    let (_, page) = admin_call(
+        &stack,
+        "GET",
+        &format!("{base}/events?source_id={SOURCE}&limit=1"),
+        None,
+    )
+    .await;
+    let cursor = page["next"].as_str().expect("a cursor").to_owned();
+    for other in [
+        format!("{base}/events?event_type={TYPE}&cursor={cursor}"),
+        format!("{base}/events?source_id=src_o1&cursor={cursor}"),
+        format!("{base}/events?cursor={cursor}"),
+        format!("{base}/attempts?endpoint_id={ENDPOINT}&cursor={cursor}"),
+        format!("{base}/events?source_id={SOURCE}&cursor=bm90IGpzb24"),
+    ] {
+        let (status, body) = admin_call(&stack, "GET", &other, None).await;
+        assert_eq!(status, 400, "{other}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_cursor", "{other}: {body}");
+    }
+    let (status, _) = admin_call(
+        &stack,
+        "GET",
+        &format!("{base}/events?source_id={SOURCE}&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+/// Items written before the filter indexes existed lack their keys: they are listed
+/// unfiltered, and by a filter only once rewritten (they expire with the retention instead).
+#[tokio::test]
+async fn items_without_filter_keys_are_listed_unfiltered_only() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let seeded = listings::seed(&stack, 3).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let before_upgrade = &seeded.by_source[0];
+    let (key, _) = stack
+        .store
+        .get_event("default", before_upgrade)
+        .await
+        .unwrap()
+        .unwrap();
+    ddb.update_item()
+        .table_name(&stack.settings.table_name)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key))
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("EVT".into()),
+        )
+        .update_expression("REMOVE link_pk, type_pk")
+        .send()
+        .await
+        .unwrap();
+    let (_, all) = admin_call(&stack, "GET", "/workspaces/default/events", None).await;
+    assert_eq!(ids(&all), seeded.events);
+    let (_, filtered) = admin_call(
+        &stack,
+        "GET",
+        &format!("/workspaces/default/events?source_id={SOURCE}"),
+        None,
+    )
+    .await;
+    assert!(!ids(&filtered).contains(before_upgrade), "{filtered}");
+}
