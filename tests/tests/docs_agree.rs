@@ -861,6 +861,7 @@ fn dead_letter(full: bool) -> DeadLetter {
                 event_key: "EVT#1".into(),
                 event_id: "evt_1".into(),
             }],
+            seq: Some(1),
         });
     }
     DeadLetter {
