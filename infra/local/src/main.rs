@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -130,7 +131,11 @@ async fn main() -> Result<()> {
     let lambda_base = format!("http://127.0.0.1:{}", opts.lambda_port);
 
     let routes = template.http_routes()?;
-    let app = gateway::router(routes, lambda_base.clone());
+    let functions = Arc::new(gateway::LambdaApi {
+        base: lambda_base.clone(),
+        http: reqwest::Client::new(),
+    });
+    let app = gateway::router(routes, functions);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
         .with_context(|| format!("port {} is taken; set HOOKRELAY_PORT", opts.port))?;
