@@ -1,22 +1,46 @@
 //! The template's HTTP API on a real port, served by the handlers in-process: what tools that
-//! speak HTTP (schemathesis) test against. Routing is the local stack's API Gateway rules.
+//! speak HTTP (schemathesis) test against. The router is the local stack's API Gateway, the
+//! same one `make dev` runs; only the invocation differs: the event is turned into a request
+//! by lambda_http, as the function's runtime does, and handed to the handler here.
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
-use axum::routing::any;
-use hookrelay_local::gateway::find;
-use hookrelay_local::template::{HttpRoute, Template};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use futures::future::BoxFuture;
+use hookrelay_local::gateway::{Invoke, InvokeError, router};
+use hookrelay_local::template::Template;
 
 use crate::Stack;
 
 struct Functions {
-    routes: Vec<HttpRoute>,
     ingest: hookrelay_ingest::Context,
     admin: hookrelay_admin::Context,
+}
+
+impl Invoke for Functions {
+    fn invoke<'a>(
+        &'a self,
+        function: &'a str,
+        event: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, InvokeError>> {
+        Box::pin(async move {
+            let text =
+                std::str::from_utf8(&event).map_err(|e| InvokeError::Failed(e.to_string()))?;
+            let req = lambda_http::request::from_str(text)
+                .map_err(|e| InvokeError::Failed(e.to_string()))?;
+            let resp = match function {
+                "ingest" => hookrelay_ingest::handle(&self.ingest, req).await,
+                "admin" => hookrelay_admin::handle(&self.admin, req).await,
+                other => return Err(InvokeError::Unreachable(format!("no function {other}"))),
+            };
+            let (parts, body) = resp.into_parts();
+            let mut answer = ApiGatewayV2httpResponse::default();
+            answer.status_code = i64::from(parts.status.as_u16());
+            answer.headers = parts.headers;
+            answer.body = Some(lambda_http::Body::Text(body));
+            serde_json::to_vec(&answer).map_err(|e| InvokeError::Failed(e.to_string()))
+        })
+    }
 }
 
 /// Serves the stack's API on 127.0.0.1; answers its base URL. The server lives as long as
@@ -26,11 +50,10 @@ pub async fn serve(stack: &Stack) -> String {
         .and_then(|t| t.http_routes())
         .expect("template routes");
     let functions = Arc::new(Functions {
-        routes,
         ingest: stack.ingest(),
         admin: stack.admin(),
     });
-    let app = Router::new().fallback(any(dispatch)).with_state(functions);
+    let app = router(routes, functions);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -39,35 +62,4 @@ pub async fn serve(stack: &Stack) -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}")
-}
-
-async fn dispatch(
-    State(f): State<Arc<Functions>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response<Body> {
-    let Some(route) = find(&f.routes, &method, uri.path()) else {
-        let mut r = Response::new(Body::from(r#"{"message":"Not Found"}"#));
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return r;
-    };
-    let mut req = http::Request::builder().method(method).uri(uri);
-    for (k, v) in &headers {
-        req = req.header(k, v);
-    }
-    let body = if body.is_empty() {
-        lambda_http::Body::Empty
-    } else {
-        lambda_http::Body::Binary(body.to_vec())
-    };
-    let req = req.body(body).expect("request");
-    let resp = match route.binary.as_str() {
-        "ingest" => hookrelay_ingest::handle(&f.ingest, req).await,
-        "admin" => hookrelay_admin::handle(&f.admin, req).await,
-        other => panic!("no HTTP function {other}"),
-    };
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, Body::from(body))
 }

@@ -1,3 +1,4 @@
+use base64::Engine as _;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::publish;
 use hookrelay_shared::store::{AttemptFilter, EventFilter};
@@ -9,7 +10,9 @@ use serde_json::value::RawValue;
 
 use crate::{Context, queue_error, request, store_error};
 
-/// An event as the API shows it: the payload inline as JSON, exactly as received.
+/// An event as the API shows it. The payload is the stored body: inline as JSON when it is
+/// JSON, else as a string, UTF-8 text as it is and any other bytes in base64;
+/// `payload_encoding` says which, so every body reads back byte for byte.
 #[derive(Serialize)]
 pub struct EventView<'a> {
     id: &'a str,
@@ -20,10 +23,36 @@ pub struct EventView<'a> {
     received_at: Timestamp,
     endpoint_ids: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
+    content_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_encoding: Option<&'static str>,
+}
+
+/// The payload as JSON and how it is encoded: `json`, `text` or `base64`.
+fn payload_of(bytes: &[u8]) -> Option<(Box<RawValue>, &'static str)> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        return Some((
+            RawValue::from_string(serde_json::to_string(&b64).ok()?).ok()?,
+            "base64",
+        ));
+    };
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+        return Some((RawValue::from_string(text.to_owned()).ok()?, "json"));
+    }
+    Some((
+        RawValue::from_string(serde_json::to_string(text).ok()?).ok()?,
+        "text",
+    ))
 }
 
 pub fn view(e: &Event, with_payload: bool) -> EventView<'_> {
+    let (payload, payload_encoding) = match with_payload.then(|| payload_of(&e.payload)).flatten() {
+        Some((p, enc)) => (Some(p), Some(enc)),
+        None => (None, None),
+    };
     EventView {
         id: &e.id,
         workspace: &e.workspace,
@@ -32,11 +61,9 @@ pub fn view(e: &Event, with_payload: bool) -> EventView<'_> {
         idempotency_key: &e.idempotency_key,
         received_at: e.received_at,
         endpoint_ids: &e.endpoint_ids,
-        // Payloads were validated as JSON on the way in.
-        payload: with_payload
-            .then(|| std::str::from_utf8(&e.payload).ok())
-            .flatten()
-            .and_then(|s| RawValue::from_string(s.to_owned()).ok()),
+        content_type: e.content_type.as_deref(),
+        payload,
+        payload_encoding,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use hookrelay_shared::api::{self, ApiError};
@@ -70,7 +71,9 @@ pub async fn accept(
             "this source is disabled",
         ));
     }
-    let is_json = content_is_json(headers);
+    // A raw source takes any body: one that claims to be JSON and is not is kept as bytes.
+    let is_json = content_is_json(headers)
+        && !(source.accept_raw && serde_json::from_slice::<IgnoredAny>(body).is_err());
     if !is_json && !source.accept_raw {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -159,6 +162,15 @@ pub fn identify(
     // What the event type and delivery id are read from: the decrypted body when there is
     // one; the stored body is always the one received.
     let readable = verified.plaintext.as_deref().unwrap_or(body);
+    if is_json && let Err(e) = std::str::from_utf8(readable) {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            format!(
+                "the body is not valid JSON: it is not UTF-8 (byte {} is not)",
+                e.valid_up_to()
+            ),
+        ));
+    }
     let tree: Option<Value> = if is_json
         && (provider::reads_body(&source.verification) || source.event_type_pointer.is_some())
     {
@@ -235,15 +247,14 @@ pub fn build_event(
         received_at: now,
         payload: body.to_vec(),
         endpoint_ids: targets,
-        content_type: (!is_json)
-            .then(|| {
-                headers
-                    .get(header::CONTENT_TYPE)?
-                    .to_str()
-                    .ok()
-                    .map(str::to_owned)
-            })
-            .flatten(),
+        // A body without a Content-Type is delivered as bytes, never claimed to be JSON.
+        content_type: (!is_json).then(|| {
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_owned()
+        }),
     }
 }
 

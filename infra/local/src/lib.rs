@@ -3,6 +3,7 @@
 //! mapping that feeds a queue to a delivery handler.
 
 pub mod esm;
+pub mod function_env;
 pub mod gateway;
 pub mod moto;
 pub mod proc_cpu;

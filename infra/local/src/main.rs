@@ -2,9 +2,9 @@
 //! SQS, `cargo lambda watch` runs the functions, and this process plays API Gateway, the SQS
 //! event source mapping and the EventBridge schedule, all read from `template.yaml`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -101,22 +101,12 @@ async fn main() -> Result<()> {
         .ensure_workspace(hookrelay_shared::DEFAULT_WORKSPACE)
         .await?;
 
-    let mut env = BTreeMap::new();
-    for f in template.of_type("AWS::Serverless::Function")? {
-        env.extend(template.function_environment(&f, &prov.bindings)?);
-    }
-    env.insert("AWS_ENDPOINT_URL".into(), moto.endpoint.clone());
-    env.insert("AWS_REGION".into(), "us-east-1".into());
-    env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
-    env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
-    env.insert("CACHE_TTL_SECONDS".into(), "2".into());
-    // The local stack delivers to the developer's own machine.
-    env.insert(
-        "DELIVERY_ALLOW_NETWORKS".into(),
-        "127.0.0.1/32,::1/128".into(),
-    );
-    env.entry("RUST_LOG".into())
-        .or_insert_with(|| "info".into());
+    let env = hookrelay_local::function_env::function_environment(
+        &template,
+        &prov.bindings,
+        &moto.endpoint,
+        |name| std::env::var(name).ok(),
+    )?;
     let env_file = root.join(".local/functions.env");
     std::fs::create_dir_all(root.join(".local"))?;
     std::fs::write(
@@ -130,7 +120,11 @@ async fn main() -> Result<()> {
     let lambda_base = format!("http://127.0.0.1:{}", opts.lambda_port);
 
     let routes = template.http_routes()?;
-    let app = gateway::router(routes, lambda_base.clone());
+    let functions = Arc::new(gateway::LambdaApi {
+        base: lambda_base.clone(),
+        http: reqwest::Client::new(),
+    });
+    let app = gateway::router(routes, functions);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
         .with_context(|| format!("port {} is taken; set HOOKRELAY_PORT", opts.port))?;

@@ -319,6 +319,19 @@ impl Template {
         b: &Bindings,
     ) -> Result<BTreeMap<String, String>> {
         let mut env = BTreeMap::new();
+        for vars in self.environment_variables(function)? {
+            let resolved = self.resolve(vars, b)?;
+            for (k, v) in resolved.as_mapping().into_iter().flatten() {
+                if let (Some(k), Some(v)) = (k.as_str(), scalar(v)) {
+                    env.insert(k.to_owned(), v);
+                }
+            }
+        }
+        Ok(env)
+    }
+
+    /// `Globals` then the function's own `Environment.Variables`, unresolved.
+    pub fn environment_variables(&self, function: &str) -> Result<Vec<&Value>> {
         let global = self
             .root
             .get("Globals")
@@ -330,15 +343,7 @@ impl Template {
             .get("Properties")
             .and_then(|p| p.get("Environment"))
             .and_then(|e| e.get("Variables"));
-        for vars in [global, own].into_iter().flatten() {
-            let resolved = self.resolve(vars, b)?;
-            for (k, v) in resolved.as_mapping().into_iter().flatten() {
-                if let (Some(k), Some(v)) = (k.as_str(), scalar(v)) {
-                    env.insert(k.to_owned(), v);
-                }
-            }
-        }
-        Ok(env)
+        Ok([global, own].into_iter().flatten().collect())
     }
 }
 
