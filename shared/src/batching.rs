@@ -224,6 +224,8 @@ pub fn batch_task(ws: &str, endpoint_id: &str, state: &BatchState) -> Option<Del
             events: state.members.clone(),
             seq: Some(state.seq),
         }),
+        attempts: 0,
+        not_before: None,
     })
 }
 

@@ -49,6 +49,11 @@ pub struct Settings {
     /// Events still marked pending this long after they were accepted are re-enqueued by
     /// the sweeper.
     pub reconcile_after: Duration,
+    /// After this many failures in a row an endpoint's circuit opens: its tasks are parked
+    /// (re-queued with a delay, not sent) and one probe at a time tests it. 0 turns it off.
+    pub circuit_breaker_after: u32,
+    /// The first wait between probes of an open circuit; it doubles up to 15 minutes.
+    pub circuit_probe_interval: Duration,
 }
 
 impl Settings {
@@ -99,6 +104,10 @@ impl Settings {
                 300,
                 "seconds",
             )?),
+            circuit_breaker_after: parsed("CIRCUIT_BREAKER_AFTER", 5, "a number of failures")?,
+            circuit_probe_interval: Duration::from_secs(
+                parsed("CIRCUIT_PROBE_SECONDS", 30, "seconds")?.clamp(1, 900),
+            ),
         })
     }
 
@@ -121,6 +130,8 @@ impl Settings {
             delivery_allow_networks: String::new(),
             secret_grace: Duration::from_secs(86_400),
             reconcile_after: Duration::from_secs(300),
+            circuit_breaker_after: 5,
+            circuit_probe_interval: Duration::from_secs(30),
         }
     }
 

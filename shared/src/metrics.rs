@@ -19,6 +19,7 @@ pub const DELIVERIES_SUCCEEDED: &str = "DeliveriesSucceeded";
 pub const DELIVERIES_FAILED: &str = "DeliveriesFailed";
 pub const DELIVERIES_EXHAUSTED: &str = "DeliveriesExhausted";
 pub const DELIVERIES_DENIED: &str = "DeliveriesDenied";
+pub const DELIVERIES_PARKED: &str = "DeliveriesParked";
 pub const DELIVERY_LATENCY: &str = "DeliveryLatency";
 pub const ATTEMPTS_PER_SUCCESS: &str = "AttemptsPerSuccess";
 pub const ENDPOINTS_DEACTIVATED: &str = "EndpointsDeactivated";
@@ -48,6 +49,7 @@ pub const ALL: &[(&str, Unit)] = &[
     (DELIVERIES_FAILED, Unit::Count),
     (DELIVERIES_EXHAUSTED, Unit::Count),
     (DELIVERIES_DENIED, Unit::Count),
+    (DELIVERIES_PARKED, Unit::Count),
     (DELIVERY_LATENCY, Unit::Milliseconds),
     (ATTEMPTS_PER_SUCCESS, Unit::Count),
     (ENDPOINTS_DEACTIVATED, Unit::Count),

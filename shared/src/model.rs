@@ -293,6 +293,10 @@ pub struct Endpoint {
     /// When the current streak of failures began; cleared by a success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Timestamp>,
+    /// While its circuit is open (`consecutive_failures` at the breaker's threshold): when
+    /// the next probe may go. Tasks meanwhile wait on the queue, not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_at: Option<Timestamp>,
     /// When the endpoint was last turned back on: counts as activity for the sweeper.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled_at: Option<Timestamp>,
@@ -440,6 +444,7 @@ impl Endpoint {
             disabled_reason: None,
             disabled_at: None,
             failing_since: None,
+            probe_at: None,
             enabled_at: None,
             deactivation_warned_at: None,
         }
@@ -588,6 +593,10 @@ pub mod attempt_error {
         ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND",
         /// The task came back after its last attempt; nothing was sent.
         EXHAUSTED = "EXHAUSTED",
+        /// SQS was about to move the task to the dead-letter queue on its own (its receives
+        /// reached the queue's `maxReceiveCount`, e.g. invocations that kept crashing): it
+        /// was dead-lettered with a letter instead; nothing was sent.
+        RECEIVE_LIMIT = "RECEIVE_LIMIT",
     }
 }
 
@@ -630,6 +639,18 @@ pub struct DeliveryTask {
     /// as one JSON array and retried as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<TaskBatch>,
+    /// Attempts made so far, counted by hookrelay: a receive that sends nothing (the event
+    /// not stored yet, a postponement, a crash, a parked task) is not an attempt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// Not to be attempted before this time: a wait longer than SQS's longest delay (15 min)
+    /// is re-queued in hops until it has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -673,6 +694,8 @@ impl DeliveryTask {
             endpoint_id: endpoint_id.to_owned(),
             manual: false,
             batch: None,
+            attempts: 0,
+            not_before: None,
         }
     }
 }

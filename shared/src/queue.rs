@@ -173,6 +173,52 @@ impl Queue {
         Ok(join_all(calls).await.into_iter().flatten().collect())
     }
 
+    /// Sends each task as a new message delayed by its duration (at most SQS's 900 s).
+    /// Answers the indexes of the tasks SQS did not take.
+    pub async fn send_tasks_delayed(
+        &self,
+        tasks: &[(DeliveryTask, Duration)],
+    ) -> Result<Vec<usize>, QueueError> {
+        let mut calls = Vec::new();
+        for (c, chunk) in tasks.chunks(SQS_BATCH).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (t, delay))| {
+                    Ok(SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(t)?)
+                        .delay_seconds(delay.as_secs().min(900) as i32)
+                        .build()?)
+                })
+                .collect::<Result<Vec<_>, QueueError>>()?;
+            let base = c * SQS_BATCH;
+            let len = chunk.len();
+            calls.push(async move {
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await;
+                match out {
+                    Ok(out) => out
+                        .failed
+                        .iter()
+                        .filter_map(|f| f.id.parse::<usize>().ok())
+                        .map(|i| base + i)
+                        .collect::<Vec<_>>(),
+                    Err(e) => {
+                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SendMessageBatch failed");
+                        (base..base + len).collect()
+                    }
+                }
+            });
+        }
+        Ok(join_all(calls).await.into_iter().flatten().collect())
+    }
+
     /// Sets each message's visibility timeout: the retry timer. Answers receipt handles SQS
     /// refused (their message reappears after the queue's default timeout instead).
     pub async fn delay(&self, messages: &[(String, Duration)]) -> Result<Vec<String>, QueueError> {

@@ -614,6 +614,10 @@ fn every_enum_matches_its_type() {
             api_error_codes(&sources()),
         ),
         (format!("{s}/ConfigChange/properties/kind"), config_kinds),
+        (
+            format!("{s}/Event/properties/payload_encoding"),
+            set(hookrelay_admin::views::PAYLOAD_ENCODINGS.iter()),
+        ),
     ];
     for (pointer, truth) in &checks {
         assert_same(
@@ -769,6 +773,7 @@ fn full_endpoint() -> Endpoint {
     e.disabled_reason = Some(disabled_reason::MANUAL.into());
     e.disabled_at = Some(t());
     e.failing_since = Some(t());
+    e.probe_at = Some(t());
     e.enabled_at = Some(t());
     e.deactivation_warned_at = Some(t());
     e
@@ -855,6 +860,8 @@ fn dead_letter(full: bool) -> DeadLetter {
     let mut task = DeliveryTask::new(&event, "EVT#1", "ep_1");
     if full {
         task.manual = true;
+        task.attempts = 3;
+        task.not_before = Some(Timestamp::now());
         task.batch = Some(TaskBatch {
             id: "bat_1".into(),
             events: vec![EventRef {
@@ -981,6 +988,10 @@ fn resource_fields_match_the_schemas() {
     let full_src = full_source();
     let min_src = Source::new("default", "plain");
     let full_event = sample_event(r#"{"id": 1}"#);
+    let min_event = Event {
+        content_type: None,
+        ..sample_event("{}")
+    };
     let key = api_key();
     let samples: Vec<(&str, Value, bool)> = vec![
         ("Workspace", json_of(workspace(full_settings())), true),
@@ -998,7 +1009,7 @@ fn resource_fields_match_the_schemas() {
             false,
         ),
         ("Event", json_of(views::event(&full_event, true)), true),
-        ("Event", json_of(views::event(&full_event, false)), false),
+        ("Event", json_of(views::event(&min_event, false)), false),
         ("Attempt", json_of(attempt(true)), true),
         ("Attempt", json_of(attempt(false)), false),
         ("DeadLetter", json_of(dead_letter(true)), true),

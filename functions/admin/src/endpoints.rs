@@ -255,6 +255,7 @@ async fn ping(ctx: &Context, endpoint: &Endpoint) -> Result<Attempt, ApiError> {
             ..DeliveryTask::new(&event, "", &endpoint.id)
         },
         attempt: 1,
+        receive_count: 1,
         sent_at: None,
         trace_id: None,
         deadline: None,

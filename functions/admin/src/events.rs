@@ -30,6 +30,9 @@ pub struct EventView<'a> {
     payload_encoding: Option<&'static str>,
 }
 
+/// Every `payload_encoding` an event view may carry.
+pub const PAYLOAD_ENCODINGS: &[&str] = &["json", "text", "base64"];
+
 /// The payload as JSON and how it is encoded: `json`, `text` or `base64`.
 fn payload_of(bytes: &[u8]) -> Option<(Box<RawValue>, &'static str)> {
     let Ok(text) = std::str::from_utf8(bytes) else {

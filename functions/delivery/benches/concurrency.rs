@@ -37,6 +37,7 @@ fn batch(url: &str) -> (Vec<Received>, Events, Endpoints) {
             receipt_handle: String::new(),
             task: DeliveryTask::new(&event, &key, &endpoint.id),
             attempt: 1,
+            receive_count: 1,
             sent_at: None,
             trace_id: None,
             deadline: None,

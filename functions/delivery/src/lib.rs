@@ -2,6 +2,7 @@
 //! requests; failures are retried by SQS itself through each message's visibility timeout.
 
 mod batches;
+pub mod circuit;
 pub mod guard;
 pub mod lark;
 mod outcome;
@@ -81,8 +82,10 @@ pub struct Received {
     pub message_id: String,
     pub receipt_handle: String,
     pub task: DeliveryTask,
-    /// SQS's receive count: the attempt number.
+    /// The attempt this receive would be: the task's attempts so far, plus one.
     pub attempt: u32,
+    /// SQS's receive count: only a guard against the queue's `maxReceiveCount`.
+    pub receive_count: u32,
     pub sent_at: Option<Timestamp>,
     /// The invocation's X-Ray trace, passed on to the endpoint as `X-Amzn-Trace-Id`.
     pub trace_id: Option<String>,
@@ -90,8 +93,25 @@ pub struct Received {
     pub deadline: Option<std::time::Instant>,
 }
 
+/// A task, or a dead letter moved back as it is (SQS's own DLQ redrive): its task, with
+/// attempts counted afresh, as the admin API's redrive does.
+fn parse_body(body: &str) -> Result<DeliveryTask, serde_json::Error> {
+    match serde_json::from_str::<DeliveryTask>(body) {
+        Ok(task) => Ok(task),
+        Err(e) => match serde_json::from_str::<hookrelay_shared::DeadLetter>(body) {
+            Ok(letter) => Ok(DeliveryTask {
+                attempts: 0,
+                not_before: None,
+                manual: false,
+                ..letter.task
+            }),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 fn parse_task(msg: &SqsMessage, message_id: String, body: &str) -> Option<Received> {
-    let task: DeliveryTask = match serde_json::from_str(body) {
+    let task: DeliveryTask = match parse_body(body) {
         Ok(t) => t,
         Err(e) => {
             // It can never succeed: drop it rather than let it cycle to the DLQ.
@@ -99,12 +119,13 @@ fn parse_task(msg: &SqsMessage, message_id: String, body: &str) -> Option<Receiv
             return None;
         }
     };
-    let attempt = msg
+    let receive_count = msg
         .attributes
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse().ok())
         .unwrap_or(1u32)
         .max(1);
+    let attempt = task.attempts.saturating_add(1);
     let sent_at = msg
         .attributes
         .get("SentTimestamp")
@@ -115,6 +136,7 @@ fn parse_task(msg: &SqsMessage, message_id: String, body: &str) -> Option<Receiv
         receipt_handle: msg.receipt_handle.clone().unwrap_or_default(),
         task,
         attempt,
+        receive_count,
         sent_at,
         trace_id: None,
         deadline: None,
@@ -142,8 +164,12 @@ pub async fn deliver_all(
                     .is_some_and(|at| Timestamp::now().since(at) < STORE_GRACE);
             let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
             async move {
-                let outcome = if not_stored_yet {
+                let outcome = if r.receive_count >= DELIVERIES_MAX_RECEIVE_COUNT {
+                    send::receive_limit(&r, endpoint)
+                } else if not_stored_yet {
                     Outcome::NotStoredYet
+                } else if let Some(wait) = circuit::parked(ctx, &r, endpoint).await {
+                    Outcome::Parked(wait)
                 } else {
                     batches::wait_turn(ctx, &r.task, r.deadline).await;
                     let outcome = send::deliver(ctx, &r, &found, endpoint).await;
@@ -174,6 +200,14 @@ fn task_event_refs(
         None => Box::new(std::iter::once((&task.event_key, &task.event_id))),
     }
 }
+
+/// A task due this close to now is attempted rather than re-queued once more.
+const HOP_SLACK: Duration = Duration::from_secs(1);
+
+/// The deliveries queue's `maxReceiveCount` (the template's redrive policy; a test keeps
+/// the two equal): on this receive a task that does not end is dead-lettered by the function
+/// itself, with its letter, instead of being moved bare by SQS on the next one.
+pub const DELIVERIES_MAX_RECEIVE_COUNT: u32 = 25;
 
 /// Tasks are queued before their event is stored: a task this young whose event is not
 /// there yet waits for it instead of ending.
@@ -254,6 +288,29 @@ pub async fn handle_traced(
         }
     }
     let mut response = SqsBatchResponse::default();
+    // A long wait goes on in hops of at most SQS's longest delay, none of them an attempt.
+    let now = Timestamp::now();
+    let (hops, received): (Vec<Received>, Vec<Received>) = received.into_iter().partition(|r| {
+        r.task
+            .not_before
+            .is_some_and(|at| at.since(now) > HOP_SLACK)
+    });
+    if !hops.is_empty() {
+        let requeue = hops
+            .into_iter()
+            .map(|r| {
+                let wait = r.task.not_before.map_or(Duration::ZERO, |at| at.since(now));
+                let task = r.task.clone();
+                (r, task, wait.min(outcome::MAX_DELAY))
+            })
+            .collect();
+        let delays = outcome::requeue_tasks(ctx, requeue, &mut response).await;
+        if !delays.is_empty()
+            && let Err(e) = ctx.queue.delay(&delays).await
+        {
+            tracing::warn!(error = %error_chain(&e), "visibility not changed; default timeout applies");
+        }
+    }
     if received.is_empty() && timers.is_empty() {
         return response;
     }

@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use hookrelay_shared::{Attempt, DeadLetter, Endpoint, Event, Timestamp};
+use hookrelay_shared::model::attempt_error;
+use hookrelay_shared::{Attempt, DeadLetter, DeliveryTask, Endpoint, Event, Timestamp};
 
 use crate::{Context, Received, SUCCESS_WRITE_INTERVAL};
 use hookrelay_shared::metrics::{self as m, Metrics};
@@ -33,7 +34,13 @@ pub enum Outcome {
     /// Not attempted: the task was queued moments ago and its event is not stored yet. The
     /// message comes back shortly.
     NotStoredYet,
+    /// Not attempted: the endpoint's circuit is open and another task is its probe. The task
+    /// is queued again after this long.
+    Parked(Duration),
 }
+
+/// SQS's longest message delay: a longer wait is re-queued in hops.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
 /// How long a task whose event is not stored yet waits before it is read again.
 const NOT_STORED_DELAY: Duration = Duration::from_secs(5);
@@ -47,7 +54,9 @@ impl Outcome {
             | Outcome::Gone(a)
             | Outcome::Canceled(a)
             | Outcome::Denied(a) => Some(a),
-            Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet => None,
+            Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet | Outcome::Parked(_) => {
+                None
+            }
         }
     }
 }
@@ -80,6 +89,7 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
             );
         }
         Outcome::Denied(_) => metrics.add(m::DELIVERIES_DENIED, 1.0),
+        Outcome::Parked(_) => metrics.add(m::DELIVERIES_PARKED, 1.0),
         Outcome::Canceled(_) | Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet => {}
     }
 }
@@ -98,6 +108,7 @@ pub(crate) async fn settle(
     }
     metrics.flush();
     let mut delays = Vec::new();
+    let mut requeue: Vec<(Received, DeliveryTask, Duration)> = Vec::new();
     let mut ops_out: Vec<OpsEvent> = Vec::new();
     let mut succeeded = HashSet::new();
     let mut failures: HashMap<(String, String), u32> = HashMap::new();
@@ -113,14 +124,31 @@ pub(crate) async fn settle(
             Outcome::Delivered(_) => {
                 succeeded.insert(key);
             }
-            Outcome::Retry { delay, .. } => {
-                delays.push((r.receipt_handle.clone(), delay));
-                response.add_failure(r.message_id.clone());
+            Outcome::Retry { attempt, delay } => {
+                // The next attempt is a new message, delayed: waiting holds no in-flight slot,
+                // and the task carries its own attempt count.
+                let mut next = r.task.clone();
+                next.attempts = attempt.attempt_number;
+                next.manual = false;
+                next.not_before = (delay > MAX_DELAY).then(|| now.plus(delay));
+                requeue.push((r, next, delay.min(MAX_DELAY)));
+                continue;
+            }
+            Outcome::Parked(wait) => {
+                let task = r.task.clone();
+                requeue.push((r, task, wait.min(MAX_DELAY)));
+                continue;
             }
             Outcome::Exhausted(attempt) => {
+                let reason = if attempt.error_code.as_deref() == Some(attempt_error::RECEIVE_LIMIT)
+                {
+                    "receive_limit"
+                } else {
+                    "exhausted"
+                };
                 let letter = DeadLetter {
                     task: r.task.clone(),
-                    reason: "exhausted".to_owned(),
+                    reason: reason.to_owned(),
                     attempts: attempt.attempt_number,
                     last_status: attempt.response.as_ref().and_then(|x| x.status),
                     last_error_code: attempt.error_code.clone(),
@@ -175,6 +203,9 @@ pub(crate) async fn settle(
         }
     }
 
+    if !requeue.is_empty() {
+        delays.extend(requeue_tasks(ctx, requeue, response).await);
+    }
     if !delays.is_empty() {
         match ctx.queue.delay(&delays).await {
             Ok(refused) if !refused.is_empty() => {
@@ -242,4 +273,34 @@ pub(crate) async fn settle(
             }
         });
     futures::future::join_all(success_writes).await;
+}
+
+/// Queues each task again as a new message with its delay; the received message is then
+/// done. A task SQS does not take keeps its message, which comes back after the delay (capped
+/// at the longest visibility timeout), as before: nothing is lost, at the price of an
+/// in-flight slot while it waits. Answers those visibility changes.
+pub(crate) async fn requeue_tasks(
+    ctx: &Context,
+    requeue: Vec<(Received, DeliveryTask, Duration)>,
+    response: &mut SqsBatchResponse,
+) -> Vec<(String, Duration)> {
+    let sends: Vec<(DeliveryTask, Duration)> = requeue
+        .iter()
+        .map(|(_, task, delay)| (task.clone(), *delay))
+        .collect();
+    let unsent: HashSet<usize> = match ctx.queue.send_tasks_delayed(&sends).await {
+        Ok(unsent) => unsent.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "tasks not queued again; their messages wait instead");
+            (0..sends.len()).collect()
+        }
+    };
+    let mut delays = Vec::new();
+    for (i, (r, _, delay)) in requeue.into_iter().enumerate() {
+        if unsent.contains(&i) {
+            delays.push((r.receipt_handle.clone(), delay));
+            response.add_failure(r.message_id);
+        }
+    }
+    delays
 }

@@ -31,7 +31,38 @@ pub async fn deliver(
         return Outcome::Dropped;
     }
     let now = Timestamp::now();
-    let mut attempt = Attempt {
+    let mut attempt = new_attempt(r, endpoint, now);
+    let endpoint = match endpoint {
+        None => {
+            attempt.error_code = Some(attempt_error::ENDPOINT_NOT_FOUND.to_owned());
+            return Outcome::Canceled(attempt);
+        }
+        Some(ep) if !ep.enabled => {
+            attempt.error_code = Some(attempt_error::ENDPOINT_DISABLED.to_owned());
+            return Outcome::Canceled(attempt);
+        }
+        Some(ep) => ep,
+    };
+    deliver_enabled(ctx, r, events, endpoint, attempt, now).await
+}
+
+/// The task reached the queue's receive limit without an attempt that ended it: SQS would
+/// move it to the dead-letter queue on the next receive, bare. It is dead-lettered now, with
+/// its letter, an attempt saying why and `attempt.exhausted`; nothing is sent.
+pub fn receive_limit(r: &Received, endpoint: Option<&Endpoint>) -> Outcome {
+    let mut attempt = new_attempt(r, endpoint, Timestamp::now());
+    attempt.status = AttemptStatus::Failed;
+    attempt.exhausted = true;
+    attempt.error_code = Some(attempt_error::RECEIVE_LIMIT.to_owned());
+    attempt.error_message = Some(format!(
+        "received {} times without an attempt that ended the task",
+        r.receive_count
+    ));
+    Outcome::Exhausted(attempt)
+}
+
+fn new_attempt(r: &Received, endpoint: Option<&Endpoint>, now: Timestamp) -> Attempt {
+    Attempt {
         id: ids::new_id(ids::ATTEMPT),
         workspace: r.task.workspace.clone(),
         event_id: r.task.event_id.clone(),
@@ -61,18 +92,17 @@ pub async fn deliver(
             headers: BTreeMap::new(),
         },
         response: None,
-    };
-    let endpoint = match endpoint {
-        None => {
-            attempt.error_code = Some(attempt_error::ENDPOINT_NOT_FOUND.to_owned());
-            return Outcome::Canceled(attempt);
-        }
-        Some(ep) if !ep.enabled => {
-            attempt.error_code = Some(attempt_error::ENDPOINT_DISABLED.to_owned());
-            return Outcome::Canceled(attempt);
-        }
-        Some(ep) => ep,
-    };
+    }
+}
+
+async fn deliver_enabled(
+    ctx: &Context,
+    r: &Received,
+    events: &[&Event],
+    endpoint: &Endpoint,
+    mut attempt: Attempt,
+    now: Timestamp,
+) -> Outcome {
     attempt.status = AttemptStatus::Failed;
 
     let policy = endpoint_policy(ctx, endpoint);

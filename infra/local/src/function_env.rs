@@ -15,6 +15,8 @@ pub const UNSET_BY_TEMPLATE: &[&str] = &[
     "DELIVERY_TIMEOUT_SECONDS",
     "CACHE_TTL_SECONDS",
     "RECONCILE_AFTER_SECONDS",
+    "CIRCUIT_BREAKER_AFTER",
+    "CIRCUIT_PROBE_SECONDS",
 ];
 
 /// The local stack's own values: a short cache, so a change made through the API shows at

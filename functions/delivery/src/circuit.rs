@@ -1,0 +1,78 @@
+//! A circuit breaker per endpoint. After `CIRCUIT_BREAKER_AFTER` failures in a row an
+//! endpoint's circuit is open: its tasks are parked (re-queued with a delay, no request, no
+//! attempt, no in-flight slot held) and one task at a time goes as a probe, claimed with a
+//! conditional write so concurrent invocations never send two. The first success closes it
+//! (the failure streak resets); each failed probe doubles the wait before the next, up to
+//! 15 minutes. A dead endpoint so costs one request per probe interval, and the healthy
+//! endpoints sharing its batches are never held up by it.
+
+use std::time::Duration;
+
+use hookrelay_shared::telemetry::error_chain;
+use hookrelay_shared::{Endpoint, Timestamp};
+
+use crate::{Context, Received};
+
+/// The longest wait between probes (and SQS's longest delay).
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(900);
+
+/// Whether `endpoint`'s circuit is open.
+pub fn is_open(ctx: &Context, endpoint: &Endpoint) -> bool {
+    let after = ctx.settings.circuit_breaker_after;
+    after > 0 && endpoint.enabled && endpoint.consecutive_failures >= after
+}
+
+/// The wait between probes after `streak` failures in a row: the base interval, doubled for
+/// each failed probe.
+pub fn probe_interval(ctx: &Context, streak: u32) -> Duration {
+    let failed_probes = streak
+        .saturating_sub(ctx.settings.circuit_breaker_after)
+        .min(10);
+    ctx.settings
+        .circuit_probe_interval
+        .saturating_mul(1 << failed_probes)
+        .min(MAX_PROBE_INTERVAL)
+}
+
+/// `None` when the task may be sent (closed circuit, or this task won the probe); else how
+/// long it waits on the queue before it looks again. A manual retry always goes.
+pub async fn parked(ctx: &Context, r: &Received, endpoint: Option<&Endpoint>) -> Option<Duration> {
+    let ep = endpoint?;
+    if r.task.manual || !is_open(ctx, ep) {
+        return None;
+    }
+    let now = Timestamp::now();
+    let interval = probe_interval(ctx, ep.consecutive_failures);
+    let next = now.plus(interval);
+    match ctx
+        .store
+        .claim_probe(
+            &ep.workspace,
+            &ep.id,
+            ctx.settings.circuit_breaker_after,
+            now,
+            next,
+        )
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(endpoint.id = %ep.id, streak = ep.consecutive_failures, "circuit open: probing");
+            None
+        }
+        Ok(false) => {
+            // Another task is the probe, or the circuit closed meanwhile (the task comes back
+            // soon and goes then).
+            let until = ep.probe_at.filter(|at| *at > now).unwrap_or(next);
+            Some(
+                until
+                    .since(now)
+                    .clamp(Duration::from_secs(1), MAX_PROBE_INTERVAL),
+            )
+        }
+        Err(e) => {
+            // Unknown: sending is what the task would do without a breaker.
+            tracing::warn!(endpoint.id = %ep.id, error = %error_chain(&e), "probe not claimed; sending");
+            None
+        }
+    }
+}
