@@ -125,6 +125,18 @@ async fn storage_down_at_delivery_fails_the_batch_without_losing_it() {
     .await;
     assert_eq!(resp.status(), 202);
 
+    // A short visibility timeout, so the failed batch comes back within the test.
+    stack
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&stack.settings.delivery_queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "3",
+        )
+        .send()
+        .await
+        .unwrap();
     let mut settings = stack.settings.clone();
     settings.table_name = "no-such-table".into();
     let broken = hookrelay_delivery::Context::new(&stack.aws, settings).unwrap();
@@ -146,6 +158,22 @@ async fn storage_down_at_delivery_fails_the_batch_without_losing_it() {
     assert!(msgs.is_empty(), "hidden for the queue's visibility timeout");
     let (_, in_flight) = stack.queue_depth(&stack.settings.delivery_queue_url).await;
     assert_eq!(in_flight, 1);
+
+    // Storage is back: the same task is delivered, once, as its first attempt.
+    let r = stack
+        .deliver_once(&stack.delivery(), Duration::from_secs(6))
+        .await
+        .expect("the batch comes back");
+    assert_eq!((r.received, r.deleted), (1, 1));
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 1);
+    let id = got[0].header("webhook-id");
+    let attempts = hookrelay_tests::attempts_of(&stack, &id).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0]["attempt_number"], 1,
+        "a failed read is not an attempt"
+    );
 }
 
 #[tokio::test]
@@ -373,7 +401,7 @@ async fn a_task_that_overtakes_its_event_waits_for_it_in_the_same_invocation() {
 async fn a_task_whose_event_never_arrives_waits_and_is_kept() {
     let stack = Stack::new().await;
     let receiver = Receiver::start().await;
-    queued_before_stored(&stack, &receiver).await;
+    let item = queued_before_stored(&stack, &receiver).await;
 
     // Within the store grace the task is neither delivered nor dropped: it comes back later.
     let r = stack
@@ -384,4 +412,35 @@ async fn a_task_whose_event_never_arrives_waits_and_is_kept() {
     assert!(receiver.deliveries().is_empty());
     let (_, in_flight) = stack.queue_depth(&stack.settings.delivery_queue_url).await;
     assert_eq!(in_flight, 1);
+
+    // It comes back after its short wait, still without its event: it waits again, kept.
+    let r = stack
+        .deliver_once(&stack.delivery(), Duration::from_secs(8))
+        .await
+        .expect("the task comes back");
+    assert_eq!((r.received, r.deleted, r.failed), (1, 0, 1));
+    assert!(receiver.deliveries().is_empty());
+
+    // The store write lands late: the next receive delivers it, as its first attempt.
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
+    dynamo
+        .put_item()
+        .table_name(&stack.settings.table_name)
+        .set_item(Some(item.clone()))
+        .send()
+        .await
+        .unwrap();
+    let r = stack
+        .deliver_once(&stack.delivery(), Duration::from_secs(8))
+        .await
+        .expect("the task comes back");
+    assert_eq!((r.received, r.deleted, r.failed), (1, 1, 0));
+    assert_eq!(receiver.deliveries().len(), 1);
+    let id = item["id"].as_s().unwrap();
+    let attempts = hookrelay_tests::attempts_of(&stack, id).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0]["attempt_number"], 1,
+        "waiting receives are not attempts"
+    );
 }

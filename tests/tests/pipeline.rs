@@ -218,7 +218,7 @@ async fn fans_out_to_each_matching_endpoint() {
 }
 
 #[tokio::test]
-async fn failing_endpoint_is_retried_after_its_visibility_delay() {
+async fn failing_endpoint_is_retried_after_its_delay() {
     let stack = Stack::with_schedule("2,2").await;
     let receiver = Receiver::start().await;
     receiver.script(&[500], 200);
@@ -229,9 +229,14 @@ async fn failing_endpoint_is_retried_after_its_visibility_delay() {
 
     let delivery = stack.delivery();
     let first = stack.deliver_once(&delivery, Duration::ZERO).await.unwrap();
-    assert_eq!((first.received, first.failed, first.deleted), (1, 1, 0));
+    assert_eq!(
+        (first.received, first.failed, first.deleted),
+        (1, 0, 1),
+        "the retry is a new message"
+    );
 
-    // The task is hidden for its backoff, so an immediate poll finds nothing…
+    // The retry is delayed for its backoff, so an immediate poll finds nothing, and it is not
+    // in flight…
     assert!(
         stack
             .deliver_once(&delivery, Duration::ZERO)
@@ -240,7 +245,7 @@ async fn failing_endpoint_is_retried_after_its_visibility_delay() {
     );
     assert_eq!(
         stack.queue_depth(&stack.settings.delivery_queue_url).await,
-        (0, 1)
+        (0, 0)
     );
     let attempts = attempts_of(&stack, &event_id).await;
     assert_eq!(attempts.len(), 1);
@@ -324,7 +329,11 @@ async fn connection_errors_and_timeouts_are_failed_attempts() {
 
     let delivery = stack.delivery();
     let r = stack.deliver_once(&delivery, Duration::ZERO).await.unwrap();
-    assert_eq!(r.failed, 1);
+    assert_eq!(
+        (r.failed, r.deleted),
+        (0, 1),
+        "its retry is a new, delayed message"
+    );
     let attempts = attempts_of(&stack, &event_id).await;
     assert_eq!(attempts[0]["status"], "FAILED");
     assert_eq!(attempts[0]["error_code"], "CONNECTION");
@@ -495,10 +504,15 @@ async fn events_queued_normally_are_not_stranded() {
     let receiver = Receiver::start().await;
     let source = create_source(&stack, json!({"name": "s"})).await;
     create_endpoint(&stack, &receiver.url, &["*"]).await;
-    ingest(&stack, &source, &[], br#"{"event_type":"x"}"#).await;
+    let resp = ingest(&stack, &source, &[], br#"{"event_type":"x"}"#).await;
+    assert_eq!(resp.status(), 202, "{}", resp.body());
     let future = Timestamp::now().plus(Duration::from_secs(3600));
     let report = hookrelay_sweeper::handle(&stack.sweeper(), future)
         .await
         .unwrap();
     assert_eq!(report.pending_found, 0);
+    assert_eq!(report.reenqueued_events, 0);
+    // Its task was queued when it was accepted: delivered once, without the sweeper.
+    stack.drain(&stack.delivery()).await;
+    assert_eq!(receiver.deliveries().len(), 1);
 }
