@@ -320,7 +320,11 @@ async fn a_failed_batch_is_retried_whole_and_dead_lettered_whole() {
         .deliver_once(&delivery, Duration::from_secs(1))
         .await
         .unwrap();
-    assert_eq!(first.failed, 1, "the batch failed as one task");
+    assert_eq!(
+        (first.received, first.failed, first.deleted),
+        (1, 0, 1),
+        "the batch failed as one task: its retry is a new, delayed message"
+    );
     let second = stack
         .deliver_once(&delivery, Duration::from_secs(4))
         .await

@@ -198,7 +198,11 @@ async fn redirects_fail_and_endpoint_settings_apply() {
     let event_id = send_event(&stack, &source, BODY).await;
     let delivery = stack.delivery();
     let first = stack.deliver_once(&delivery, Duration::ZERO).await.unwrap();
-    assert_eq!(first.failed, 1, "a redirect is a failed delivery");
+    assert_eq!(
+        (first.received, first.failed, first.deleted),
+        (1, 0, 1),
+        "a redirect is a failed delivery: its retry is a new, delayed message"
+    );
     // The endpoint's own one-second schedule, not the deployment's ten minutes.
     let second = stack
         .deliver_once(&delivery, Duration::from_secs(4))
