@@ -180,7 +180,7 @@ pub async fn update(
         (false, true) => {
             let recovered = recover(ctx, &mut endpoint, deadline).await?;
             let mut ops = OpsEvent::new(ops_events::ENDPOINT_REACTIVATED, &endpoint, now);
-            ops.counts.recovered_events = Some(recovered);
+            ops.counts.recovered_events = Some(recovered.now);
             ctx.ops.emit(&[ops]).await
         }
         _ => {}
@@ -386,28 +386,23 @@ pub async fn enable(
             .await
             .map_err(store_error)?;
     }
-    let pending = endpoint.recovery.is_some();
     let recovered = recover(ctx, &mut endpoint, deadline).await?;
     if reactivated {
-        tracing::info!(endpoint.id = %endpoint.id, workspace = ws, recovered, "endpoint reactivated");
+        tracing::info!(endpoint.id = %endpoint.id, workspace = ws, recovered = recovered.now, "endpoint reactivated");
         let mut ops = OpsEvent::new(
             ops_events::ENDPOINT_REACTIVATED,
             &endpoint,
             Timestamp::now(),
         );
-        ops.counts.recovered_events = Some(recovered);
+        ops.counts.recovered_events = Some(recovered.now);
         ctx.ops.emit(&[ops]).await;
     }
-    let recovered = endpoint
-        .recovery
-        .as_ref()
-        .map_or(recovered, |r| r.recovered);
     Ok(api::json(
         StatusCode::OK,
         &serde_json::json!({
             "endpoint": endpoint,
             "reactivated": reactivated,
-            "recovered": if pending { recovered } else { 0 },
+            "recovered": recovered.total,
             "complete": endpoint.recovery.is_none(),
         }),
     ))
@@ -429,8 +424,8 @@ fn recover_since(req: &Request) -> Result<Option<Timestamp>, ApiError> {
         .transpose()
 }
 
-/// Events one recovery step reads: small enough that a step ends well inside the time kept
-/// for it, large enough that few steps are needed.
+/// Events one recovery step reads by default: small enough that a step ends well inside the
+/// time kept for it, large enough that few steps are needed.
 pub(crate) const RECOVERY_PAGE: i32 = 100;
 
 /// The time a recovery step may take (a page of events, the attempt reads for each, up to ten
@@ -441,22 +436,30 @@ const RECOVERY_STEP: Duration = Duration::from_secs(4);
 /// Attempt reads in flight at once while a step checks which events were delivered.
 const RECOVERY_READS: usize = 16;
 
+/// Events a recovery queued: in this call, and in all its calls so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Recovered {
+    now: usize,
+    total: usize,
+}
+
 /// Carries the endpoint's pending recovery as far as `deadline` allows, recording progress
-/// after each step and clearing it when done. Answers how many events this call queued.
+/// after each step and clearing it when done.
 async fn recover(
     ctx: &Context,
     endpoint: &mut Endpoint,
     deadline: Deadline,
-) -> Result<usize, ApiError> {
+) -> Result<Recovered, ApiError> {
     let Some(mut plan) = endpoint.recovery.clone() else {
-        return Ok(0);
+        return Ok(Recovered::default());
     };
     let ws = endpoint.workspace.clone();
     let mut queued = 0;
     loop {
         if !deadline.allows(RECOVERY_STEP) {
+            let total = plan.recovered;
             endpoint.recovery = Some(plan);
-            return Ok(queued);
+            return Ok(Recovered { now: queued, total });
         }
         let (events, next) = ctx
             .store
@@ -465,7 +468,7 @@ async fn recover(
                 plan.since,
                 plan.until,
                 plan.cursor.as_deref(),
-                RECOVERY_PAGE,
+                ctx.recovery_page,
             )
             .await
             .map_err(store_error)?;
@@ -539,7 +542,10 @@ async fn recover(
                     .map_err(store_error)?;
                 endpoint.recovery = None;
                 tracing::info!(endpoint.id = %endpoint.id, recovered = plan.recovered, "recovery complete");
-                return Ok(queued);
+                return Ok(Recovered {
+                    now: queued,
+                    total: plan.recovered,
+                });
             }
         }
     }

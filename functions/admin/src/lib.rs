@@ -47,6 +47,8 @@ pub struct Context {
     pub queue: Queue,
     pub settings: Settings,
     pub ops: hookrelay_shared::ops_events::OpsEvents,
+    /// Events a recovery reads per step (and records its progress after).
+    pub recovery_page: i32,
     admin_key: auth::AdminKey,
     /// Key hash → its workspace (or none), for the cache TTL: revocation takes that long.
     key_cache: hookrelay_shared::cache::TtlCache<String, Option<String>>,
@@ -64,6 +66,7 @@ impl Context {
             queue: Queue::connect(aws, &settings),
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "admin"),
             key_cache: hookrelay_shared::cache::TtlCache::new(settings.cache_ttl),
+            recovery_page: endpoints::RECOVERY_PAGE,
             settings,
             admin_key: auth::AdminKey::new(admin_key)?,
         })
