@@ -303,6 +303,37 @@ pub struct Endpoint {
     /// When `endpoint.deactivation_pending` was last emitted for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deactivation_warned_at: Option<Timestamp>,
+    /// A recovery of missed events that a reactivation started and has not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// The events a reactivation with `recover_since` re-enqueues, and how far it got: kept on
+/// the endpoint so that a call cut short by its time limit (or failing) loses nothing, and the
+/// next `enable` carries on where it stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Events received from this time…
+    pub since: Timestamp,
+    /// …until the reactivation: later events were fanned out to the endpoint as usual.
+    pub until: Timestamp,
+    /// Where the next step starts (after the last event examined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Events re-enqueued so far.
+    pub recovered: usize,
+}
+
+impl Recovery {
+    /// A recovery of the events from `since` to `until`, not started.
+    pub fn new(since: Timestamp, until: Timestamp) -> Self {
+        Self {
+            since,
+            until,
+            cursor: None,
+            recovered: 0,
+        }
+    }
 }
 
 /// An endpoint's `disabled_reason` (and the `reason` of `endpoint.deactivated`).
@@ -447,6 +478,7 @@ impl Endpoint {
             probe_at: None,
             enabled_at: None,
             deactivation_warned_at: None,
+            recovery: None,
         }
     }
 

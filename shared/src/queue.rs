@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, SendMessageBatchRequestEntry,
 };
 use futures::future::join_all;
 
@@ -22,6 +23,8 @@ pub enum QueueError {
     Build(#[from] aws_sdk_sqs::error::BuildError),
     #[error("delivery task could not be encoded")]
     Encode(#[from] serde_json::Error),
+    #[error("{left} dead letters were redriven but could not be deleted")]
+    Undeleted { left: usize },
 }
 
 impl QueueError {
@@ -80,8 +83,40 @@ pub struct Depth {
     pub delayed: u64,
 }
 
-/// SendMessageBatch and ChangeMessageVisibilityBatch take at most ten entries.
+/// SendMessageBatch, DeleteMessageBatch and ChangeMessageVisibilityBatch take at most ten
+/// entries.
 const SQS_BATCH: usize = 10;
+
+/// What one redrive round may take once its receive has answered (a `SendMessageBatch`, a
+/// `DeleteMessageBatch` and their retries), with margin: a round starts only if this much
+/// time is left after its receive's wait.
+pub const REDRIVE_ROUND: Duration = Duration::from_secs(4);
+
+/// A redrive's long-polling wait. Any wait of a second or more asks every SQS server, which
+/// is all a redrive needs; a longer one only waits for letters that are not there yet, and
+/// costs the final, empty receive that long.
+const REDRIVE_POLL: Duration = Duration::from_secs(2);
+
+/// Tries of a `DeleteMessageBatch` for letters whose tasks were sent.
+const DELETE_TRIES: u32 = 4;
+
+/// How far a redrive got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RedriveProgress {
+    /// Letters whose task is back on the deliveries queue (and that are gone from the DLQ).
+    pub moved: usize,
+    /// Letters that hold no task; they stay.
+    pub unreadable: usize,
+    /// Tasks SQS did not take; their letters stay.
+    pub unsent: usize,
+    /// A long-polled receive found no letter left to move.
+    pub drained: bool,
+}
+
+/// `WaitTimeSeconds` for `wait`: whole seconds, 1 (long polling) to 20 (SQS's maximum).
+fn poll_seconds(wait: Duration) -> i32 {
+    wait.as_secs().clamp(1, 20) as i32
+}
 
 #[derive(Clone)]
 pub struct Queue {
@@ -286,14 +321,20 @@ impl Queue {
     }
 
     /// Up to ten dead letters, left on the queue (received with a zero visibility timeout).
-    pub async fn peek_dead_letters(&self, max: i32) -> Result<Vec<DeadLetterView>, QueueError> {
+    /// Long polling (`wait` of at least a second) asks every SQS server; a short poll asks a
+    /// sample and often answers nothing from a queue of fewer than 1 000 messages.
+    pub async fn peek_dead_letters(
+        &self,
+        max: i32,
+        wait: Duration,
+    ) -> Result<Vec<DeadLetterView>, QueueError> {
         let out = self
             .client
             .receive_message()
             .queue_url(&self.dlq_url)
             .max_number_of_messages(max.clamp(1, 10))
             .visibility_timeout(0)
-            .wait_time_seconds(0)
+            .wait_time_seconds(poll_seconds(wait))
             .send()
             .await
             .map_err(|e| QueueError::sqs("ReceiveMessage", e))?;
@@ -309,58 +350,138 @@ impl Queue {
     }
 
     /// Moves up to `limit` dead letters back to the deliveries queue as fresh tasks (their
-    /// attempts count from one again). A letter is deleted only after its task is queued;
-    /// unreadable ones stay. Answers how many were moved.
-    pub async fn redrive(&self, limit: usize) -> Result<usize, QueueError> {
-        let mut moved = 0;
-        while moved < limit {
+    /// attempts count from one again), ten at a time, starting a round only while `deadline`
+    /// leaves [`REDRIVE_ROUND`] for it.
+    ///
+    /// A round receives letters, sends their tasks in one `SendMessageBatch` and at once
+    /// deletes the letters whose task SQS took with one `DeleteMessageBatch`. Each letter is
+    /// received with a visibility timeout that outlasts the whole call, so neither this call
+    /// nor a concurrent or following one can receive it again while its task is being sent.
+    /// Stopping for time happens only between rounds, never between a task's send and its
+    /// letter's delete: a call cut short has moved every letter it reports exactly once and
+    /// left the others untouched, and the next call carries on. Deleting first would lose a
+    /// letter whose send then failed; sending first can repeat only a task whose delete SQS
+    /// still refuses after retries (reported as an error), not one the deadline interrupted.
+    /// Unreadable letters and letters SQS would not take stay, visible again once that
+    /// visibility timeout ends.
+    pub async fn redrive(
+        &self,
+        limit: usize,
+        deadline: std::time::Instant,
+    ) -> Result<RedriveProgress, QueueError> {
+        let mut progress = RedriveProgress::default();
+        while progress.moved < limit {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some(spare) = left.checked_sub(REDRIVE_ROUND) else {
+                return Ok(progress);
+            };
+            let wait = spare.min(REDRIVE_POLL);
+            if wait < Duration::from_secs(1) {
+                return Ok(progress);
+            }
+            // Past the call's own end, with margin, so the letters cannot come back while
+            // this call may still act on them.
+            let hold = (left + Duration::from_secs(30)).as_secs().min(43_200) as i32;
             let out = self
                 .client
                 .receive_message()
                 .queue_url(&self.dlq_url)
-                .max_number_of_messages((limit - moved).min(SQS_BATCH) as i32)
-                .visibility_timeout(60)
-                .wait_time_seconds(0)
+                .max_number_of_messages((limit - progress.moved).min(SQS_BATCH) as i32)
+                .visibility_timeout(hold)
+                .wait_time_seconds(poll_seconds(wait))
                 .send()
                 .await
                 .map_err(|e| QueueError::sqs("ReceiveMessage", e))?;
             let messages = out.messages.unwrap_or_default();
             if messages.is_empty() {
-                break;
+                progress.drained = true;
+                return Ok(progress);
             }
             let mut tasks = Vec::new();
             let mut handles = Vec::new();
             for m in &messages {
                 let body = DeadLetterBody::parse(m.body.as_deref().unwrap_or_default());
-                if let Some(task) = body.task() {
-                    let mut task = task.clone();
-                    task.manual = false;
-                    tasks.push(task);
-                    handles.push(m.receipt_handle.clone().unwrap_or_default());
+                match body.task() {
+                    Some(task) => {
+                        let mut task = task.clone();
+                        task.manual = false;
+                        tasks.push(task);
+                        handles.push(m.receipt_handle.clone().unwrap_or_default());
+                    }
+                    None => progress.unreadable += 1,
                 }
             }
             if tasks.is_empty() {
-                break;
+                continue;
             }
             let unsent = self.send_tasks(&tasks).await?;
-            for (task, handle) in tasks.iter().zip(handles) {
-                if unsent.contains(task) {
-                    continue;
-                }
-                self.client
-                    .delete_message()
-                    .queue_url(&self.dlq_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .map_err(|e| QueueError::sqs("DeleteMessage", e))?;
-                moved += 1;
-            }
+            let sent: Vec<String> = tasks
+                .iter()
+                .zip(handles)
+                .filter(|(task, _)| !unsent.contains(task))
+                .map(|(_, handle)| handle)
+                .collect();
+            self.delete_dead_letters(&sent).await?;
+            progress.moved += sent.len();
             if !unsent.is_empty() {
-                break;
+                // SQS is refusing sends: stop here rather than hold more letters.
+                progress.unsent += unsent.len();
+                return Ok(progress);
             }
         }
-        Ok(moved)
+        Ok(progress)
+    }
+
+    /// Deletes received dead letters in one `DeleteMessageBatch`, re-asking for entries SQS
+    /// reports failed: a letter left behind after its task was sent would be redriven twice.
+    async fn delete_dead_letters(&self, handles: &[String]) -> Result<(), QueueError> {
+        let mut left: Vec<&String> = handles.iter().collect();
+        for round in 0..DELETE_TRIES {
+            if left.is_empty() {
+                return Ok(());
+            }
+            let entries = left
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h.as_str())
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let failed = match self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => out
+                    .failed
+                    .iter()
+                    .filter_map(|f| f.id.parse::<usize>().ok())
+                    .filter_map(|i| left.get(i).copied())
+                    .collect(),
+                Err(e) if round + 1 == DELETE_TRIES => {
+                    return Err(QueueError::sqs("DeleteMessageBatch", e));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "DeleteMessageBatch failed; retrying");
+                    left
+                }
+            };
+            left = failed;
+            if !left.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50 << round)).await;
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueError::Undeleted { left: left.len() })
+        }
     }
 
     /// Sends a batch's timer to the batching queue, due after `delay` (SQS delays at most

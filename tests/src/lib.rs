@@ -8,6 +8,7 @@ pub mod listings;
 pub mod receiver;
 pub mod requests;
 pub mod signing;
+pub mod slow;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -370,7 +370,7 @@ async fn dead_letters_can_be_inspected_redriven_and_retried_by_hand() {
 
     let redrive =
         hookrelay_admin::handle(&admin, admin_request("POST", "/dlq/redrive", None)).await;
-    assert_eq!(json_of(&redrive)["redriven"], 1);
+    assert_eq!(json_of(&redrive)["moved"], 1);
     assert_eq!(
         stack
             .queue_depth(&stack.settings.dead_letter_queue_url)

@@ -776,6 +776,12 @@ fn full_endpoint() -> Endpoint {
     e.probe_at = Some(t());
     e.enabled_at = Some(t());
     e.deactivation_warned_at = Some(t());
+    e.recovery = Some(hookrelay_shared::model::Recovery {
+        since: t(),
+        until: t(),
+        cursor: Some("c".into()),
+        recovered: 10,
+    });
     e
 }
 

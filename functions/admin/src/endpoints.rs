@@ -1,5 +1,7 @@
+use futures::StreamExt;
 use hookrelay_delivery::Received;
 use hookrelay_shared::api::{self, ApiError};
+use hookrelay_shared::model::Recovery;
 use hookrelay_shared::model::disabled_reason;
 use hookrelay_shared::{
     Attempt, AttemptStatus, DeliveryConfig, DeliveryTask, Endpoint, EndpointKind, Event, LarkBot,
@@ -8,12 +10,13 @@ use hookrelay_shared::{
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Deserialize;
+use std::time::Duration;
 
 use hookrelay_shared::ops_events::{self, OpsEvent};
 use hookrelay_shared::store::NameKind;
 
 use crate::validate::Problems;
-use crate::{Context, names, request, store_error};
+use crate::{Context, Deadline, deadline_exceeded, names, request, store_error};
 
 /// An endpoint's settings, as the API and config files give them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -107,13 +110,18 @@ pub fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Re
     Ok(())
 }
 
-pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
+pub async fn create(
+    ctx: &Context,
+    ws: &str,
+    req: &Request,
+    deadline: Deadline,
+) -> Result<Response<String>, ApiError> {
     let body: CreateEndpoint = request::json_body(req)?;
     let verify = body.verify;
     let mut endpoint = Endpoint::new(ws, body.name.trim(), &body.url, Vec::new());
     apply(ctx, body, &mut endpoint)?;
     if verify {
-        let attempt = ping(ctx, &endpoint).await?;
+        let attempt = ping(ctx, &endpoint, deadline).await?;
         if attempt.status != AttemptStatus::Successful {
             let mut e = ApiError::bad_request(
                 "endpoint_unverified",
@@ -138,12 +146,15 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     Ok(api::json(StatusCode::CREATED, &endpoint))
 }
 
-/// `PUT`: replaces every setting; the id, secret and health are kept.
+/// `PUT`: replaces every setting; the id, secret and health are kept. Turning the endpoint
+/// on with `?recover_since=` starts a recovery as `enable` does; if time runs out, the answer
+/// shows it in `recovery` and `POST …/enable` finishes it.
 pub async fn update(
     ctx: &Context,
     ws: &str,
     id: &str,
     req: &Request,
+    deadline: Deadline,
 ) -> Result<Response<String>, ApiError> {
     let body: CreateEndpoint = request::json_body(req)?;
     let since = recover_since(req)?;
@@ -151,6 +162,9 @@ pub async fn update(
     let old_name = endpoint.name.clone();
     let was_enabled = endpoint.enabled;
     apply(ctx, body, &mut endpoint)?;
+    if let (false, true, Some(since)) = (was_enabled, endpoint.enabled, since) {
+        endpoint.recovery = Some(Recovery::new(since, endpoint.updated_at));
+    }
     save(ctx, Some(&old_name), &endpoint).await?;
     let now = Timestamp::now();
     match (was_enabled, endpoint.enabled) {
@@ -164,12 +178,9 @@ pub async fn update(
                 .await
         }
         (false, true) => {
-            let recovered = match since {
-                Some(since) => recover(ctx, &endpoint, since).await?,
-                None => 0,
-            };
+            let recovered = recover(ctx, &mut endpoint, deadline).await?;
             let mut ops = OpsEvent::new(ops_events::ENDPOINT_REACTIVATED, &endpoint, now);
-            ops.counts.recovered_events = Some(recovered);
+            ops.counts.recovered_events = Some(recovered.now);
             ctx.ops.emit(&[ops]).await
         }
         _ => {}
@@ -217,15 +228,27 @@ pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String
 }
 
 /// `POST …/endpoints/{id}/test`: sends a signed `hookrelay.ping` now and answers the attempt.
-pub async fn test(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+pub async fn test(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+    deadline: Deadline,
+) -> Result<Response<String>, ApiError> {
     let endpoint = find(ctx, ws, id).await?;
-    let attempt = ping(ctx, &endpoint).await?;
+    let attempt = ping(ctx, &endpoint, deadline).await?;
     Ok(api::json(StatusCode::OK, &attempt))
 }
 
 /// Delivers a ping event to `endpoint` (stored, or about to be), recording the event and the
-/// attempt.
-async fn ping(ctx: &Context, endpoint: &Endpoint) -> Result<Attempt, ApiError> {
+/// attempt. The request is bounded by the endpoint's timeout and by the call's deadline, less
+/// the time to record the attempt: a receiver that never answers gives a `FAILED` attempt
+/// (`TIMEOUT`) in time, not a gateway timeout.
+async fn ping(ctx: &Context, endpoint: &Endpoint, deadline: Deadline) -> Result<Attempt, ApiError> {
+    // The delivery code keeps two seconds of the deadline for recording and needs one to
+    // send; with less, there is no point storing an event.
+    if !deadline.allows(PING_MIN) {
+        return Err(deadline_exceeded("the test ping"));
+    }
     let id = ids::new_id(ids::EVENT);
     let payload = serde_json::json!({
         "event_type": PING,
@@ -258,17 +281,20 @@ async fn ping(ctx: &Context, endpoint: &Endpoint) -> Result<Attempt, ApiError> {
         receive_count: 1,
         sent_at: None,
         trace_id: None,
-        deadline: None,
+        deadline: Some(deadline.instant()),
     };
     // A test is one try: no schedule, no dead letter.
     let mut probe = endpoint.clone();
     probe.retry = Some(hookrelay_shared::RetryConfig { schedule: vec![] });
     let outcome =
         hookrelay_delivery::send::deliver(&ctx.delivery, &received, &[&event], Some(&probe)).await;
-    let attempt = outcome
-        .attempt()
-        .cloned()
-        .ok_or_else(|| ApiError::unavailable("the test ping could not be sent"))?;
+    let attempt = match outcome {
+        hookrelay_delivery::Outcome::Postponed => return Err(deadline_exceeded("the test ping")),
+        other => other
+            .attempt()
+            .cloned()
+            .ok_or_else(|| ApiError::unavailable("the test ping could not be sent"))?,
+    };
     ctx.store
         .put_attempts(std::slice::from_ref(&attempt), ctx.settings.retention())
         .await
@@ -277,6 +303,10 @@ async fn ping(ctx: &Context, endpoint: &Endpoint) -> Result<Attempt, ApiError> {
 }
 
 const PING: &str = "hookrelay.ping";
+
+/// The least time a ping needs: the two seconds the delivery code keeps back for recording,
+/// one to send, and the event's write.
+const PING_MIN: Duration = Duration::from_millis(3500);
 
 async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Endpoint, ApiError> {
     ctx.store
@@ -325,48 +355,57 @@ pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
     Ok(api::json(StatusCode::OK, &endpoints))
 }
 
-/// Most events one reactivation re-enqueues: a bigger backlog is better replayed in parts
-/// (with a later `recover_since`).
-const RECOVER_LIMIT: usize = 10_000;
-
 /// `POST …/endpoints/{id}/enable[?recover_since=<RFC 3339>]`: turns a disabled endpoint back
 /// on with fresh failure counters; with `recover_since`, re-enqueues the events since then
 /// that it subscribes to and has not received, once each.
+///
+/// The reactivation and the recovery's plan (from `recover_since` to now) are one write, made
+/// first, so that events arriving from then on reach the endpoint and recovered tasks are not
+/// cancelled as sent to a disabled endpoint. The recovery then goes step by step, recording
+/// its progress on the endpoint after each; when the call's time runs out (or SQS fails) the
+/// answer says `"complete": false`, and calling `enable` again carries on from there: nothing
+/// is lost and nothing is queued twice. An endpoint that is on with no recovery pending is
+/// left as it is.
 pub async fn enable(
     ctx: &Context,
     ws: &str,
     id: &str,
     req: &Request,
+    deadline: Deadline,
 ) -> Result<Response<String>, ApiError> {
     let since = recover_since(req)?;
     let mut endpoint = find(ctx, ws, id).await?;
-    if endpoint.enabled {
-        // Recovery belongs to a reactivation: repeating it could deliver events twice.
-        return Ok(api::json(
-            StatusCode::OK,
-            &serde_json::json!({"endpoint": endpoint, "reactivated": false, "recovered": 0}),
-        ));
+    let reactivated = !endpoint.enabled;
+    if reactivated {
+        let now = Timestamp::now();
+        endpoint.reactivate(now);
+        if let Some(since) = since {
+            endpoint.recovery = Some(Recovery::new(since, now));
+        }
+        ctx.store
+            .put_endpoint(&endpoint)
+            .await
+            .map_err(store_error)?;
     }
-    endpoint.reactivate(Timestamp::now());
-    ctx.store
-        .put_endpoint(&endpoint)
-        .await
-        .map_err(store_error)?;
-    let recovered = match since {
-        Some(since) => recover(ctx, &endpoint, since).await?,
-        None => 0,
-    };
-    tracing::info!(endpoint.id = %endpoint.id, workspace = ws, recovered, "endpoint reactivated");
-    let mut ops = OpsEvent::new(
-        ops_events::ENDPOINT_REACTIVATED,
-        &endpoint,
-        Timestamp::now(),
-    );
-    ops.counts.recovered_events = Some(recovered);
-    ctx.ops.emit(&[ops]).await;
+    let recovered = recover(ctx, &mut endpoint, deadline).await?;
+    if reactivated {
+        tracing::info!(endpoint.id = %endpoint.id, workspace = ws, recovered = recovered.now, "endpoint reactivated");
+        let mut ops = OpsEvent::new(
+            ops_events::ENDPOINT_REACTIVATED,
+            &endpoint,
+            Timestamp::now(),
+        );
+        ops.counts.recovered_events = Some(recovered.now);
+        ctx.ops.emit(&[ops]).await;
+    }
     Ok(api::json(
         StatusCode::OK,
-        &serde_json::json!({"endpoint": endpoint, "reactivated": true, "recovered": recovered}),
+        &serde_json::json!({
+            "endpoint": endpoint,
+            "reactivated": reactivated,
+            "recovered": recovered.total,
+            "complete": endpoint.recovery.is_none(),
+        }),
     ))
 }
 
@@ -386,48 +425,129 @@ fn recover_since(req: &Request) -> Result<Option<Timestamp>, ApiError> {
         .transpose()
 }
 
-/// Queues the events since `since` the endpoint subscribes to and never received.
-async fn recover(ctx: &Context, endpoint: &Endpoint, since: Timestamp) -> Result<usize, ApiError> {
-    let events = ctx
-        .store
-        .events_since(&endpoint.workspace, since, RECOVER_LIMIT)
-        .await
-        .map_err(store_error)?;
-    let mut tasks = Vec::new();
-    for (event_key, event) in events {
-        if !endpoint.wants(&event.event_type) {
-            continue;
+/// Events one recovery step reads by default: small enough that a step ends well inside the
+/// time kept for it, large enough that few steps are needed.
+pub(crate) const RECOVERY_PAGE: i32 = 100;
+
+/// The time a recovery step may take (a page of events, the attempt reads for each, up to ten
+/// `SendMessageBatch` calls and the progress write), with margin: a step starts only if this
+/// much is left, so the deadline never falls between queuing a page and recording it.
+const RECOVERY_STEP: Duration = Duration::from_secs(4);
+
+/// Attempt reads in flight at once while a step checks which events were delivered.
+const RECOVERY_READS: usize = 16;
+
+/// Events a recovery queued: in this call, and in all its calls so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Recovered {
+    now: usize,
+    total: usize,
+}
+
+/// Carries the endpoint's pending recovery as far as `deadline` allows, recording progress
+/// after each step and clearing it when done.
+async fn recover(
+    ctx: &Context,
+    endpoint: &mut Endpoint,
+    deadline: Deadline,
+) -> Result<Recovered, ApiError> {
+    let Some(mut plan) = endpoint.recovery.clone() else {
+        return Ok(Recovered::default());
+    };
+    let ws = endpoint.workspace.clone();
+    let mut queued = 0;
+    loop {
+        if !deadline.allows(RECOVERY_STEP) {
+            let total = plan.recovered;
+            endpoint.recovery = Some(plan);
+            return Ok(Recovered { now: queued, total });
         }
-        let delivered = ctx
+        let (events, next) = ctx
             .store
-            .find_attempts(
-                &endpoint.workspace,
-                &hookrelay_shared::store::AttemptFilter {
-                    event_id: Some(event.id.clone()),
-                    endpoint_id: Some(endpoint.id.clone()),
-                    status: Some(AttemptStatus::Successful),
-                },
-                &hookrelay_shared::store::PageRequest::default(),
+            .events_between(
+                &ws,
+                plan.since,
+                plan.until,
+                plan.cursor.as_deref(),
+                ctx.recovery_page,
             )
             .await
             .map_err(store_error)?;
-        if delivered.data.is_empty() {
-            let mut task = DeliveryTask::new(&event, &event_key, &endpoint.id);
-            task.manual = true;
-            tasks.push(task);
+        let page = events;
+        let wanted: Vec<&(String, Event)> = page
+            .iter()
+            .filter(|(_, e)| endpoint.wants(&e.event_type))
+            .collect();
+        let ids: Vec<String> = wanted.iter().map(|(_, e)| e.id.clone()).collect();
+        let (ws_ref, endpoint_id) = (ws.as_str(), endpoint.id.as_str());
+        let delivered: Vec<bool> = futures::stream::iter(ids)
+            .map(|id| async move { ctx.store.delivered(ws_ref, &id, endpoint_id).await })
+            .buffered(RECOVERY_READS)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(store_error)?;
+        let tasks: Vec<DeliveryTask> = wanted
+            .iter()
+            .zip(delivered)
+            .filter(|(_, delivered)| !delivered)
+            .map(|((key, event), _)| DeliveryTask {
+                manual: true,
+                ..DeliveryTask::new(event, key, &endpoint.id)
+            })
+            .collect();
+        let unsent = ctx
+            .queue
+            .send_tasks(&tasks)
+            .await
+            .map_err(crate::queue_error)?;
+        if let Some(first) = unsent.first() {
+            // The step is recorded up to the first task SQS refused, so the next call starts
+            // with it. (Tasks of the same page that SQS did take after it are checked again
+            // then, and queued again only if still undelivered: SQS refusing part of a batch
+            // is the one case that can repeat a recovered event.)
+            let done = tasks.iter().take_while(|t| *t != first).count();
+            plan.recovered += done;
+            let at = page
+                .iter()
+                .position(|(key, _)| *key == first.event_key)
+                .unwrap_or(0);
+            if let Some((key, event)) = at.checked_sub(1).and_then(|i| page.get(i)) {
+                plan.cursor = hookrelay_shared::store::Store::event_cursor(&ws, key, &event.id);
+            }
+            endpoint.recovery = Some(plan.clone());
+            ctx.store
+                .set_recovery(&ws, &endpoint.id, Some(&plan))
+                .await
+                .map_err(store_error)?;
+            return Err(ApiError::unavailable(format!(
+                "{} recovered events could not be queued; call enable again to continue",
+                unsent.len()
+            )));
+        }
+        plan.recovered += tasks.len();
+        queued += tasks.len();
+        match next {
+            Some(cursor) => {
+                plan.cursor = Some(cursor);
+                ctx.store
+                    .set_recovery(&ws, &endpoint.id, Some(&plan))
+                    .await
+                    .map_err(store_error)?;
+            }
+            None => {
+                ctx.store
+                    .set_recovery(&ws, &endpoint.id, None)
+                    .await
+                    .map_err(store_error)?;
+                endpoint.recovery = None;
+                tracing::info!(endpoint.id = %endpoint.id, recovered = plan.recovered, "recovery complete");
+                return Ok(Recovered {
+                    now: queued,
+                    total: plan.recovered,
+                });
+            }
         }
     }
-    let unsent = ctx
-        .queue
-        .send_tasks(&tasks)
-        .await
-        .map_err(crate::queue_error)?;
-    if !unsent.is_empty() {
-        return Err(ApiError::unavailable(format!(
-            "{} of {} recovered events could not be queued; enable again with the same recover_since",
-            unsent.len(),
-            tasks.len()
-        )));
-    }
-    Ok(tasks.len())
 }

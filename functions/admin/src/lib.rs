@@ -2,6 +2,7 @@
 
 mod auth;
 mod config;
+mod deadline;
 mod dlq;
 mod endpoints;
 mod events;
@@ -21,6 +22,7 @@ use http::{Method, Response};
 use lambda_http::Request;
 
 pub use auth::AdminKeyError;
+pub use deadline::Deadline;
 
 /// The answers whose shape differs from the model, so the OpenAPI document can be checked
 /// against what the code really writes.
@@ -45,6 +47,8 @@ pub struct Context {
     pub queue: Queue,
     pub settings: Settings,
     pub ops: hookrelay_shared::ops_events::OpsEvents,
+    /// Events a recovery reads per step (and records its progress after).
+    pub recovery_page: i32,
     admin_key: auth::AdminKey,
     /// Key hash → its workspace (or none), for the cache TTL: revocation takes that long.
     key_cache: hookrelay_shared::cache::TtlCache<String, Option<String>>,
@@ -62,6 +66,7 @@ impl Context {
             queue: Queue::connect(aws, &settings),
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "admin"),
             key_cache: hookrelay_shared::cache::TtlCache::new(settings.cache_ttl),
+            recovery_page: endpoints::RECOVERY_PAGE,
             settings,
             admin_key: auth::AdminKey::new(admin_key)?,
         })
@@ -72,9 +77,27 @@ impl Context {
     }
 }
 
-/// Routes one request. Never fails: every outcome is an HTTP answer.
+/// Routes one request within the invocation's deadline. Never fails: every outcome is an
+/// HTTP answer.
 pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
-    match route(ctx, &req).await {
+    let deadline = Deadline::of_invocation(&req);
+    handle_with_deadline(ctx, req, deadline).await
+}
+
+/// [`handle`], answering by `deadline`. Long work (test pings, dead-letter redrive,
+/// recovery) stops in time by itself and reports its progress; anything else still running
+/// at the deadline is cut off with `deadline_exceeded` rather than left to the gateway's
+/// timeout, which would answer nothing useful.
+pub async fn handle_with_deadline(
+    ctx: &Context,
+    req: Request,
+    deadline: Deadline,
+) -> Response<String> {
+    let deadline = deadline.less(deadline::ANSWER_RESERVE);
+    let routed = tokio::time::timeout_at(deadline.instant().into(), route(ctx, &req, deadline))
+        .await
+        .unwrap_or_else(|_| Err(deadline_exceeded("the call")));
+    match routed {
         Ok(resp) => resp,
         Err(e) => {
             tracing::info!(method = %req.method(), status = e.status.as_u16(), code = e.code, "admin request refused");
@@ -83,10 +106,23 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
     }
 }
 
+/// The answer to work that ran out of time before it could do anything worth reporting.
+pub(crate) fn deadline_exceeded(what: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "deadline_exceeded",
+        format!("{what} could not finish within the function's time limit; call again"),
+    )
+}
+
 /// The OpenAPI 3.1 description of the admin and ingest APIs, served without a key.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
-async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiError> {
+async fn route(
+    ctx: &Context,
+    req: &Request,
+    deadline: Deadline,
+) -> Result<Response<String>, ApiError> {
     let path = req.uri().path().trim_end_matches('/');
     if path == "/openapi.json" {
         return match *req.method() {
@@ -104,8 +140,8 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         .filter(|(pre, _)| !pre.contains("/workspaces"))
     {
         return match (dlq_path, m) {
-            ("", &Method::GET) => dlq::peek(ctx).await,
-            ("/redrive", &Method::POST) => dlq::redrive(ctx, req).await,
+            ("", &Method::GET) => dlq::peek(ctx, deadline).await,
+            ("/redrive", &Method::POST) => dlq::redrive(ctx, req, deadline).await,
             ("", _) => Err(not_allowed("GET")),
             ("/redrive", _) => Err(not_allowed("POST")),
             _ => Err(ApiError::not_found("no such route")),
@@ -152,12 +188,14 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["sources", id], &Method::PUT) => sources::update(ctx, ws, id, req).await,
         (["sources", id], &Method::DELETE) => sources::delete(ctx, ws, id).await,
         (["endpoints"], &Method::GET) => endpoints::list(ctx, ws, req).await,
-        (["endpoints"], &Method::POST) => endpoints::create(ctx, ws, req).await,
+        (["endpoints"], &Method::POST) => endpoints::create(ctx, ws, req, deadline).await,
         (["endpoints", id], &Method::GET) => endpoints::get(ctx, ws, id).await,
-        (["endpoints", id], &Method::PUT) => endpoints::update(ctx, ws, id, req).await,
+        (["endpoints", id], &Method::PUT) => endpoints::update(ctx, ws, id, req, deadline).await,
         (["endpoints", id], &Method::DELETE) => endpoints::delete(ctx, ws, id).await,
-        (["endpoints", id, "test"], &Method::POST) => endpoints::test(ctx, ws, id).await,
-        (["endpoints", id, "enable"], &Method::POST) => endpoints::enable(ctx, ws, id, req).await,
+        (["endpoints", id, "test"], &Method::POST) => endpoints::test(ctx, ws, id, deadline).await,
+        (["endpoints", id, "enable"], &Method::POST) => {
+            endpoints::enable(ctx, ws, id, req, deadline).await
+        }
         (["endpoints", id, "secret", "rotate"], &Method::POST) => {
             endpoints::rotate_secret(ctx, ws, id).await
         }

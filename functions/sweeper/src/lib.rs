@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use futures::StreamExt;
 use hookrelay_shared::config::Settings;
 use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::model::disabled_reason;
 use hookrelay_shared::ops_events::{ENDPOINT_DEACTIVATION_PENDING, OpsEvent, OpsEvents};
 use hookrelay_shared::queue::{Queue, QueueError};
-use hookrelay_shared::store::{PageRequest, Store, StoreError};
+use hookrelay_shared::store::{PageRequest, PendingCursor, SHARDS, Store, StoreError};
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{DeliveryTask, FailingPolicy, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,23 @@ pub struct Context {
     pub queue: Queue,
     pub settings: Settings,
     pub ops: OpsEvents,
+    /// Stranded events read per query: what the sweeper holds in memory at once.
+    pub pending_page: i32,
 }
+
+/// Stranded events read per query of the `pending` index.
+pub const PENDING_PAGE: i32 = 200;
+
+/// Stranded events re-enqueued at once (each a read, a send and a write).
+const PENDING_CONCURRENCY: usize = 16;
+
+/// A run's time when the invocation names no deadline, inside the template's 300 s timeout
+/// and its 5-minute schedule.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(240);
+
+/// Kept back from the deadline: a page of stranded events starts only with this much left,
+/// and the run still reports and flushes its metrics after it.
+pub const PAGE_RESERVE: Duration = Duration::from_secs(10);
 
 impl Context {
     pub fn new(aws: &SdkConfig, settings: Settings) -> Self {
@@ -29,6 +46,7 @@ impl Context {
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             settings,
+            pending_page: PENDING_PAGE,
         }
     }
 }
@@ -70,7 +88,11 @@ pub struct SweepReport {
     pub deactivated_by_reason: BTreeMap<String, usize>,
     /// `endpoint.deactivation_pending` warnings emitted.
     pub warned: usize,
+    /// Stranded events read this run.
     pub pending_found: usize,
+    /// Whether this run read every stranded event; if not, its time ran out and the next
+    /// run carries on with what is left.
+    pub pending_complete: bool,
     pub reenqueued_events: usize,
     pub reenqueued_tasks: usize,
     /// In a dry run, what a real run would do.
@@ -141,10 +163,23 @@ pub async fn handle(ctx: &Context, now: Timestamp) -> Result<SweepReport, SweepE
     run(ctx, now, SweepOptions::default()).await
 }
 
+/// A run with [`DEFAULT_BUDGET`].
 pub async fn run(
     ctx: &Context,
     now: Timestamp,
     opts: SweepOptions,
+) -> Result<SweepReport, SweepError> {
+    run_until(ctx, now, opts, Instant::now() + DEFAULT_BUDGET).await
+}
+
+/// A run that ends by `deadline` (the invocation's): the stranded-event backlog, however
+/// large, is worked through a page at a time while the time lasts, and the rest is left for
+/// the next run.
+pub async fn run_until(
+    ctx: &Context,
+    now: Timestamp,
+    opts: SweepOptions,
+    deadline: Instant,
 ) -> Result<SweepReport, SweepError> {
     let started = Instant::now();
     let mut report = SweepReport {
@@ -156,7 +191,7 @@ pub async fn run(
     deactivate_failing(ctx, now, opts, &mut report, &mut ops).await?;
     warn_before_deactivation(ctx, now, opts, &mut report, &mut ops).await?;
     ctx.ops.emit(&ops).await;
-    reenqueue_stranded(ctx, now, opts, &mut report).await?;
+    reenqueue_stranded(ctx, now, opts, deadline, &mut report).await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     if !opts.dry_run {
         let mut metrics = Metrics::new("sweeper");
@@ -197,6 +232,7 @@ pub async fn run(
             .copied()
             .unwrap_or(0),
         pending_found = report.pending_found,
+        pending_complete = report.pending_complete,
         reenqueued_events = report.reenqueued_events,
         errors = report.errors,
         duration_ms = report.duration_ms,
@@ -390,45 +426,85 @@ async fn warn_before_deactivation(
 /// Events stored but never confirmed queued (the ingest function died or SQS failed between
 /// the two steps) get their tasks sent again. At-least-once: a task that did reach the queue
 /// may be delivered twice, which receivers dedupe by `webhook-id`.
+///
+/// The `pending` index is read a page per shard in turn, each page handled before the next is
+/// read, so memory stays at one page however large the backlog (after an SQS outage it can be
+/// hundreds of thousands of events), and a page starts only while `deadline` leaves
+/// [`PAGE_RESERVE`]. Handled events leave the index; what a run has no time for, the next run
+/// finds.
 async fn reenqueue_stranded(
     ctx: &Context,
     now: Timestamp,
     opts: SweepOptions,
+    deadline: Instant,
     report: &mut SweepReport,
 ) -> Result<(), SweepError> {
-    let pending = ctx
-        .store
-        .pending_events(now.minus(ctx.settings.reconcile_after))
-        .await?;
-    report.pending_found = pending.len();
-    for p in pending {
-        if opts.dry_run {
-            let event = ctx.store.get_event_by_key(&p.event_key).await?;
-            report.planned.push(Planned {
-                action: "reenqueue",
-                workspace: event
-                    .as_ref()
-                    .map(|e| e.workspace.clone())
-                    .unwrap_or_default(),
-                endpoint_id: None,
-                reason: None,
-                event_id: event.map(|e| e.id),
-            });
-            continue;
+    let cutoff = now.minus(ctx.settings.reconcile_after);
+    // Per shard: not read yet (`Some(None)`), where to continue (`Some(Some(_))`), or done.
+    let mut shards: Vec<(u32, Option<Option<PendingCursor>>)> =
+        (0..SHARDS).map(|s| (s, Some(None))).collect();
+    loop {
+        let mut read_any = false;
+        for (shard, state) in shards.iter_mut() {
+            let Some(start) = state.take() else { continue };
+            if deadline.saturating_duration_since(Instant::now()) < PAGE_RESERVE {
+                tracing::info!(
+                    pending_found = report.pending_found,
+                    "sweep time is up; stranded events left for the next run"
+                );
+                return Ok(());
+            }
+            let (page, next) = ctx
+                .store
+                .pending_page(*shard, cutoff, start, ctx.pending_page)
+                .await?;
+            *state = next.map(Some);
+            read_any = true;
+            report.pending_found += page.len();
+            if opts.dry_run {
+                for p in page {
+                    let event = ctx.store.get_event_by_key(&p.event_key).await?;
+                    report.planned.push(Planned {
+                        action: "reenqueue",
+                        workspace: event
+                            .as_ref()
+                            .map(|e| e.workspace.clone())
+                            .unwrap_or_default(),
+                        endpoint_id: None,
+                        reason: None,
+                        event_id: event.map(|e| e.id),
+                    });
+                }
+                continue;
+            }
+            let results: Vec<(String, Result<Option<usize>, SweepError>)> =
+                futures::stream::iter(page.into_iter().map(|p| p.event_key))
+                    .map(|key| async move {
+                        let r = reenqueue_one(ctx, &key).await;
+                        (key, r)
+                    })
+                    .buffer_unordered(PENDING_CONCURRENCY)
+                    .collect()
+                    .await;
+            for (key, result) in results {
+                match result {
+                    Ok(Some(tasks)) => {
+                        report.reenqueued_events += 1;
+                        report.reenqueued_tasks += tasks;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(event.key = %key, error = %error_chain(&e), "stranded event not re-enqueued");
+                    }
+                }
+            }
         }
-        match reenqueue_one(ctx, &p.event_key).await {
-            Ok(Some(tasks)) => {
-                report.reenqueued_events += 1;
-                report.reenqueued_tasks += tasks;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                report.errors += 1;
-                tracing::warn!(event.key = %p.event_key, error = %error_chain(&e), "stranded event not re-enqueued");
-            }
+        if !read_any {
+            report.pending_complete = true;
+            return Ok(());
         }
     }
-    Ok(())
 }
 
 /// Answers how many tasks were queued, or `None` when nothing could be done this run.

@@ -12,7 +12,19 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let opts = SweepOptions::from_input(&event.payload);
-            Ok::<SweepReport, Error>(hookrelay_sweeper::run(ctx, Timestamp::now(), opts).await?)
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            // A deadline already past is not Lambda's (a local runtime may send none).
+            let deadline = std::time::Instant::now()
+                + if event.context.deadline > now_ms {
+                    std::time::Duration::from_millis(event.context.deadline - now_ms)
+                } else {
+                    hookrelay_sweeper::DEFAULT_BUDGET
+                };
+            Ok::<SweepReport, Error>(
+                hookrelay_sweeper::run_until(ctx, Timestamp::now(), opts, deadline).await?,
+            )
         },
     ))
     .await

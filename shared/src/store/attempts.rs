@@ -145,6 +145,33 @@ impl Store {
         self.page("attempt", query, req).await
     }
 
+    /// Whether the event was ever delivered to the endpoint: a successful attempt among all
+    /// of the event's attempts, read to the end of its partition if need be.
+    pub async fn delivered(&self, ws: &str, event_id: &str, endpoint_id: &str) -> Result<bool> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .filter_expression("workspace = :ws AND endpoint_id = :ep AND #status = :ok")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
+            .expression_attribute_values(":ws", s(ws))
+            .expression_attribute_values(":ep", s(endpoint_id))
+            .expression_attribute_values(":ok", s(crate::AttemptStatus::Successful.as_str()))
+            .projection_expression("#pk")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::dynamo("Query", e))?;
+            if page.count > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// One attempt of a workspace.
     pub async fn get_attempt(&self, ws: &str, id: &str) -> Result<Option<Attempt>> {
         let out = self

@@ -189,6 +189,29 @@ impl Store {
         condition_held(result).map(|_| ())
     }
 
+    /// Records a recovery's progress, or with none that it is done. Only this attribute is
+    /// written, so deliveries' concurrent updates of the endpoint's health are kept.
+    pub async fn set_recovery(
+        &self,
+        ws: &str,
+        id: &str,
+        recovery: Option<&crate::model::Recovery>,
+    ) -> Result<()> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key_of(keys::endpoint(ws, id))))
+            .condition_expression("attribute_exists(pk)");
+        let req = match recovery {
+            Some(r) => req
+                .update_expression("SET recovery = :r")
+                .expression_attribute_values(":r", AttributeValue::M(to_item("recovery", r)?)),
+            None => req.update_expression("REMOVE recovery"),
+        };
+        condition_held(req.send().await).map(|_| ())
+    }
+
     /// Replaces the signing secret; the old one keeps signing until `grace_until`. Answers
     /// the endpoint as it is now, or `None` if it does not exist.
     pub async fn rotate_secret(

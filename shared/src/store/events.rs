@@ -243,6 +243,78 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` events of a workspace received from `since` to `until`, oldest first,
+    /// with their item keys, starting after `cursor`. Answers the cursor of the next page,
+    /// none when the range is done: what a recovery pages through, one step at a time.
+    pub async fn events_between(
+        &self,
+        ws: &str,
+        since: crate::Timestamp,
+        until: crate::Timestamp,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<(Vec<(String, Event)>, Option<String>)> {
+        let start = PageRequest {
+            limit: None,
+            cursor: cursor.map(str::to_owned),
+        }
+        .start_key()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LISTING_INDEX)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#pk", LISTING_PK)
+            .expression_attribute_names("#sk", LISTING_SK)
+            .expression_attribute_values(":pk", s(keys::events_list(ws)))
+            .expression_attribute_values(
+                ":lo",
+                s(crate::ids::time_bound(
+                    crate::ids::EVENT,
+                    Some(since),
+                    false,
+                )),
+            )
+            .expression_attribute_values(
+                ":hi",
+                s(crate::ids::time_bound(crate::ids::EVENT, Some(until), true)),
+            )
+            .set_exclusive_start_key(start)
+            .limit(limit.max(1))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(super::page::encode);
+        let events = self
+            .in_table(out.items.unwrap_or_default())
+            .await?
+            .into_iter()
+            .map(|item| {
+                let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
+                Ok((key, from_item::<Event>("event", item)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((events, next))
+    }
+
+    /// The [`Store::events_between`] cursor that starts just after this event.
+    pub fn event_cursor(ws: &str, event_key: &str, event_id: &str) -> Option<String> {
+        let key: Item = [
+            (PK, event_key.to_owned()),
+            (SK, keys::EVENT_SK.to_owned()),
+            (LISTING_PK, keys::events_list(ws)),
+            (LISTING_SK, event_id.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+        .collect();
+        super::page::encode(&key)
+    }
+
     /// What a delivery batch needs, in as few reads as DynamoDB allows: events by item key
     /// and endpoints by (workspace, id).
     pub async fn load_for_delivery(

@@ -55,7 +55,7 @@ pub use keys_api::ApiKey;
 pub use names::{Claim, NameKind};
 pub use page::{Page, PageRequest};
 pub use pager::QUERY_BUDGET;
-pub use sweep::{EndpointRef, PendingEvent};
+pub use sweep::{EndpointRef, PendingCursor, PendingEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
