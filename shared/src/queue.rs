@@ -82,6 +82,10 @@ pub struct Depth {
 
 /// SendMessageBatch and ChangeMessageVisibilityBatch take at most ten entries.
 const SQS_BATCH: usize = 10;
+/// Reads of the DLQ long-poll: a short poll samples some of SQS's servers, so its empty
+/// answer does not mean the DLQ is empty (a redrive would stop early, a peek would show
+/// nothing). A long poll answers as soon as a letter is there; only an empty DLQ waits.
+const DLQ_POLL_SECONDS: i32 = 1;
 
 #[derive(Clone)]
 pub struct Queue {
@@ -247,7 +251,7 @@ impl Queue {
             .queue_url(&self.dlq_url)
             .max_number_of_messages(max.clamp(1, 10))
             .visibility_timeout(0)
-            .wait_time_seconds(0)
+            .wait_time_seconds(DLQ_POLL_SECONDS)
             .send()
             .await
             .map_err(|e| QueueError::sqs("ReceiveMessage", e))?;
@@ -274,7 +278,7 @@ impl Queue {
                 .queue_url(&self.dlq_url)
                 .max_number_of_messages((limit - moved).min(SQS_BATCH) as i32)
                 .visibility_timeout(60)
-                .wait_time_seconds(0)
+                .wait_time_seconds(DLQ_POLL_SECONDS)
                 .send()
                 .await
                 .map_err(|e| QueueError::sqs("ReceiveMessage", e))?;
