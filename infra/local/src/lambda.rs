@@ -165,7 +165,7 @@ impl LocalLambda {
         Ok(outcome.result)
     }
 
-    /// The Invoke API on `listener`, as `cargo lambda watch` and Lambda serve it.
+    /// Lambda's Invoke API.
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/2015-03-31/functions/{name}/invocations", post(invoke_api))
