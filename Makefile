@@ -19,9 +19,9 @@ $(STAMP): infra/requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-dev.txt
 	touch $@
 
-## The whole system on 127.0.0.1: API on $$HOOKRELAY_PORT (3000), moto, cargo lambda watch.
-# Each function is built as `cargo lambda watch` runs it (`cargo run --bin NAME`, its own
-# feature set), so the first request does not wait for a compile.
+## The whole system on 127.0.0.1: API on $$HOOKRELAY_PORT (3000), moto, the functions.
+# Each function is built on its own (`cargo build --bin NAME`, its own feature set); the local
+# stack runs these binaries as Lambda would, with the template's Timeout and MemorySize.
 DEV_BUILD = for f in $(FUNCTION_BINS); do cargo build --bin $$f || exit 1; done; cargo build -p hookrelay-local --bins
 dev: $(STAMP)
 	$(DEV_BUILD)

@@ -1,21 +1,33 @@
-"""moto's server, with DynamoDB's per-item atomicity.
+"""moto's server, with the AWS rules hookrelay relies on that moto alone does not enforce.
 
-DynamoDB applies each write to an item atomically: a conditional update's check and change
-happen as one, and concurrent updates of one item never lose each other. moto's server
-handles requests on threads and does not lock its DynamoDB backend, so two concurrent
-conditional updates of one item can both pass their check and one change can be lost
-(measured: 200 concurrent `ADD n :one` with a condition left n = 199). The open batch of a
-batch endpoint relies on that atomicity, so the local stack enforces it: every DynamoDB
-operation runs under one lock. SQS is left alone (its long polls must not block others).
+Each patch below quotes the rule it enforces. Settings (environment variables):
+- HOOKRELAY_SQS_INFLIGHT_QUOTA: in-flight messages per queue (AWS: about 120 000; tests
+  scale it down).
+- HOOKRELAY_SQS_SHORT_POLL_SAMPLE: the share of a queue's messages a short poll finds, 0 to 1
+  (default 0.5; 1 makes short polls complete, as moto alone is).
 """
 
 import functools
+import os
+import random
 import sys
 import threading
+import time
 
+from moto.dynamodb.exceptions import ItemSizeTooLarge, MockValidationException
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
+from moto.sqs.exceptions import SQSException
+from moto.sqs.models import Queue, SQSBackend
 
+# --- DynamoDB: each write to an item is atomic ------------------------------------------
+# DynamoDB applies each write to an item atomically: a conditional update's check and change
+# happen as one, and concurrent updates of one item never lose each other. moto's server
+# handles requests on threads without locking its DynamoDB backend (measured: 200 concurrent
+# conditional `ADD n :one` left n = 199). Every DynamoDB operation runs under one lock. SQS
+# is left alone: its long polls must not block others.
 _LOCK = threading.RLock()
 
 
@@ -31,6 +43,121 @@ def _atomic(method):
 for _name, _attr in list(vars(DynamoDBBackend).items()):
     if callable(_attr) and not _name.startswith("_"):
         setattr(DynamoDBBackend, _name, _atomic(_attr))
+
+
+# --- DynamoDB: BatchWriteItem refuses the whole batch when one item is too big ----------
+# AWS (BatchWriteItem): "DynamoDB rejects the entire batch write operation if ... any
+# individual item in a batch exceeds 400 KB." moto checks each item's size (400 KB, as in
+# PutItem) only when it writes it, after writing the items before it. Every item is sized
+# first, with moto's own measure, so an oversized one refuses the batch before any write.
+_batch_write_item = DynamoHandler.batch_write_item
+
+
+def _batch_write_item_all_or_nothing(self):
+    for requests in self.body.get("RequestItems", {}).values():
+        for request in requests:
+            item = request.get("PutRequest", {}).get("Item")
+            if item is None:
+                continue
+            sized = LimitedSizeDict()
+            try:
+                for key, value in item.items():
+                    sized[key] = DynamoType(value)
+            except ItemSizeTooLarge:
+                raise MockValidationException(
+                    "Item size has exceeded the maximum allowed size"
+                )
+    return _batch_write_item(self)
+
+
+DynamoHandler.batch_write_item = _batch_write_item_all_or_nothing
+
+
+# --- SQS: a queue's messages are at most 256 KiB unless it says otherwise ---------------
+# AWS (CreateQueue, MaximumMessageSize): "An integer from 1,024 bytes (1 KiB) up to
+# 1,048,576 bytes (1 MiB). Default: 262,144 (256 KiB)." moto's default is 1 MiB, and it
+# compares the body's length in characters, where SQS counts bytes.
+SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE = 262_144
+_create_queue = SQSBackend.create_queue
+
+
+def _create_queue_default_size(self, name, tags=None, **kwargs):
+    kwargs.setdefault("MaximumMessageSize", SQS_DEFAULT_MAXIMUM_MESSAGE_SIZE)
+    return _create_queue(self, name, tags, **kwargs)
+
+
+SQSBackend.create_queue = _create_queue_default_size
+_validate_message = SQSBackend._validate_message
+
+
+def _validate_message_bytes(self, queue, message_body, *args, **kwargs):
+    size = len(message_body.encode("utf-8"))
+    if size > int(queue.maximum_message_size):
+        raise SQSException(
+            "InvalidParameterValue",
+            "One or more parameters are invalid. Reason: Message must be shorter than "
+            f"{queue.maximum_message_size} bytes.",
+        )
+    return _validate_message(self, queue, message_body, *args, **kwargs)
+
+
+SQSBackend._validate_message = _validate_message_bytes
+
+
+# --- SQS: the in-flight quota and short polling ------------------------------------------
+# AWS (standard queue quotas): "there can be a maximum of approximately 120,000 in flight
+# messages (received from a queue by a consumer, but not yet deleted from the queue). If you
+# reach this quota while using short polling, Amazon SQS returns the OverLimit error message.
+# If you use long polling, Amazon SQS returns no error messages." At the quota a long poll
+# waits for a slot and, if none frees up, answers nothing.
+#
+# AWS (short and long polling): "With short polling, the ReceiveMessage request queries only a
+# subset of the servers (based on a weighted random distribution) to find messages that are
+# available to include in the response." An empty or short answer does not mean an empty
+# queue; long polling queries all the servers. A short poll here finds each visible message
+# with probability HOOKRELAY_SQS_SHORT_POLL_SAMPLE.
+SQS_INFLIGHT_QUOTA = int(os.environ.get("HOOKRELAY_SQS_INFLIGHT_QUOTA", "120000"))
+SQS_SHORT_POLL_SAMPLE = float(os.environ.get("HOOKRELAY_SQS_SHORT_POLL_SAMPLE", "0.5"))
+_receive_message = SQSBackend.receive_message
+
+
+def _in_flight(queue: Queue) -> int:
+    return sum(
+        1 for m in list(queue._messages) if m.approximate_receive_count and not m.visible
+    )
+
+
+def _receive_message_as_sqs(
+    self, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs
+):
+    queue = self.get_queue(queue_name)
+    deadline = time.time() + wait_seconds_timeout
+    while True:
+        free = SQS_INFLIGHT_QUOTA - _in_flight(queue)
+        if free > 0:
+            break
+        if wait_seconds_timeout == 0:
+            raise SQSException(
+                "OverLimit",
+                f"The maximum number of in flight messages ({SQS_INFLIGHT_QUOTA}) is reached",
+            )
+        if time.time() >= deadline:
+            return []
+        time.sleep(0.05)
+    count = min(count, free)
+    if wait_seconds_timeout == 0 and SQS_SHORT_POLL_SAMPLE < 1:
+        visible = len(queue.messages)
+        found = sum(1 for _ in range(visible) if random.random() < SQS_SHORT_POLL_SAMPLE)
+        count = min(count, found)
+        if count == 0:
+            return []
+    remaining = max(0, int(round(deadline - time.time()))) if wait_seconds_timeout else 0
+    return _receive_message(
+        self, queue_name, count, remaining, visibility_timeout, *args, **kwargs
+    )
+
+
+SQSBackend.receive_message = _receive_message_as_sqs
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,6 +54,9 @@ pub struct Stack {
     pub mapping: Mapping,
     /// The batching queue's event source mapping, as the template sets it.
     pub batching: Mapping,
+    /// The delivery function's `Timeout` from the template: the in-process event source
+    /// mapping stops an invocation that runs longer and fails it, as Lambda does.
+    pub delivery_function_timeout: Duration,
 }
 
 impl Stack {
@@ -119,6 +122,10 @@ impl Stack {
                 report_batch_item_failures: source.report_batch_item_failures,
             }
         };
+        let delivery_function_timeout = template
+            .function_of_binary("delivery")
+            .expect("the template has the delivery function")
+            .timeout;
         let mapping = mapping_of("DeliveriesQueue");
         let batching = mapping_of("BatchingQueue");
         let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name);
@@ -131,6 +138,7 @@ impl Stack {
             sqs,
             mapping,
             batching,
+            delivery_function_timeout,
         }
     }
 
@@ -157,11 +165,32 @@ impl Stack {
         ctx: &hookrelay_delivery::Context,
         wait: Duration,
     ) -> Option<BatchResult> {
-        esm::run_once(&self.sqs, &self.mapping, wait, |event| async move {
-            Ok(hookrelay_delivery::handle(ctx, event).await)
+        esm::run_once(&self.sqs, &self.mapping, wait, |event| {
+            self.invoke_delivery(ctx, event)
         })
         .await
         .expect("queue round")
+    }
+
+    /// The delivery handler, in-process, stopped at the function's timeout: the future is
+    /// dropped there (nothing of the handler runs after it) and the invocation fails, so the
+    /// whole batch stays on the queue, as in Lambda.
+    async fn invoke_delivery(
+        &self,
+        ctx: &hookrelay_delivery::Context,
+        event: aws_lambda_events::event::sqs::SqsEvent,
+    ) -> anyhow::Result<aws_lambda_events::event::sqs::SqsBatchResponse> {
+        tokio::time::timeout(
+            self.delivery_function_timeout,
+            hookrelay_delivery::handle(ctx, event),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "Task timed out after {:.2} seconds",
+                self.delivery_function_timeout.as_secs_f64()
+            )
+        })
     }
 
     /// One round of the batching queue's mapping (its batch size and window) into the
@@ -171,14 +200,14 @@ impl Stack {
         ctx: &hookrelay_delivery::Context,
         wait: Duration,
     ) -> Option<BatchResult> {
-        esm::run_once(&self.sqs, &self.batching, wait, |event| async move {
-            Ok(hookrelay_delivery::handle(ctx, event).await)
+        esm::run_once(&self.sqs, &self.batching, wait, |event| {
+            self.invoke_delivery(ctx, event)
         })
         .await
         .expect("batching queue round")
     }
 
-    /// Runs the mapping until the queue has nothing visible for `quiet`.
+    /// Runs the mapping until a long poll finds nothing visible.
     pub async fn drain(&self, ctx: &hookrelay_delivery::Context) -> Vec<BatchResult> {
         let mut rounds = Vec::new();
         while let Some(r) = self.deliver_once(ctx, Duration::ZERO).await {
@@ -270,6 +299,8 @@ impl Stack {
                 .receive_message()
                 .queue_url(queue)
                 .max_number_of_messages(10)
+                // A short poll's empty answer does not mean an empty queue.
+                .wait_time_seconds(1)
                 .send()
                 .await
                 .expect("receive")
@@ -296,6 +327,7 @@ impl Stack {
             .receive_message()
             .queue_url(&self.settings.dead_letter_queue_url)
             .max_number_of_messages(10)
+            .wait_time_seconds(1)
             .send()
             .await
             .expect("receive from DLQ")

@@ -149,7 +149,8 @@ async fn storage_down_at_delivery_fails_the_batch_without_losing_it() {
         .sqs
         .receive_message()
         .queue_url(&stack.settings.delivery_queue_url)
-        .wait_time_seconds(0)
+        // A long poll: a short poll's empty answer would prove nothing.
+        .wait_time_seconds(1)
         .send()
         .await
         .unwrap()

@@ -28,15 +28,19 @@ pub struct BatchResult {
     pub failed: usize,
 }
 
-/// Receives up to `batch_size` messages: the first receive long-polls up to `wait`, then the
-/// batch fills until it is full or the batching window has passed.
+/// Receives up to `batch_size` messages: the first receive long-polls up to `wait` (at least
+/// a second), then the batch fills until it is full or the batching window has passed.
+///
+/// Lambda's pollers long-poll. A short poll samples some of SQS's servers, so its empty answer
+/// does not mean an empty queue (the local stack's emulator samples short polls too): a
+/// mapping that short-polled could see nothing while tasks wait.
 pub async fn receive_batch(sqs: &Client, m: &Mapping, wait: Duration) -> Result<Vec<Message>> {
     let started = Instant::now();
     let mut batch: Vec<Message> = Vec::new();
     loop {
         let want = (m.batch_size - batch.len()).min(10) as i32;
         let wait_secs = if batch.is_empty() {
-            wait.as_secs().min(20)
+            wait.as_secs_f64().ceil().clamp(1.0, 20.0) as u64
         } else {
             m.window.saturating_sub(started.elapsed()).as_secs().min(20)
         };

@@ -26,7 +26,7 @@ const LOCAL: &[(&str, &str)] = &[
     ("DELIVERY_ALLOW_NETWORKS", "127.0.0.1/32,::1/128"),
 ];
 
-/// Every function's environment merged (one `cargo lambda watch` serves them all), plus the
+/// Every function's environment merged (each function gets all of it), plus the
 /// local AWS endpoint; `lookup` reads `make dev`'s environment.
 pub fn function_environment(
     template: &Template,

@@ -215,8 +215,8 @@ pub fn response(answer: ApiGatewayV2httpResponse) -> Response<Body> {
         .unwrap_or_else(|_| internal_error())
 }
 
-/// What the functions are invoked through: `cargo lambda watch`'s Lambda API under
-/// `make dev`, the handlers in-process in the tests. Answers the function's JSON output.
+/// What the functions are invoked through: the local Lambda service under `make dev`, the
+/// handlers in-process in the tests. Answers the function's JSON output.
 pub trait Invoke: Send + Sync + 'static {
     fn invoke<'a>(
         &'a self,
@@ -235,7 +235,7 @@ pub enum InvokeError {
     Failed(String),
 }
 
-/// Lambda's Invoke API at `base` (`cargo lambda watch`).
+/// Lambda's Invoke API at `base` (the local stack's is on `HOOKRELAY_LAMBDA_PORT`).
 pub struct LambdaApi {
     pub base: String,
     pub http: reqwest::Client,

@@ -5,6 +5,7 @@
 pub mod esm;
 pub mod function_env;
 pub mod gateway;
+pub mod lambda;
 pub mod moto;
 pub mod proc_cpu;
 pub mod process;

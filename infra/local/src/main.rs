@@ -1,10 +1,9 @@
 //! `make dev`: the whole system on one machine. moto's server stands in for DynamoDB and
-//! SQS, `cargo lambda watch` runs the functions, and this process plays API Gateway, the SQS
-//! event source mapping and the EventBridge schedule, all read from `template.yaml`.
+//! SQS, and this process plays Lambda (each function's processes, with the template's
+//! `Timeout` and `MemorySize`), API Gateway, the SQS event source mapping and the EventBridge
+//! schedule, all read from `template.yaml`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -15,13 +14,12 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use hookrelay_local::esm::{self, Mapping};
 use hookrelay_local::gateway;
+use hookrelay_local::lambda::{FunctionSpec, LocalLambda, Outcome};
 use hookrelay_local::moto::MotoServer;
-use hookrelay_local::process::stop_politely;
 use hookrelay_local::provision::provision;
 use hookrelay_local::template::Template;
 use hookrelay_shared::store::Store;
 use rand::RngCore;
-use tokio::process::{Child, Command};
 
 struct Options {
     port: u16,
@@ -107,24 +105,41 @@ async fn main() -> Result<()> {
         &moto.endpoint,
         |name| std::env::var(name).ok(),
     )?;
-    let env_file = root.join(".local/functions.env");
-    std::fs::create_dir_all(root.join(".local"))?;
-    std::fs::write(
-        &env_file,
-        env.iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect::<String>(),
-    )?;
-
-    let mut watch = start_watch(&root, opts.lambda_port, &env_file)?;
-    let lambda_base = format!("http://127.0.0.1:{}", opts.lambda_port);
+    // The functions are the binaries `make dev` built beside this one.
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("no directory for the function binaries"))?;
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let lambda = LocalLambda::new(
+        template
+            .functions()?
+            .into_iter()
+            .map(|f| FunctionSpec {
+                command: bin_dir.join(&f.binary),
+                name: f.binary,
+                env: env.clone(),
+                timeout: f.timeout,
+                memory_mb: f.memory_mb,
+            })
+            .collect(),
+    );
+    // Lambda's Invoke API, for invoking a function by hand.
+    let invoke_listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.lambda_port))
+        .await
+        .with_context(|| {
+            format!(
+                "port {} is taken; set HOOKRELAY_LAMBDA_PORT",
+                opts.lambda_port
+            )
+        })?;
+    let invoke_app = lambda.clone().router();
+    tokio::spawn(async move {
+        let _ = axum::serve(invoke_listener, invoke_app).await;
+    });
 
     let routes = template.http_routes()?;
-    let functions = Arc::new(gateway::LambdaApi {
-        base: lambda_base.clone(),
-        http: reqwest::Client::new(),
-    });
-    let app = gateway::router(routes, functions);
+    let app = gateway::router(routes, lambda.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
         .with_context(|| format!("port {} is taken; set HOOKRELAY_PORT", opts.port))?;
@@ -134,9 +149,6 @@ async fn main() -> Result<()> {
     start_receiver(opts.receiver_port).await?;
 
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let invoker = reqwest::Client::builder()
-        .timeout(Duration::from_secs(900))
-        .build()?;
     for source in template.sqs_event_sources()? {
         let mapping = Mapping {
             queue_url: prov.queue(&source.queue)?.to_owned(),
@@ -150,11 +162,11 @@ async fn main() -> Result<()> {
             window: Duration::from_secs(source.batching_window_secs),
             report_batch_item_failures: source.report_batch_item_failures,
         };
-        let (sqs, invoker, base) = (sqs.clone(), invoker.clone(), lambda_base.clone());
+        let (sqs, lambda) = (sqs.clone(), lambda.clone());
         tokio::spawn(async move {
             loop {
                 let round = esm::run_once(&sqs, &mapping, Duration::from_secs(10), |event| {
-                    invoke::<_, SqsBatchResponse>(&invoker, &base, &source.binary, event)
+                    invoke::<_, SqsBatchResponse>(&lambda, &source.binary, event)
                 })
                 .await;
                 match round {
@@ -174,15 +186,14 @@ async fn main() -> Result<()> {
         });
     }
     for schedule in template.schedules()? {
-        let (invoker, base, every) = (invoker.clone(), lambda_base.clone(), opts.sweep_every);
+        let (lambda, every) = (lambda.clone(), opts.sweep_every);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let event = serde_json::json!({"source": "hookrelay.local-schedule", "detail-type": "Scheduled Event", "detail": {}});
-                match invoke::<_, serde_json::Value>(&invoker, &base, &schedule.binary, event).await
-                {
+                match invoke::<_, serde_json::Value>(&lambda, &schedule.binary, event).await {
                     Ok(report) => {
                         tracing::info!(function = %schedule.binary, %report, "scheduled run")
                     }
@@ -195,15 +206,10 @@ async fn main() -> Result<()> {
     }
 
     print_quickstart(&opts);
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        status = watch.wait() => {
-            tracing::error!(?status, "cargo lambda watch stopped");
-        }
-    }
+    let _ = tokio::signal::ctrl_c().await;
     println!("\nstopping…");
-    // A polite stop lets cargo lambda watch end the function processes it started.
-    stop_politely(&mut watch, "-TERM", Duration::from_secs(5)).await;
+    // Dropping the service ends the function processes it started.
+    drop(lambda);
     drop(moto);
     Ok(())
 }
@@ -212,61 +218,24 @@ fn tracing_subscriber_init() {
     hookrelay_shared::telemetry::init();
 }
 
-fn start_watch(root: &Path, port: u16, env_file: &Path) -> Result<Child> {
-    let venv = root.join(".venv/bin/cargo-lambda");
-    let bin = if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("cargo-lambda")
-    };
-    Command::new(&bin)
-        .args([
-            "lambda",
-            "watch",
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-        ])
-        .arg(port.to_string())
-        // API Gateway without a CORS configuration adds no CORS headers either.
-        .arg("--disable-cors")
-        .arg("--env-file")
-        .arg(env_file)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {} (run `make venv`)", bin.display()))
-}
-
-/// Invokes a function through `cargo lambda watch`'s Lambda API.
+/// Invokes a function as Lambda's event sources do: a function error fails the invocation.
 async fn invoke<E: serde::Serialize, R: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    base: &str,
+    lambda: &LocalLambda,
     function: &str,
     event: E,
 ) -> Result<R> {
-    let resp = http
-        .post(format!(
-            "{base}/2015-03-31/functions/{function}/invocations"
-        ))
-        .body(serde_json::to_vec(&event)?)
-        .send()
-        .await?;
-    let status = resp.status();
-    let body = resp.bytes().await?;
-    if !status.is_success() {
-        anyhow::bail!(
-            "{function} answered {status}: {}",
+    match lambda.invoke(function, serde_json::to_vec(&event)?).await? {
+        Outcome::Ok(body) => serde_json::from_slice(&body).map_err(|e| {
+            anyhow!(
+                "{function} answered something unexpected ({e}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        }),
+        Outcome::FunctionError(body) => Err(anyhow!(
+            "{function} failed: {}",
             String::from_utf8_lossy(&body)
-        );
+        )),
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        anyhow!(
-            "{function} answered something unexpected ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    })
 }
 
 /// A demo endpoint that prints each delivery, so the quickstart shows the whole trip.

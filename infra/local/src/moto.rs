@@ -17,6 +17,12 @@ pub struct MotoServer {
 impl MotoServer {
     /// Starts on `port`, or on a free one when `None`.
     pub fn start(port: Option<u16>) -> Result<Self> {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts with settings of its own in its environment, e.g. a scaled-down
+    /// `HOOKRELAY_SQS_INFLIGHT_QUOTA` (see `moto_server.py`).
+    pub fn start_with(port: Option<u16>, env: &[(&str, &str)]) -> Result<Self> {
         let (bin, script) = moto_command();
         let port = match port {
             Some(p) => p,
@@ -31,6 +37,7 @@ impl MotoServer {
             .arg(port.to_string())
             .arg(std::process::id().to_string())
             .arg(script.as_deref().map(Path::as_os_str).unwrap_or_default())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;

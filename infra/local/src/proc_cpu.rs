@@ -74,8 +74,8 @@ fn classify(is_root: bool, comm: &str, cmdline: &str) -> &'static str {
     } else if FUNCTION_BINARIES.contains(&comm) {
         FUNCTIONS
     } else {
-        // cargo lambda watch, the `cargo run` that starts each function, and the shell that
-        // watches moto's parent.
+        // The shell that watches moto's parent. The local Lambda service (the Runtime API
+        // the functions talk to) runs inside the root process, so it counts as GATEWAY.
         LAMBDA_RUNTIME
     }
 }

@@ -36,6 +36,16 @@ pub struct SqsEventSource {
     pub report_batch_item_failures: bool,
 }
 
+/// A function's limits: `Timeout` and `MemorySize`, its own or from `Globals`, else Lambda's
+/// defaults (3 s, 128 MB).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionConfig {
+    pub logical_id: String,
+    pub binary: String,
+    pub timeout: std::time::Duration,
+    pub memory_mb: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     pub binary: String,
@@ -210,6 +220,42 @@ impl Template {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| anyhow!("{function} has no Metadata.BuildProperties.Binary"))
+    }
+
+    pub fn functions(&self) -> Result<Vec<FunctionConfig>> {
+        let globals = self.root.get("Globals").and_then(|g| g.get("Function"));
+        let b = Bindings::default();
+        let mut out = Vec::new();
+        for f in self.of_type("AWS::Serverless::Function")? {
+            let own = self.resource(&f)?.get("Properties");
+            let setting = |key: &str| -> Result<Option<u64>> {
+                for scope in [own, globals].into_iter().flatten() {
+                    if let Some(v) = scope.get(key) {
+                        let v = self.resolve(v, &b)?;
+                        return scalar(&v)
+                            .and_then(|s| s.parse().ok())
+                            .map(Some)
+                            .ok_or_else(|| anyhow!("{f}: {key} is not a number"));
+                    }
+                }
+                Ok(None)
+            };
+            out.push(FunctionConfig {
+                binary: self.binary_of(&f)?,
+                timeout: std::time::Duration::from_secs(setting("Timeout")?.unwrap_or(3)),
+                memory_mb: setting("MemorySize")?.unwrap_or(128),
+                logical_id: f,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The limits of the function a cargo binary is built into.
+    pub fn function_of_binary(&self, binary: &str) -> Result<FunctionConfig> {
+        self.functions()?
+            .into_iter()
+            .find(|f| f.binary == binary)
+            .ok_or_else(|| anyhow!("no function is built from the binary {binary}"))
     }
 
     fn function_events(&self) -> Result<Vec<(String, String, &Value)>> {
@@ -393,6 +439,9 @@ mod tests {
         assert_eq!(sources[0].binary, "delivery");
         assert!(sources[0].report_batch_item_failures);
         assert_eq!(t.schedules().unwrap()[0].binary, "sweeper");
+        let delivery = t.function_of_binary("delivery").unwrap();
+        assert_eq!(delivery.timeout, std::time::Duration::from_secs(30));
+        assert_eq!(delivery.memory_mb, 256, "from Globals");
     }
 
     #[test]

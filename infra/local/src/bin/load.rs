@@ -110,7 +110,7 @@ async fn main() -> Result<()> {
         &mut stack,
     )
     .await;
-    // SIGINT is the stack's Ctrl-C: it stops cargo lambda watch and moto itself.
+    // SIGINT is the stack's Ctrl-C: it stops the function processes and moto itself.
     stop_politely(&mut stack, "-INT", Duration::from_secs(15)).await;
     let report =
         result.with_context(|| format!("the stack's output is in {}", log_path.display()))?;
@@ -259,7 +259,7 @@ fn start_stack(root: &Path, ports: &Ports, admin_key: &str, log: &Path) -> Resul
 }
 
 /// Ready once the admin function answers through the gateway, which needs moto, the
-/// provisioned resources and `cargo lambda watch` all up.
+/// provisioned resources and the functions all up.
 async fn wait_ready(http: &reqwest::Client, api: &str, stack: &mut Child) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
