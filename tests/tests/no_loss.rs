@@ -75,8 +75,8 @@ async fn every_accepted_event_is_delivered_or_dead_lettered() {
                     let (ingest, source) = (ingest.clone(), source.clone());
                     async move {
                         let ty = if n % 2 == 0 { "a.created" } else { "b.updated" };
-                        let body = format!(r#"{{"event_type":"{ty}","data":{{"n":{n}}}}}"#)
-                            .into_bytes();
+                        let body =
+                            format!(r#"{{"event_type":"{ty}","data":{{"n":{n}}}}}"#).into_bytes();
                         let resp = hookrelay_ingest::handle(
                             &ingest,
                             request("POST", &format!("/in/{source}"), &[], &body),
@@ -267,10 +267,7 @@ async fn waiting(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .unwrap()
         .attributes
         .unwrap_or_default();
-    attrs
-        .values()
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
+    attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,21 @@ pub async fn parked(ctx: &Context, r: &Received, endpoint: Option<&Endpoint>) ->
     let now = Timestamp::now();
     let interval = probe_interval(ctx, ep.consecutive_failures);
     let next = now.plus(interval);
+    // A probe known to be taken (the endpoint as read, or this instance's last claim) costs
+    // no conditional write that is bound to fail.
+    let key = (ep.workspace.clone(), ep.id.clone());
+    let known = [ep.probe_at, ctx.probe_known(&key)]
+        .into_iter()
+        .flatten()
+        .filter(|at| *at > now)
+        .max();
+    if let Some(until) = known {
+        return Some(
+            until
+                .since(now)
+                .clamp(Duration::from_secs(1), MAX_PROBE_INTERVAL),
+        );
+    }
     match ctx
         .store
         .claim_probe(
@@ -57,17 +72,14 @@ pub async fn parked(ctx: &Context, r: &Received, endpoint: Option<&Endpoint>) ->
     {
         Ok(true) => {
             tracing::info!(endpoint.id = %ep.id, streak = ep.consecutive_failures, "circuit open: probing");
+            ctx.remember_probe(key, next);
             None
         }
         Ok(false) => {
             // Another task is the probe, or the circuit closed meanwhile (the task comes back
             // soon and goes then).
-            let until = ep.probe_at.filter(|at| *at > now).unwrap_or(next);
-            Some(
-                until
-                    .since(now)
-                    .clamp(Duration::from_secs(1), MAX_PROBE_INTERVAL),
-            )
+            ctx.remember_probe(key, now.plus(Duration::from_secs(1)));
+            Some(Duration::from_secs(1))
         }
         Err(e) => {
             // Unknown: sending is what the task would do without a breaker.

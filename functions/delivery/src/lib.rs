@@ -39,6 +39,23 @@ pub struct Context {
     pub http: reqwest::Client,
     pub policy: Arc<NetworkPolicy>,
     pub ops: hookrelay_shared::ops_events::OpsEvents,
+    /// Until when this instance knows an open circuit's probe is taken, per endpoint.
+    probes: std::sync::Mutex<HashMap<(String, String), Timestamp>>,
+}
+
+impl Context {
+    pub(crate) fn probe_known(&self, key: &(String, String)) -> Option<Timestamp> {
+        self.probes.lock().ok()?.get(key).copied()
+    }
+
+    pub(crate) fn remember_probe(&self, key: (String, String), until: Timestamp) {
+        if let Ok(mut probes) = self.probes.lock() {
+            let now = Timestamp::now();
+            // Bounded by the endpoints seen recently.
+            probes.retain(|_, at| *at > now);
+            probes.insert(key, until);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +84,7 @@ impl Context {
             .build()?;
         Ok(Self {
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "delivery"),
+            probes: Default::default(),
             policy,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
