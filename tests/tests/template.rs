@@ -472,3 +472,37 @@ fn every_function_logs_to_a_log_group_of_the_stack() {
         assert!(groups.insert(group), "{f} shares a log group");
     }
 }
+
+#[test]
+fn deploy_script_applies_the_codes_retention_rule() {
+    // `make deploy` refuses a RetentionDays the functions would refuse at cold start; the
+    // script restates the rule in Python, so both are asked the same schedules.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/deploy.py");
+    let twenty = vec!["43200"; MAX_RETRIES].join(",");
+    for schedule in [
+        hookrelay_shared::retry::DEFAULT_SCHEDULE,
+        "",
+        "5",
+        "5,60",
+        "86399",
+        "43200",
+        "36000,36000,36000",
+        "40000,42000,43000",
+        twenty.as_str(),
+    ] {
+        let Ok(policy) = RetryPolicy::parse(schedule) else {
+            continue;
+        };
+        let out = std::process::Command::new("python3")
+            .args([script, "--min-retention-days", schedule])
+            .output()
+            .expect("python3 runs the deploy script");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let days: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(days, min_retention_days(&policy), "schedule {schedule:?}");
+    }
+}
