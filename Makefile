@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean bench fixtures sync wrk
+.PHONY: dev test lint fmt build venv clean bench fixtures sync wrk deploy deploy-check admin-key
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -44,6 +44,27 @@ fmt:
 ## arm64 release binaries for `sam deploy`.
 build: $(STAMP)
 	sam build
+
+## Deploy to AWS: make deploy [STACK=hookrelay] [REGION=eu-west-1] [PARAMS="AlarmEmail=you@example.com"]
+## Checks the parameters, builds, checks credentials, creates the admin key in SSM (in REGION)
+## when missing, runs sam deploy unattended and prints the API URL and the next commands.
+## REGION defaults to AWS_REGION, AWS_DEFAULT_REGION, the profile's region, then us-east-1.
+export STACK REGION PARAMS
+deploy: $(STAMP)
+	$(VENV)/bin/python3 infra/deploy.py
+
+## Every step of `make deploy` before its first AWS call, offline (CI runs it): the script's
+## syntax, the parameters of samconfig.toml, PARAMS and the README's walk-through against the
+## template, sam validate --lint and sam build.
+deploy-check: $(STAMP)
+	$(VENV)/bin/python3 -m py_compile infra/deploy.py
+	bash -n .ci/run
+	@if command -v shellcheck >/dev/null; then shellcheck .ci/run; else echo "shellcheck not installed: bash -n only"; fi
+	$(VENV)/bin/python3 infra/deploy.py --check --check-readme
+
+## The admin key of a deployed stack, from SSM: export KEY=$$(make -s admin-key REGION=…)
+admin-key: $(STAMP)
+	@$(VENV)/bin/python3 infra/deploy.py --show-admin-key
 
 clean:
 	cargo clean

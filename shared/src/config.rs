@@ -20,6 +20,21 @@ pub enum ConfigError {
     },
     #[error("setting RETRY_SCHEDULE is invalid")]
     Retry(#[from] RetryPolicyError),
+    #[error(
+        "setting RETENTION_DAYS is {days}, shorter than the retry schedule needs: events and \
+         attempts must outlive the last retry, so with this schedule keep them at least \
+         {min_days} days (raise RetentionDays or shorten RetrySchedule)"
+    )]
+    RetentionTooShort { days: u32, min_days: u32 },
+}
+
+/// The shortest retention a retry schedule allows: the schedule's longest span (every delay
+/// at the top of its jitter), rounded up to whole days, plus a day for the queueing,
+/// postponements and last attempt that follow. An event whose TTL ran out before its last
+/// retry could no longer be delivered or shown in its attempt history.
+pub fn min_retention_days(retry: &RetryPolicy) -> u32 {
+    let span = retry.max_span().as_secs();
+    (span.div_ceil(86_400) + 1) as u32
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +73,24 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let settings = Self::read_env()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Rules between settings, which no single setting's parse can see.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let min_days = min_retention_days(&self.retry);
+        if self.retention_days < min_days {
+            return Err(ConfigError::RetentionTooShort {
+                days: self.retention_days,
+                min_days,
+            });
+        }
+        Ok(())
+    }
+
+    fn read_env() -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
@@ -180,5 +213,53 @@ fn parsed<T: FromStr>(
             expected,
         }),
         _ => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::{MAX_RETRIES, MAX_VISIBILITY};
+
+    fn with(retention_days: u32, schedule: &str) -> Settings {
+        Settings {
+            retention_days,
+            retry: RetryPolicy::parse(schedule).unwrap(),
+            ..Settings::for_resources("t", "q", "d")
+        }
+    }
+
+    #[test]
+    fn retention_must_outlive_the_retry_schedule() {
+        // The default schedule waits at most 27.6 h, 33.1 h with jitter: two days, plus one.
+        assert_eq!(
+            min_retention_days(&RetryPolicy::parse(crate::retry::DEFAULT_SCHEDULE).unwrap()),
+            3
+        );
+        assert!(with(30, crate::retry::DEFAULT_SCHEDULE).check().is_ok());
+        assert!(with(3, crate::retry::DEFAULT_SCHEDULE).check().is_ok());
+        let err = with(2, crate::retry::DEFAULT_SCHEDULE).check().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::RetentionTooShort {
+                    days: 2,
+                    min_days: 3
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("RETENTION_DAYS"), "{err}");
+        // A short schedule still keeps the day of margin.
+        assert_eq!(min_retention_days(&RetryPolicy::parse("5,60").unwrap()), 2);
+        assert_eq!(min_retention_days(&RetryPolicy::parse("").unwrap()), 1);
+        // The longest schedule the template allows fits the longest retention it allows.
+        let longest = vec![MAX_VISIBILITY.as_secs().to_string(); MAX_RETRIES].join(",");
+        let longest = RetryPolicy::parse(&longest).unwrap();
+        assert!(
+            min_retention_days(&longest) <= 11,
+            "{}",
+            min_retention_days(&longest)
+        );
     }
 }

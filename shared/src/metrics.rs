@@ -2,12 +2,39 @@
 //! Lambda ships to CloudWatch Logs and CloudWatch turns into metrics without an API call.
 //! Dimensions stay low-cardinality: the function, and for rejections the reason code; never
 //! an event or endpoint id. Every name is declared here and documented in docs/metrics.md.
+//!
+//! The functions log in Lambda's JSON format with an application log level (the template's
+//! `LogLevel`). Lambda's log-level filter reads a line's `level` key, and treats a line whose
+//! `level` is missing or invalid, or whose `timestamp` is not RFC 3339, as INFO: at WARN or
+//! ERROR such a line is dropped before CloudWatch sees it, and with it every metric and alarm.
+//! So each metric line carries a `timestamp` and the least verbose level Lambda knows,
+//! [`LOG_LEVEL`], which passes every application log level. The functions never log at that
+//! level themselves (`tracing` has no FATAL), so it names the metric lines alone.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 pub const NAMESPACE: &str = "HookRelay";
+
+/// The `level` of every metric line.
+pub const LOG_LEVEL: &str = "FATAL";
+
+/// Lambda's application log levels, most verbose first: a filter set to one of them keeps
+/// the lines at that level and the ones after it.
+pub const LAMBDA_LOG_LEVELS: &[&str] = &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+/// Whether Lambda's filter at `application_level` keeps a line at `line_level`. A level Lambda
+/// does not know counts as INFO, as Lambda counts it.
+pub fn passes_log_filter(line_level: &str, application_level: &str) -> bool {
+    let rank = |l: &str| {
+        LAMBDA_LOG_LEVELS
+            .iter()
+            .position(|k| k.eq_ignore_ascii_case(l))
+    };
+    let info = rank("INFO").unwrap_or(2);
+    rank(line_level).unwrap_or(info) >= rank(application_level).unwrap_or(info)
+}
 
 pub const EVENTS_RECEIVED: &str = "EventsReceived";
 pub const EVENTS_REJECTED: &str = "EventsRejected";
@@ -26,6 +53,7 @@ pub const ENDPOINTS_DEACTIVATED: &str = "EndpointsDeactivated";
 pub const STRANDED_EVENTS_REENQUEUED: &str = "StrandedEventsReenqueued";
 pub const SWEEP_DURATION: &str = "SweepDuration";
 pub const SWEEP_ENDPOINTS_EXAMINED: &str = "SweepEndpointsExamined";
+pub const PENDING_EVENTS_FOUND: &str = "PendingEventsFound";
 pub const OPS_EVENTS: &str = "OpsEvents";
 pub const OPS_EVENTS_FAILED: &str = "OpsEventsFailed";
 
@@ -56,6 +84,7 @@ pub const ALL: &[(&str, Unit)] = &[
     (STRANDED_EVENTS_REENQUEUED, Unit::Count),
     (SWEEP_DURATION, Unit::Milliseconds),
     (SWEEP_ENDPOINTS_EXAMINED, Unit::Count),
+    (PENDING_EVENTS_FOUND, Unit::Count),
     (OPS_EVENTS, Unit::Count),
     (OPS_EVENTS_FAILED, Unit::Count),
 ];
@@ -114,6 +143,9 @@ impl Metrics {
 
     /// The EMF documents: one per dimension set.
     pub fn render(&self, timestamp_ms: i64) -> Vec<String> {
+        let timestamp = crate::Timestamp::from_unix_millis(timestamp_ms)
+            .unwrap_or_else(crate::Timestamp::now)
+            .to_string();
         let mut groups: BTreeMap<ExtraDimension, Vec<(&'static str, &Vec<f64>)>> = BTreeMap::new();
         for ((dim, name), values) in &self.values {
             groups.entry(dim.clone()).or_default().push((name, values));
@@ -123,6 +155,8 @@ impl Metrics {
             .map(|(dim, metrics)| {
                 let mut dims = vec!["Function".to_owned()];
                 let mut doc = serde_json::Map::new();
+                doc.insert("level".into(), Value::String(LOG_LEVEL.to_owned()));
+                doc.insert("timestamp".into(), Value::String(timestamp.clone()));
                 doc.insert("Function".into(), Value::String(self.function.clone()));
                 if let Some((k, v)) = &dim {
                     dims.push(k.clone());
@@ -199,5 +233,40 @@ mod tests {
             by["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Function", "Reason"]])
         );
+    }
+
+    #[test]
+    fn metric_lines_carry_a_level_and_timestamp_lambda_reads() {
+        let mut m = Metrics::new("delivery");
+        m.add(DELIVERIES_SUCCEEDED, 1.0);
+        m.add_by(EVENTS_REJECTED, "Reason", "x", 1.0);
+        for line in m.render(1_700_000_000_123) {
+            let doc: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(doc["level"], LOG_LEVEL);
+            assert!(LAMBDA_LOG_LEVELS.contains(&doc["level"].as_str().unwrap()));
+            let ts = doc["timestamp"].as_str().unwrap();
+            assert_eq!(ts, "2023-11-14T22:13:20.123Z");
+            // RFC 3339, and the same instant as the EMF timestamp.
+            assert_eq!(
+                crate::Timestamp::parse(ts).unwrap().unix_millis(),
+                doc["_aws"]["Timestamp"].as_i64().unwrap()
+            );
+            assert!(!line.contains('\n'), "one document per line");
+        }
+    }
+
+    #[test]
+    fn metric_lines_pass_every_application_log_level() {
+        for level in LAMBDA_LOG_LEVELS {
+            assert!(passes_log_filter(LOG_LEVEL, level), "{level}");
+        }
+        // What the filter does to other lines, as Lambda documents it.
+        assert!(!passes_log_filter("INFO", "WARN"));
+        assert!(passes_log_filter("WARN", "WARN"));
+        assert!(
+            !passes_log_filter("bogus", "WARN"),
+            "an unknown level counts as INFO"
+        );
+        assert!(passes_log_filter("bogus", "INFO"));
     }
 }

@@ -92,6 +92,15 @@ impl RetryPolicy {
         &self.schedule
     }
 
+    /// The longest the retries of one task can wait in all: every delay at the top of its
+    /// jitter (and under the cap SQS's visibility limit sets).
+    pub fn max_span(&self) -> Duration {
+        self.schedule
+            .iter()
+            .map(|d| d.mul_f64(1.0 + self.jitter).min(MAX_DELAY))
+            .sum()
+    }
+
     /// The first attempt plus one per scheduled retry.
     pub fn max_attempts(&self) -> u32 {
         self.schedule.len() as u32 + 1

@@ -1,5 +1,9 @@
-//! JSON logs through `tracing`. Lambda's JSON log format adds the request id and timestamp;
-//! the level comes from `AWS_LAMBDA_LOG_LEVEL` (set by the template) or `RUST_LOG`.
+//! JSON logs through `tracing`. The level comes from `AWS_LAMBDA_LOG_LEVEL` (set by the
+//! template) or `RUST_LOG`.
+//!
+//! Every line carries its own RFC 3339 `timestamp` beside its `level`: Lambda's log-level
+//! filter counts a line without a valid timestamp as INFO, so at `LogLevel=WARN` it would
+//! drop the very warnings and errors the setting is meant to keep.
 
 use tracing_subscriber::EnvFilter;
 
@@ -15,7 +19,6 @@ pub fn init() {
         .with_env_filter(filter)
         .with_current_span(false)
         .with_target(false)
-        .without_time()
         .try_init();
 }
 
@@ -47,7 +50,6 @@ pub fn init_counting() {
         .with_env_filter(EnvFilter::new("info"))
         .with_current_span(false)
         .with_target(false)
-        .without_time()
         .with_writer(|| Counting)
         .try_init();
 }
@@ -63,4 +65,48 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+
+    use crate::metrics::{LAMBDA_LOG_LEVELS, passes_log_filter};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_carry_a_level_and_timestamp_lambda_reads() {
+        let out = Captured::default();
+        let writer = out.clone();
+        // The same format as `init`, into a buffer.
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_target(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(endpoint.id = "ep_1", "endpoint failing");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["level"], "WARN");
+        assert!(LAMBDA_LOG_LEVELS.contains(&line["level"].as_str().unwrap()));
+        crate::Timestamp::parse(line["timestamp"].as_str().unwrap()).unwrap();
+        assert!(passes_log_filter("WARN", "WARN"));
+    }
 }

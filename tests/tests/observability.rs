@@ -131,3 +131,43 @@ fn every_alarm_notifies_and_the_dashboard_covers_the_system() {
         assert!(text.contains(needle), "dashboard lacks {needle}");
     }
 }
+
+#[test]
+fn alarms_cover_the_in_flight_quota_a_stalled_consumer_and_the_pending_backlog() {
+    let t = Template::workspace_default().unwrap();
+    let text = |id: &str| serde_json::to_string(&yaml_json(t.resource(id).unwrap())).unwrap();
+    // Near SQS's ~120 000 in-flight messages, below it whatever the parameter says.
+    let in_flight = text("InFlightNearQuotaAlarm");
+    assert!(in_flight.contains("ApproximateNumberOfMessagesNotVisible"));
+    assert!(in_flight.contains("DeliveriesQueue"));
+    let threshold = t.parameter("InFlightAlarmThreshold").unwrap();
+    assert!(threshold["MaxValue"].as_u64().unwrap() <= 120_000);
+    assert!(threshold["Default"].as_u64().unwrap() < 120_000);
+    // The age metric skips tasks received 3+ times; the stalled-consumer alarm sees them.
+    let stalled = text("DeliveryConsumerStalledAlarm");
+    for needle in [
+        "ApproximateNumberOfMessagesVisible",
+        "NumberOfMessagesDeleted",
+        "StalledConsumerMinutes",
+    ] {
+        assert!(stalled.contains(needle), "{needle}");
+    }
+    assert!(text("PendingBacklogAlarm").contains("PendingEventsFound"));
+}
+
+/// YAML to JSON, tags dropped (their values kept), for searching a resource's text.
+fn yaml_json(v: &Yaml) -> Value {
+    match v {
+        Yaml::Tagged(t) => yaml_json(&t.value),
+        Yaml::Mapping(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_owned(), yaml_json(v)))
+                .collect(),
+        ),
+        Yaml::Sequence(s) => Value::Array(s.iter().map(yaml_json).collect()),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Number(n) => serde_json::from_str(&n.to_string()).unwrap_or(Value::Null),
+        Yaml::Bool(b) => Value::Bool(*b),
+        Yaml::Null => Value::Null,
+    }
+}

@@ -1,15 +1,19 @@
 //! The template and the code agree: index names, queue sizing against the retry policy's
 //! bounds, and the event source mapping the local stack plays.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use hookrelay_local::template::{Template, number};
+use hookrelay_local::template::{Template, number, scalar};
+use hookrelay_shared::config::min_retention_days;
+use hookrelay_shared::metrics;
 use hookrelay_shared::retry::{MAX_RETRIES, MAX_VISIBILITY, RetryPolicy};
 use hookrelay_shared::store::{
     FAILING_INDEX, LINK_INDEX, LISTING_INDEX, PENDING_INDEX, SWEEP_INDEX, TYPE_INDEX,
 };
 use hookrelay_tests::Stack;
+use serde_yaml_ng::Value as Yaml;
 
 #[tokio::test]
 async fn provisioned_table_has_the_indexes_the_store_queries() {
@@ -223,4 +227,282 @@ async fn local_stack_matches_the_template() {
         param(&ev["MaximumBatchingWindowInSeconds"])
     );
     assert!(stack.mapping.report_batch_item_failures);
+}
+
+fn parameter(t: &Template, name: &str) -> Yaml {
+    t.parameter(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no parameter {name}"))
+}
+
+/// A parameter's bound (`MinValue`, `MaxValue`) or a number given as is.
+fn bound(t: &Template, v: &Yaml, which: &str) -> u64 {
+    match v {
+        Yaml::Tagged(tag) if tag.tag == "!Ref" => {
+            let name = tag.value.as_str().unwrap();
+            number(&parameter(t, name), which)
+                .unwrap_or_else(|| panic!("parameter {name} has no {which}"))
+        }
+        other => scalar(other).unwrap().parse().unwrap(),
+    }
+}
+
+/// The template's intrinsic `!Ref X` or `!GetAtt X.Y`, as the logical id X.
+fn referenced(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::Tagged(t) if t.tag == "!Ref" || t.tag == "!GetAtt" => t
+            .value
+            .as_str()
+            .map(|s| s.split('.').next().unwrap_or(s).to_owned()),
+        _ => None,
+    }
+}
+
+#[test]
+fn no_resource_has_a_fixed_physical_name() {
+    // A name the template fixes is the same in every stack: the second stack in an account
+    // and region fails to create. Names must come from CloudFormation, or from something
+    // unique to the stack (a resource it created, its own name).
+    let t = Template::workspace_default().unwrap();
+    // Properties ending in `Name` that name something else, not the resource itself.
+    let not_physical = [
+        "MetricName",
+        "DisplayName",
+        "AttributeName",
+        "IndexName",
+        "FunctionName", // of a permission or mapping: the function it is for
+    ];
+    let stack_unique = |v: &Yaml| match v {
+        Yaml::Tagged(tag) if tag.tag == "!Sub" => {
+            let text = tag.value.as_str().unwrap_or_default();
+            text.contains("${AWS::StackName}") || text.contains("${AWS::StackId}")
+        }
+        Yaml::Tagged(tag) if tag.tag == "!Ref" || tag.tag == "!GetAtt" => {
+            // A resource of this stack, not a parameter with a default.
+            referenced(v).is_some_and(|r| t.resource(&r).is_ok())
+        }
+        _ => false,
+    };
+    let mut checked = 0;
+    for (id, r) in t.resources().unwrap() {
+        let id = id.as_str().unwrap();
+        let Some(props) = r["Properties"].as_mapping() else {
+            continue;
+        };
+        for (k, v) in props {
+            let k = k.as_str().unwrap();
+            if k.ends_with("Name") && !not_physical.contains(&k) {
+                checked += 1;
+                assert!(stack_unique(v), "{id}.{k} is a fixed name: {v:?}");
+            }
+        }
+        // SAM events that create named resources: EventBridge Scheduler names are unique per
+        // group, and SAM names a ScheduleV2 after its logical id unless told otherwise.
+        if let Some(events) = props.get("Events").and_then(Yaml::as_mapping) {
+            for (ev, e) in events {
+                let ev = ev.as_str().unwrap();
+                let ty = e["Type"].as_str().unwrap_or_default();
+                let p = &e["Properties"];
+                if ty == "ScheduleV2" {
+                    checked += 1;
+                    let omitted = p["OmitName"].as_bool() == Some(true);
+                    assert!(
+                        omitted || p.get("Name").is_some_and(stack_unique),
+                        "{id}.{ev}: a ScheduleV2 needs OmitName: true"
+                    );
+                }
+                if let Some(name) = p.get("Name") {
+                    checked += 1;
+                    assert!(stack_unique(name), "{id}.{ev}.Name is fixed");
+                }
+            }
+        }
+    }
+    assert!(checked >= 1, "the schedule at least was checked");
+}
+
+#[test]
+fn retry_schedule_pattern_is_the_codes_bound() {
+    // CloudFormation refuses what the pattern refuses; the code stops every function at cold
+    // start on what it refuses. They must agree, or a deploy succeeds into a dead stack.
+    let t = Template::workspace_default().unwrap();
+    let p = parameter(&t, "RetrySchedule");
+    let pattern = regex_lite::Regex::new(p["AllowedPattern"].as_str().unwrap()).unwrap();
+    let code = |s: &str| RetryPolicy::parse(s).is_ok();
+    for n in (0..=50_000u64).chain([86_400, 100_000, 999_999]) {
+        let s = n.to_string();
+        assert_eq!(pattern.is_match(&s), code(&s), "{s}");
+    }
+    let twenty = vec!["43200"; MAX_RETRIES].join(",");
+    let too_many = vec!["1"; MAX_RETRIES + 1].join(",");
+    for s in [
+        twenty.as_str(),
+        too_many.as_str(),
+        "5,300,1800",
+        "5,43201",
+        "1,,2",
+        "a",
+    ] {
+        if pattern.is_match(s) {
+            assert!(code(s), "the template allows {s:?}, the code refuses it");
+        }
+    }
+    assert!(pattern.is_match(&twenty));
+    assert!(!pattern.is_match(&too_many));
+    assert!(pattern.is_match(p["Default"].as_str().unwrap()));
+}
+
+#[test]
+fn default_retention_outlives_the_default_schedule() {
+    let t = Template::workspace_default().unwrap();
+    let schedule =
+        RetryPolicy::parse(parameter(&t, "RetrySchedule")["Default"].as_str().unwrap()).unwrap();
+    let retention = parameter(&t, "RetentionDays");
+    let default = number(&retention, "Default").unwrap();
+    assert!(default >= u64::from(min_retention_days(&schedule)));
+    // Every schedule the template allows has a retention the template allows.
+    let longest = RetryPolicy::parse(&vec!["43200"; MAX_RETRIES].join(",")).unwrap();
+    assert!(number(&retention, "MaxValue").unwrap() >= u64::from(min_retention_days(&longest)));
+    // The rule the description states.
+    let text = retention["Description"].as_str().unwrap();
+    assert!(text.contains(&format!(
+        "{} for the default",
+        min_retention_days(&schedule)
+    )));
+    assert!(text.contains(&format!("at most {}", min_retention_days(&longest))));
+}
+
+#[test]
+fn queue_visibility_covers_every_consumer_and_its_batching_window() {
+    // Lambda: a queue's visibility timeout at least six times its consumer's timeout (and
+    // never below it); messages gathered during the batching window are already received,
+    // so the longest window the template allows comes on top.
+    let t = Template::workspace_default().unwrap();
+    let global_timeout = number(&t.root()["Globals"]["Function"], "Timeout").unwrap();
+    let mut checked = 0;
+    for f in t.of_type("AWS::Serverless::Function").unwrap() {
+        let props = &t.resource(&f).unwrap()["Properties"];
+        let timeout = number(props, "Timeout").unwrap_or(global_timeout);
+        let Some(events) = props["Events"].as_mapping() else {
+            continue;
+        };
+        for (ev, e) in events {
+            if e["Type"].as_str() != Some("SQS") {
+                continue;
+            }
+            let p = &e["Properties"];
+            let queue = referenced(&p["Queue"]).unwrap();
+            let visibility = number(
+                &t.resource(&queue).unwrap()["Properties"],
+                "VisibilityTimeout",
+            )
+            .unwrap();
+            let window = p
+                .get("MaximumBatchingWindowInSeconds")
+                .map_or(0, |w| bound(&t, w, "MaxValue"));
+            assert!(
+                window <= 300,
+                "{f}.{ev:?}: Lambda's window is at most 300 s"
+            );
+            assert!(
+                visibility >= 6 * timeout + window,
+                "{f}.{ev:?}: {queue} visibility {visibility} < 6 x {timeout} + {window}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2);
+}
+
+#[test]
+fn metric_lines_pass_every_log_level_the_template_allows() {
+    let t = Template::workspace_default().unwrap();
+    let logging = &t.root()["Globals"]["Function"]["LoggingConfig"];
+    assert_eq!(logging["LogFormat"].as_str(), Some("JSON"));
+    assert_eq!(
+        referenced(&logging["ApplicationLogLevel"]).as_deref(),
+        Some("LogLevel")
+    );
+    let allowed = parameter(&t, "LogLevel")["AllowedValues"].clone();
+    let allowed = allowed.as_sequence().unwrap();
+    assert!(!allowed.is_empty());
+    for level in allowed {
+        let level = level.as_str().unwrap();
+        assert!(
+            metrics::LAMBDA_LOG_LEVELS.contains(&level),
+            "{level} is not a Lambda log level"
+        );
+        assert!(
+            metrics::passes_log_filter(metrics::LOG_LEVEL, level),
+            "LogLevel={level} would drop the metric lines"
+        );
+    }
+}
+
+#[test]
+fn every_function_logs_to_a_log_group_of_the_stack() {
+    // CloudWatch Logs' retention values.
+    const RETENTION_DAYS: &[u64] = &[
+        1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+        2922, 3288, 3653,
+    ];
+    let t = Template::workspace_default().unwrap();
+    let allowed: Vec<u64> = parameter(&t, "LogRetentionDays")["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| scalar(v).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(allowed, RETENTION_DAYS);
+    let functions = t.of_type("AWS::Serverless::Function").unwrap();
+    assert_eq!(functions.len(), 4);
+    let mut groups = BTreeSet::new();
+    for f in &functions {
+        let group = referenced(&t.resource(f).unwrap()["Properties"]["LoggingConfig"]["LogGroup"])
+            .unwrap_or_else(|| panic!("{f} logs to a group the stack does not own"));
+        let g = t.resource(&group).unwrap();
+        assert_eq!(g["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{f}");
+        assert_eq!(
+            referenced(&g["Properties"]["RetentionInDays"]).as_deref(),
+            Some("LogRetentionDays"),
+            "{group}"
+        );
+        // Deleted with the stack (CloudFormation's default), unlike the retained data.
+        assert!(g.get("DeletionPolicy").is_none(), "{group}");
+        assert!(groups.insert(group), "{f} shares a log group");
+    }
+}
+
+#[test]
+fn deploy_script_applies_the_codes_retention_rule() {
+    // `make deploy` refuses a RetentionDays the functions would refuse at cold start; the
+    // script restates the rule in Python, so both are asked the same schedules.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/deploy.py");
+    let twenty = vec!["43200"; MAX_RETRIES].join(",");
+    for schedule in [
+        hookrelay_shared::retry::DEFAULT_SCHEDULE,
+        "",
+        "5",
+        "5,60",
+        "86399",
+        "43200",
+        "36000,36000,36000",
+        "40000,42000,43000",
+        twenty.as_str(),
+    ] {
+        let Ok(policy) = RetryPolicy::parse(schedule) else {
+            continue;
+        };
+        let out = std::process::Command::new("python3")
+            .args([script, "--min-retention-days", schedule])
+            .output()
+            .expect("python3 runs the deploy script");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let days: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(days, min_retention_days(&policy), "schedule {schedule:?}");
+    }
 }

@@ -207,6 +207,9 @@ pub async fn run_until(
             m::SWEEP_ENDPOINTS_EXAMINED,
             report.endpoints_examined as f64,
         );
+        // Found this run, re-enqueued or not: a count that stays up run after run is a
+        // backlog that is not draining (the pending backlog alarm).
+        metrics.add(m::PENDING_EVENTS_FOUND, report.pending_found as f64);
         metrics.add(
             m::STRANDED_EVENTS_REENQUEUED,
             report.reenqueued_events as f64,

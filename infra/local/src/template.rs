@@ -92,6 +92,16 @@ impl Template {
             .collect())
     }
 
+    /// The whole document, for what the helpers here do not cover (`Globals`, `Parameters`).
+    pub fn root(&self) -> &Value {
+        &self.root
+    }
+
+    /// A parameter's declaration: type, default, bounds, pattern.
+    pub fn parameter(&self, name: &str) -> Option<&Value> {
+        self.root.get("Parameters")?.get(name)
+    }
+
     pub fn parameter_default(&self, name: &str) -> Option<Value> {
         self.root
             .get("Parameters")?
