@@ -171,47 +171,29 @@ impl Queue {
         url: &str,
         tasks: &[DeliveryTask],
     ) -> Result<Vec<DeliveryTask>, QueueError> {
-        let mut calls = Vec::new();
-        for chunk in tasks.chunks(SQS_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    Ok(SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(serde_json::to_string(t)?)
-                        .build()?)
-                })
-                .collect::<Result<Vec<_>, QueueError>>()?;
-            calls.push(async move {
-                let out = self
-                    .client
-                    .send_message_batch()
-                    .queue_url(url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await;
-                match out {
-                    Ok(out) => out
-                        .failed
-                        .iter()
-                        .filter_map(|f| f.id.parse::<usize>().ok())
-                        .filter_map(|i| chunk.get(i).cloned())
-                        .collect::<Vec<_>>(),
-                    Err(e) => {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SendMessageBatch failed");
-                        chunk.to_vec()
-                    }
-                }
-            });
-        }
-        Ok(join_all(calls).await.into_iter().flatten().collect())
+        let undelayed: Vec<(DeliveryTask, Duration)> =
+            tasks.iter().map(|t| (t.clone(), Duration::ZERO)).collect();
+        let unsent = self.send_delayed_to(url, &undelayed).await?;
+        Ok(unsent
+            .into_iter()
+            .filter_map(|i| tasks.get(i).cloned())
+            .collect())
     }
 
     /// Sends each task as a new message delayed by its duration (at most SQS's 900 s).
     /// Answers the indexes of the tasks SQS did not take.
     pub async fn send_tasks_delayed(
         &self,
+        tasks: &[(DeliveryTask, Duration)],
+    ) -> Result<Vec<usize>, QueueError> {
+        self.send_delayed_to(&self.url, tasks).await
+    }
+
+    /// Sends tasks in batches of ten, all batches at once, each delayed by its duration.
+    /// Answers the indexes SQS did not take (whole failed calls and failed entries).
+    async fn send_delayed_to(
+        &self,
+        url: &str,
         tasks: &[(DeliveryTask, Duration)],
     ) -> Result<Vec<usize>, QueueError> {
         let mut calls = Vec::new();
@@ -233,7 +215,7 @@ impl Queue {
                 let out = self
                     .client
                     .send_message_batch()
-                    .queue_url(&self.url)
+                    .queue_url(url)
                     .set_entries(Some(entries))
                     .send()
                     .await;

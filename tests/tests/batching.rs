@@ -41,6 +41,27 @@ async fn send(stack: &Stack, source: &str, n: usize) -> Vec<String> {
     ids
 }
 
+/// Syncs a YAML config file to the default workspace, as `make sync` does.
+async fn sync_yaml(stack: &Stack, file: &str) {
+    let resp = hookrelay_admin::handle(
+        &stack.admin(),
+        hookrelay_tests::request(
+            "POST",
+            "/workspaces/default/config/sync",
+            &[
+                (
+                    "authorization",
+                    &format!("Bearer {}", hookrelay_tests::ADMIN_KEY),
+                ),
+                ("content-type", "application/yaml"),
+            ],
+            file.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{}", resp.body());
+}
+
 fn numbers(body: &[u8]) -> Vec<u64> {
     let body: Value = serde_json::from_slice(body).unwrap();
     body.as_array()
@@ -249,23 +270,7 @@ async fn a_thousand_lines_arrive_complete_in_order_in_full_batches() {
         .replace("size: 50", "size: 30")
         .replace("interval: 5", "interval: 2");
     assert!(file.contains("size: 30") && file.contains("interval: 2"));
-    let resp = hookrelay_admin::handle(
-        &stack.admin(),
-        hookrelay_tests::request(
-            "POST",
-            "/workspaces/default/config/sync",
-            &[
-                (
-                    "authorization",
-                    &format!("Bearer {}", hookrelay_tests::ADMIN_KEY),
-                ),
-                ("content-type", "application/yaml"),
-            ],
-            file.as_bytes(),
-        ),
-    )
-    .await;
-    assert_eq!(resp.status(), 200, "{}", resp.body());
+    sync_yaml(&stack, &file).await;
     let ingest = stack.ingest();
     for n in 0..1000 {
         let resp = hookrelay_ingest::handle(
@@ -423,23 +428,7 @@ async fn the_forwarder_example_syncs_and_forwards_in_batches() {
     let file = include_str!("../../examples/forwarder.yaml")
         .replace("https://logs.example.com/ingest", &receiver.url)
         .replace("size: 50", "size: 3");
-    let resp = hookrelay_admin::handle(
-        &stack.admin(),
-        hookrelay_tests::request(
-            "POST",
-            "/workspaces/default/config/sync",
-            &[
-                (
-                    "authorization",
-                    &format!("Bearer {}", hookrelay_tests::ADMIN_KEY),
-                ),
-                ("content-type", "application/yaml"),
-            ],
-            file.as_bytes(),
-        ),
-    )
-    .await;
-    assert_eq!(resp.status(), 200, "{}", resp.body());
+    sync_yaml(&stack, &file).await;
 
     let lines = [
         r#"{"level":"info","msg":"a"}"#,

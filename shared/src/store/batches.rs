@@ -255,12 +255,8 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Reset already by a writer that took the batch over.
-            Err(e) if is_refused(&e) => Ok(()),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        // Refused: reset already by a writer that took the batch over.
+        done_unless_failed(result)
     }
 
     /// Records that batch `seq`'s first attempt has ended: the next batch may go.
@@ -278,16 +274,28 @@ impl Store {
             .expression_attribute_values(":seq", n(seq as i64))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_refused(&e) => Ok(()),
-            Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
-        }
+        // Refused: a later batch is settled already.
+        done_unless_failed(result)
     }
 }
 
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// A conditional update that either happened or was refused is done; only a failure is an
+/// error.
+fn done_unless_failed<O, R>(
+    result: std::result::Result<O, SdkError<UpdateItemError, R>>,
+) -> Result<()>
+where
+    SdkError<UpdateItemError, R>: Into<aws_sdk_dynamodb::Error>,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_refused(&e) => Ok(()),
+        Err(e) => Err(StoreError::dynamo("UpdateItem", e)),
+    }
 }
 
 fn is_refused<R>(e: &SdkError<UpdateItemError, R>) -> bool {
