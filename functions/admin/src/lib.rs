@@ -46,8 +46,10 @@ pub struct Context {
     pub settings: Settings,
     pub ops: hookrelay_shared::ops_events::OpsEvents,
     admin_key: auth::AdminKey,
-    /// Key hash → its workspace (or none), for the cache TTL: revocation takes that long.
-    key_cache: hookrelay_shared::cache::TtlCache<String, Option<String>>,
+    /// Key hash → the key (or none), for the cache TTL: revocation takes that long. A
+    /// workspace's deletion needs no wait: the workspace is read on every request and a key
+    /// must match it (see `auth::Principal::holds`).
+    key_cache: hookrelay_shared::cache::TtlCache<String, Option<hookrelay_shared::store::ApiKey>>,
 }
 
 impl Context {
@@ -138,8 +140,11 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         .store
         .get_workspace(ws_name)
         .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found(format!("no workspace {ws_name:?}")))?;
+        .map_err(store_error)?;
+    // A key whose workspace was deleted (and maybe recreated under its name) is no key.
+    principal.holds(workspace.as_ref())?;
+    let workspace =
+        workspace.ok_or_else(|| ApiError::not_found(format!("no workspace {ws_name:?}")))?;
     let ws = workspace.name.as_str();
     match (&segments[1..], m) {
         ([], &Method::GET) => workspaces::get(&workspace),
@@ -172,7 +177,7 @@ async fn route(ctx: &Context, req: &Request) -> Result<Response<String>, ApiErro
         (["config", "sync"], _) => Err(not_allowed("POST")),
         (["config", "dump"], _) => Err(not_allowed("GET")),
         (["keys"], &Method::GET) => keys::list(ctx, ws, req).await,
-        (["keys"], &Method::POST) => keys::create(ctx, ws, req).await,
+        (["keys"], &Method::POST) => keys::create(ctx, &workspace, req).await,
         (["keys", id], &Method::DELETE) => keys::revoke(ctx, ws, id).await,
         (["keys"], _) => Err(not_allowed("GET, POST")),
         (["keys", _], _) => Err(not_allowed("DELETE")),
