@@ -617,7 +617,8 @@ pub mod attempt_error {
         HTTP_STATUS = "HTTP_STATUS",
         /// A Lark/Feishu bot answered 2xx with a non-zero `code`.
         LARK_REFUSED = "LARK_REFUSED",
-        /// A Lark/Feishu bot's `title` or `template` failed to render.
+        /// A Lark/Feishu bot's `title` or `template` failed to render, or hit a render bound
+        /// (instructions, time, size).
         TEMPLATE = "TEMPLATE",
         /// The endpoint is disabled: the task is canceled.
         ENDPOINT_DISABLED = "ENDPOINT_DISABLED",

@@ -893,6 +893,7 @@ fn api_key() -> ApiKey {
     ApiKey {
         id: "key_1".into(),
         workspace: "team".into(),
+        workspace_id: Some("wsp_1".into()),
         name: "ci".into(),
         prefix: "hrk_AbCdEf".into(),
         created_at: t(),

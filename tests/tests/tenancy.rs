@@ -3,6 +3,7 @@
 
 use hookrelay_tests::{Stack, admin_request, json_of, request};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 async fn root(stack: &Stack, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
     let resp = hookrelay_admin::handle(&stack.admin(), admin_request(method, uri, body)).await;
@@ -298,4 +299,113 @@ async fn keys_are_shown_once_listed_without_secret_and_revoked() {
         .0,
         404
     );
+}
+
+/// Keys belong to a workspace's identity, not its name: deleting a workspace revokes its
+/// keys, and a workspace created again under the name is out of their reach, even through
+/// an admin instance that cached them.
+#[tokio::test]
+async fn a_deleted_workspaces_keys_never_reach_its_namesake() {
+    let stack = Stack::new().await;
+    let ctx = stack.admin();
+    let call = |key: Option<String>, method: &'static str, uri: String, body: Option<Value>| {
+        let ctx = &ctx;
+        async move {
+            let req = match key {
+                None => admin_request(method, &uri, body),
+                Some(key) => {
+                    let auth = format!("Bearer {key}");
+                    let body = body.map(|b| b.to_string()).unwrap_or_default();
+                    request(
+                        method,
+                        &uri,
+                        &[
+                            ("authorization", &auth),
+                            ("content-type", "application/json"),
+                        ],
+                        body.as_bytes(),
+                    )
+                }
+            };
+            let resp = hookrelay_admin::handle(ctx, req).await;
+            let status = resp.status().as_u16();
+            let body = if resp.body().is_empty() {
+                Value::Null
+            } else {
+                json_of(&resp)
+            };
+            (status, body)
+        }
+    };
+    let root = |method, uri: &str, body| call(None, method, uri.to_owned(), body);
+
+    assert_eq!(
+        root("POST", "/workspaces", Some(json!({"name": "w"})))
+            .await
+            .0,
+        201
+    );
+    let (s, k) = root("POST", "/workspaces/w/keys", Some(json!({"name": "ci"}))).await;
+    assert_eq!(s, 201, "{k}");
+    let k = k["key"].as_str().unwrap().to_owned();
+    // Used once, so this admin instance has it cached.
+    let (s, _) = call(Some(k.clone()), "GET", "/workspaces/w/events".into(), None).await;
+    assert_eq!(s, 200);
+
+    assert_eq!(root("DELETE", "/workspaces/w", None).await.0, 204);
+    let (s, _) = call(Some(k.clone()), "GET", "/workspaces/w/events".into(), None).await;
+    assert_eq!(s, 401, "the deleted workspace's key is revoked");
+
+    // A key the delete missed (made while it ran, or stored by a version whose keys did not
+    // name their workspace's id): older than the workspace created next, so out of its reach.
+    let legacy = "hrk_legacy-key-of-the-first-w-0123456789";
+    stack
+        .store
+        .put_api_key(&hookrelay_shared::store::ApiKey {
+            id: "key_legacy".into(),
+            workspace: "w".into(),
+            workspace_id: None,
+            name: "legacy".into(),
+            prefix: "hrk_legacy".into(),
+            created_at: hookrelay_shared::Timestamp::now(),
+            // As the admin API stores keys: hex SHA-256.
+            hash: hex::encode(sha2::Sha256::digest(legacy.as_bytes())),
+        })
+        .await
+        .unwrap();
+
+    // Created again under the name, with an event of the new tenant.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        root("POST", "/workspaces", Some(json!({"name": "w"})))
+            .await
+            .0,
+        201
+    );
+    let (s, ev) = root(
+        "POST",
+        "/workspaces/w/events",
+        Some(json!({"event_type": "secret.thing", "data": {"of": "the new tenant"}})),
+    )
+    .await;
+    assert!(s == 202 || s == 201, "{s} {ev}");
+    let (_, listed) = root("GET", "/workspaces/w/keys", None).await;
+    assert!(
+        !listed.to_string().contains(&k[..10]),
+        "the revoked key is not listed: {listed}"
+    );
+
+    for key in [k.as_str(), legacy] {
+        for uri in [
+            "/workspaces/w/events",
+            "/workspaces/w",
+            "/workspaces/w/attempts",
+            "/workspaces/w/endpoints",
+        ] {
+            let (s, body) = call(Some(key.to_owned()), "GET", uri.into(), None).await;
+            assert_eq!(s, 401, "{uri}: {body}");
+            assert_eq!(body["error"]["code"], "unauthorized", "{uri}: {body}");
+            assert!(!body.to_string().contains("secret.thing"));
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Who is calling: the root admin key (everything) or a workspace API key (its own
 //! workspace only). Keys are compared in constant time or by hash, never stored in clear.
 
+use hookrelay_shared::Workspace;
 use hookrelay_shared::api::ApiError;
+use hookrelay_shared::store::ApiKey;
 use http::{HeaderMap, StatusCode, header};
 use subtle::ConstantTimeEq;
 
@@ -14,19 +16,38 @@ pub struct AdminKeyError;
 
 pub struct AdminKey(String);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Principal {
     Root,
-    Workspace(String),
+    Workspace(ApiKey),
 }
 
 impl Principal {
-    /// May this caller act on workspace `ws`?
+    /// May this caller act on workspace `ws`? Checked on the name, before any read.
     pub fn reaches(&self, ws: &str) -> Result<(), ApiError> {
         match self {
             Principal::Root => Ok(()),
-            Principal::Workspace(own) if own == ws => Ok(()),
+            Principal::Workspace(key) if key.workspace == ws => Ok(()),
             Principal::Workspace(_) => Err(forbidden()),
+        }
+    }
+
+    /// Is the workspace read under the key's name the one the key was made for? A deleted
+    /// workspace's keys reach neither it nor a new workspace given its name.
+    pub fn holds(&self, ws: Option<&Workspace>) -> Result<(), ApiError> {
+        let Principal::Workspace(key) = self else {
+            return Ok(());
+        };
+        let same = ws.is_some_and(|ws| match &key.workspace_id {
+            Some(id) => bool::from(id.as_bytes().ct_eq(ws.id.as_bytes())),
+            // Made before keys named their workspace's id: a key older than its workspace
+            // was made for an earlier one of that name.
+            None => key.created_at >= ws.created_at,
+        });
+        if same {
+            Ok(())
+        } else {
+            Err(unauthorized("the key is not valid"))
         }
     }
 
@@ -88,21 +109,19 @@ pub async fn authenticate(ctx: &Context, headers: &HeaderMap) -> Result<Principa
         return Err(unauthorized("the key is not valid"));
     }
     let digest = hash(presented);
-    let workspace = match ctx.key_cache.get(&digest) {
-        Some(ws) => ws,
+    let key = match ctx.key_cache.get(&digest) {
+        Some(key) => key,
         None => {
             let found = ctx
                 .store
                 .api_key_by_hash(&digest)
                 .await
-                .map_err(store_error)?
-                .map(|k| k.workspace);
+                .map_err(store_error)?;
             ctx.key_cache.insert(digest, found.clone());
             found
         }
     };
-    workspace
-        .map(Principal::Workspace)
+    key.map(Principal::Workspace)
         .ok_or_else(|| unauthorized("the key is not valid"))
 }
 
@@ -126,8 +145,45 @@ mod tests {
         assert!(key.is(&"k".repeat(20)));
         assert!(!key.is("kkk"));
         assert!(AdminKey::new("short".into()).is_err());
-        assert!(Principal::Workspace("a".into()).reaches("b").is_err());
-        assert!(Principal::Workspace("a".into()).reaches("a").is_ok());
         assert!(Principal::Root.reaches("b").is_ok());
+    }
+
+    fn key(ws: &str, id: Option<&str>, created_at: i64) -> Principal {
+        Principal::Workspace(ApiKey {
+            id: "key_1".into(),
+            workspace: ws.into(),
+            workspace_id: id.map(str::to_owned),
+            name: "ci".into(),
+            prefix: "hrk_".into(),
+            created_at: hookrelay_shared::Timestamp::from_unix_millis(created_at).unwrap(),
+            hash: "00".into(),
+        })
+    }
+
+    fn workspace(id: &str, created_at: i64) -> Workspace {
+        Workspace {
+            id: id.into(),
+            name: "a".into(),
+            created_at: hookrelay_shared::Timestamp::from_unix_millis(created_at).unwrap(),
+            settings: Default::default(),
+        }
+    }
+
+    #[test]
+    fn keys_reach_their_own_workspace_not_a_namesake() {
+        assert!(key("a", None, 0).reaches("b").is_err());
+        assert!(key("a", None, 0).reaches("a").is_ok());
+
+        let k = key("a", Some("wsp_1"), 2_000);
+        assert!(k.holds(Some(&workspace("wsp_1", 1_000))).is_ok());
+        let e = k.holds(Some(&workspace("wsp_2", 3_000))).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        assert!(k.holds(None).is_err());
+        assert!(Principal::Root.holds(None).is_ok());
+
+        // Keys from before the id was recorded: only a workspace older than the key.
+        let old = key("a", None, 2_000);
+        assert!(old.holds(Some(&workspace("wsp_1", 1_000))).is_ok());
+        assert!(old.holds(Some(&workspace("wsp_2", 3_000))).is_err());
     }
 }

@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::store::ApiKey;
-use hookrelay_shared::{Timestamp, ids};
+use hookrelay_shared::{Timestamp, Workspace, ids};
 use http::{Response, StatusCode};
 use lambda_http::Request;
 use rand::RngCore;
@@ -49,7 +49,11 @@ pub fn view<'a>(k: &'a ApiKey, key: Option<&'a str>) -> KeyView<'a> {
     }
 }
 
-pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
+pub async fn create(
+    ctx: &Context,
+    ws: &Workspace,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
     let body: NewKey = request::json_body(req)?;
     let mut p = Problems::default();
     p.name("name", &body.name);
@@ -59,7 +63,8 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
     let stored = ApiKey {
         id: ids::new_id("key"),
-        workspace: ws.to_owned(),
+        workspace: ws.name.clone(),
+        workspace_id: Some(ws.id.clone()),
         name: body.name.trim().to_owned(),
         prefix: key.chars().take(KEY_PREFIX.len() + 6).collect(),
         created_at: Timestamp::now(),

@@ -50,8 +50,10 @@ pub struct Context {
     /// Events a recovery reads per step (and records its progress after).
     pub recovery_page: i32,
     admin_key: auth::AdminKey,
-    /// Key hash → its workspace (or none), for the cache TTL: revocation takes that long.
-    key_cache: hookrelay_shared::cache::TtlCache<String, Option<String>>,
+    /// Key hash → the key (or none), for the cache TTL: revocation takes that long. A
+    /// workspace's deletion needs no wait: the workspace is read on every request and a key
+    /// must match it (see `auth::Principal::holds`).
+    key_cache: hookrelay_shared::cache::TtlCache<String, Option<hookrelay_shared::store::ApiKey>>,
 }
 
 impl Context {
@@ -174,8 +176,11 @@ async fn route(
         .store
         .get_workspace(ws_name)
         .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found(format!("no workspace {ws_name:?}")))?;
+        .map_err(store_error)?;
+    // A key whose workspace was deleted (and maybe recreated under its name) is no key.
+    principal.holds(workspace.as_ref())?;
+    let workspace =
+        workspace.ok_or_else(|| ApiError::not_found(format!("no workspace {ws_name:?}")))?;
     let ws = workspace.name.as_str();
     match (&segments[1..], m) {
         ([], &Method::GET) => workspaces::get(&workspace),
@@ -210,7 +215,7 @@ async fn route(
         (["config", "sync"], _) => Err(not_allowed("POST")),
         (["config", "dump"], _) => Err(not_allowed("GET")),
         (["keys"], &Method::GET) => keys::list(ctx, ws, req).await,
-        (["keys"], &Method::POST) => keys::create(ctx, ws, req).await,
+        (["keys"], &Method::POST) => keys::create(ctx, &workspace, req).await,
         (["keys", id], &Method::DELETE) => keys::revoke(ctx, ws, id).await,
         (["keys"], _) => Err(not_allowed("GET, POST")),
         (["keys", _], _) => Err(not_allowed("DELETE")),

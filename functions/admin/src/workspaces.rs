@@ -154,6 +154,14 @@ pub async fn delete(ctx: &Context, ws: &Workspace) -> Result<Response<String>, A
             "delete the workspace's sources and endpoints first",
         ));
     }
+    // Keys first: should the workspace's own delete then fail, it stays, keyless, and the
+    // delete can be repeated. Its keys would stop working after it anyway (they name its
+    // id), but they must not linger in a namesake's listing.
+    ctx.store
+        .revoke_workspace_keys(&ws.name)
+        .await
+        .map_err(store_error)?;
+    ctx.forget_keys();
     ctx.store
         .delete_workspace(&ws.name)
         .await

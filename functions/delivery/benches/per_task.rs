@@ -97,8 +97,15 @@ fn benches(c: &mut Criterion) {
         title: Some("{{ event_type }}".into()),
         template: Some("Order {{ data.id }}\n{{ data.note }}".into()),
     };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
     c.bench_function("delivery/lark_post_message", |b| {
-        b.iter(|| black_box(lark::message(&bot, black_box(&event), now).expect("message")))
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                lark::message(&bot, black_box(&event), now, Duration::from_secs(2))
+                    .await
+                    .expect("message"),
+            )
+        })
     });
 }
 

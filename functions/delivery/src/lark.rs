@@ -2,11 +2,15 @@
 //! fields, signed with the bot's secret when it has one, and the bot's own verdict read from
 //! its answer (Lark answers 200 with a non-zero `code` when it refuses a message).
 
+use std::time::Duration;
+
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use hookrelay_shared::{Event, LarkBot, LarkMessageType, Timestamp};
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+use crate::template::render_bounded;
 
 /// The default text carries the payload up to this many characters: Lark caps a message's
 /// size, and a chat is no place for a whole document.
@@ -41,17 +45,10 @@ pub fn context(event: &Event) -> Value {
     })
 }
 
-/// Checks a template's syntax, for the admin API's validation.
+/// Checks a template's syntax and that it keeps to the bounded subset, for the admin API's
+/// validation.
 pub fn check_template(source: &str) -> Result<(), String> {
-    let env = minijinja::Environment::new();
-    env.template_from_str(source)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-fn render(source: &str, ctx: &Value) -> Result<String, String> {
-    let env = minijinja::Environment::new();
-    env.render_str(source, ctx).map_err(|e| e.to_string())
+    crate::template::check(source)
 }
 
 fn default_text(event: &Event) -> String {
@@ -74,18 +71,23 @@ pub fn sign(secret: &str, timestamp: i64) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
-/// The request body for `event`.
-pub fn message(bot: &LarkBot, event: &Event, now: Timestamp) -> Result<Vec<u8>, String> {
+/// The request body for `event`; templates get at most `budget` of wall-clock time.
+pub async fn message(
+    bot: &LarkBot,
+    event: &Event,
+    now: Timestamp,
+    budget: Duration,
+) -> Result<Vec<u8>, String> {
     let ctx = context(event);
     let text = match &bot.template {
-        Some(t) => render(t, &ctx)?,
+        Some(t) => render_bounded(t.clone(), ctx.clone(), budget).await?,
         None => default_text(event),
     };
     let mut body = match bot.msg_type {
         LarkMessageType::Text => json!({"msg_type": "text", "content": {"text": text}}),
         LarkMessageType::Post => {
             let title = match &bot.title {
-                Some(t) => render(t, &ctx)?,
+                Some(t) => render_bounded(t.clone(), ctx, budget).await?,
                 None => event.event_type.clone(),
             };
             let paragraphs: Vec<Value> = text
@@ -166,11 +168,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn text_defaults_to_type_and_payload_and_templates_reach_fields() {
+    const BUDGET: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn text_defaults_to_type_and_payload_and_templates_reach_fields() {
         let bot = LarkBot::default();
         let body: Value = serde_json::from_slice(
-            &message(&bot, &event(r#"{"id": 7}"#), Timestamp::now()).unwrap(),
+            &message(&bot, &event(r#"{"id": 7}"#), Timestamp::now(), BUDGET)
+                .await
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(body["msg_type"], "text");
@@ -184,7 +190,9 @@ mod tests {
             secret: Some("s".into()),
         };
         let body: Value = serde_json::from_slice(
-            &message(&bot, &event(r#"{"id": 7}"#), Timestamp::now()).unwrap(),
+            &message(&bot, &event(r#"{"id": 7}"#), Timestamp::now(), BUDGET)
+                .await
+                .unwrap(),
         )
         .unwrap();
         let post = &body["content"]["post"]["en_us"];

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod lark;
 mod outcome;
 pub mod send;
+pub mod template;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -288,19 +288,22 @@ struct Outgoing {
     signed: bool,
 }
 
-fn outgoing(
+async fn outgoing(
     events: &[&Event],
     batch_id: Option<&str>,
     endpoint: &Endpoint,
     now: Timestamp,
+    budget: Duration,
 ) -> Result<Outgoing, Failure> {
     let first = events[0];
     if endpoint.kind == EndpointKind::LarkBot {
         let bot = endpoint.lark.clone().unwrap_or_default();
-        let body = crate::lark::message(&bot, first, now).map_err(|message| Failure {
-            code: attempt_error::TEMPLATE,
-            message,
-        })?;
+        let body = crate::lark::message(&bot, first, now, budget)
+            .await
+            .map_err(|message| Failure {
+                code: attempt_error::TEMPLATE,
+                message,
+            })?;
         return Ok(Outgoing {
             body,
             content_type: "application/json".to_owned(),
@@ -367,7 +370,7 @@ async fn post(
         code: attempt_error::DENIED,
         message: e.to_string(),
     })?;
-    let out = outgoing(events, batch_id, endpoint, now)?;
+    let out = outgoing(events, batch_id, endpoint, now, timeout).await?;
     let timestamp = now.unix_seconds();
     let signatures = endpoint
         .signing_secrets(now)

@@ -6,65 +6,14 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 use hookrelay_shared::{HmacAlgorithm, SignatureEncoding, Timestamp, Verification};
 
 use crate::lark;
-
-/// Why a request was refused: 401 with this code and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Rejection {
-    pub fn missing(header: &str) -> Self {
-        Self {
-            code: "missing_header",
-            message: format!("the {header} header is required"),
-        }
-    }
-
-    pub fn malformed(header: &str) -> Self {
-        Self {
-            code: "malformed_signature",
-            message: format!("the {header} header is not in the expected format"),
-        }
-    }
-
-    pub fn bad_signature(header: &str) -> Self {
-        Self {
-            code: "invalid_signature",
-            message: format!("the signature in {header} does not match the body"),
-        }
-    }
-
-    pub fn stale(header: &str) -> Self {
-        Self {
-            code: "stale_timestamp",
-            message: format!("the timestamp in {header} is outside the allowed tolerance"),
-        }
-    }
-
-    pub fn credentials(what: &str) -> Self {
-        Self {
-            code: "invalid_credentials",
-            message: format!("the {what} is not valid"),
-        }
-    }
-}
-
-/// What verification learned besides "it is genuine".
-#[derive(Debug, Default, PartialEq)]
-pub struct Verified {
-    /// Lark's decrypted body, when the request carried `{"encrypt": …}`.
-    pub plaintext: Option<Vec<u8>>,
-    /// Lark's URL verification: answer with this challenge and store nothing.
-    pub challenge: Option<String>,
-}
+pub use crate::proof::{Rejection, Verified};
+use crate::proof::{check_timestamp, header};
 
 pub fn verify(
     v: &Verification,
@@ -224,31 +173,6 @@ pub fn verify(
     Ok(Verified::default())
 }
 
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| Rejection::missing(name))
-}
-
-pub fn check_timestamp(
-    header: &str,
-    ts: &str,
-    now: Timestamp,
-    tolerance_secs: u64,
-) -> Result<(), Rejection> {
-    let ts: i64 = ts
-        .trim()
-        .parse()
-        .map_err(|_| Rejection::malformed(header))?;
-    if now.unix_seconds().abs_diff(ts) > tolerance_secs {
-        return Err(Rejection::stale(header));
-    }
-    Ok(())
-}
-
 fn decode(encoding: SignatureEncoding, s: &str) -> Option<Vec<u8>> {
     match encoding {
         SignatureEncoding::Hex => hex::decode(s).ok(),
@@ -307,13 +231,4 @@ fn any_mac(
     } else {
         Err(Rejection::bad_signature(header))
     }
-}
-
-/// Hex SHA-256 of the concatenated parts (Lark's signature).
-pub fn sha256_hex(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
-    }
-    hex::encode(h.finalize())
 }

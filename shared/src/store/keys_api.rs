@@ -13,6 +13,12 @@ use crate::Timestamp;
 pub struct ApiKey {
     pub id: String,
     pub workspace: String,
+    /// The id of the workspace the key was made for. Names are reused (delete a workspace,
+    /// create another with its name) but ids are not, so a key reaches its own workspace
+    /// only, never a namesake. Absent on keys made before it was recorded: those are held
+    /// to their workspace's creation time instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
     pub name: String,
     /// The first characters of the key, to tell keys apart in a listing.
     pub prefix: String,
@@ -37,6 +43,26 @@ impl Store {
     pub async fn list_api_keys(&self, ws: &str, req: &PageRequest) -> Result<Page<ApiKey>> {
         self.query_listing_page("api key", keys::api_keys_list(ws), req)
             .await
+    }
+
+    /// Revokes every key of a workspace, for its deletion. Answers how many there were.
+    pub async fn revoke_workspace_keys(&self, ws: &str) -> Result<usize> {
+        let req = PageRequest {
+            limit: Some(100),
+            cursor: None,
+        };
+        let mut revoked = 0;
+        // Each round deletes the page it read, so the next first page holds what is left.
+        loop {
+            let page = self.list_api_keys(ws, &req).await?;
+            if page.data.is_empty() {
+                return Ok(revoked);
+            }
+            for k in &page.data {
+                self.delete(keys::api_key(&k.hash)).await?;
+                revoked += 1;
+            }
+        }
     }
 
     /// Revokes a key of a workspace by id. Answers whether it existed.
