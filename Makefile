@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean bench fixtures sync wrk deploy deploy-check admin-key
+.PHONY: dev test lint fmt build venv clean bench soak fixtures sync wrk deploy deploy-check admin-key
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -93,6 +93,14 @@ bench: $(STAMP) wrk
 	$(DEV_BUILD)
 	./target/debug/hookrelay-load
 	$(VENV)/bin/python3 bench/summarize.py
+
+## Soak: 10 000 events through the `make dev` stack under faults (a flaky endpoint, one down
+## for a compressed day, the delivery function killed mid-batch, SQS and DynamoDB throttling);
+## events lost, duplicates, the in-flight peak and latencies in bench/results/soak.md (and
+## .json). About 15 minutes; SOAK_ARGS="--events 2000" makes it shorter. Not part of `make test`.
+soak: $(STAMP)
+	$(DEV_BUILD)
+	./target/debug/hookrelay-soak $(SOAK_ARGS)
 
 # The load test's generator, from Debian's packages.
 wrk:

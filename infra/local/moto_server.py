@@ -14,13 +14,21 @@ import sys
 import threading
 import time
 
-from moto.dynamodb.exceptions import ItemSizeTooLarge, MockValidationException
+import json
+
+from moto.core.utils import camelcase_to_underscores
+from moto.dynamodb.exceptions import (
+    DynamodbException,
+    ItemSizeTooLarge,
+    MockValidationException,
+)
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 from moto.sqs.exceptions import SQSException
 from moto.sqs.models import Queue, SQSBackend
+from moto.sqs.responses import SQSResponse
 
 # --- DynamoDB: each write to an item is atomic ------------------------------------------
 # DynamoDB applies each write to an item atomically: a conditional update's check and change
@@ -158,6 +166,71 @@ def _receive_message_as_sqs(
 
 
 SQSBackend.receive_message = _receive_message_as_sqs
+
+
+# --- Faults: throttling, on request -----------------------------------------------------
+# AWS answers a request over a rate or capacity limit with a throttling error, and the SDKs
+# retry those with backoff: SQS's `RequestThrottled` ("The request was denied due to request
+# throttling"), DynamoDB's `ProvisionedThroughputExceededException`. A soak run asks for a
+# share of each service's requests to be refused so, to show that the functions ride them
+# out. The refusal replaces the action's handler for that one request (moto builds a
+# response object per request), so moto serialises it as it serialises its own errors.
+FAULT_THROTTLE_RATE = float(os.environ.get("HOOKRELAY_FAULT_THROTTLE_RATE", "0"))
+FAULT_LOG = os.environ.get("HOOKRELAY_FAULT_LOG")
+_THROTTLED = {"sqs": 0, "dynamodb": 0}
+_THROTTLED_LOCK = threading.Lock()
+
+
+def _sqs_throttled():
+    raise SQSException(
+        "RequestThrottled", "The request was denied due to request throttling."
+    )
+
+
+def _dynamodb_throttled():
+    raise DynamodbException(
+        "ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded.",
+    )
+
+
+def _throttling(handler_class, service, refuse):
+    call_action = handler_class.call_action
+
+    def call_action_or_throttle(self):
+        if random.random() < FAULT_THROTTLE_RATE:
+            try:
+                action = camelcase_to_underscores(self._get_action())
+            except Exception:  # an unreadable request gets moto's own answer
+                action = None
+            if action:
+                setattr(self, action, refuse)
+                with _THROTTLED_LOCK:
+                    _THROTTLED[service] += 1
+        return call_action(self)
+
+    handler_class.call_action = call_action_or_throttle
+
+
+def _write_fault_log():
+    last = None
+    while True:
+        time.sleep(1)
+        with _THROTTLED_LOCK:
+            now = dict(_THROTTLED)
+        if now != last:
+            tmp = FAULT_LOG + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"throttled": now}, f)
+            os.replace(tmp, FAULT_LOG)
+            last = now
+
+
+if FAULT_THROTTLE_RATE > 0:
+    _throttling(SQSResponse, "sqs", _sqs_throttled)
+    _throttling(DynamoHandler, "dynamodb", _dynamodb_throttled)
+    if FAULT_LOG:
+        threading.Thread(target=_write_fault_log, daemon=True).start()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,7 @@
 //! source of truth, resources created from it on moto's server, and an SQS event source
 //! mapping that feeds a queue to a delivery handler.
 
+pub mod bench_stack;
 pub mod esm;
 pub mod function_env;
 pub mod gateway;

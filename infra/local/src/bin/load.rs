@@ -9,9 +9,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use axum::Router;
@@ -19,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::any;
-use hookrelay_local::moto::free_port;
+use hookrelay_local::bench_stack::{Ports, admin, percentile, start_stack, unix_ms, wait_ready};
 use hookrelay_local::proc_cpu;
 use hookrelay_local::process::stop_politely;
 use serde_json::{Value, json};
@@ -56,21 +55,8 @@ impl Arrivals {
     }
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Ports {
-    api: u16,
-    aws: u16,
-    lambda: u16,
-    demo_receiver: u16,
 }
 
 #[tokio::main]
@@ -88,15 +74,12 @@ async fn main() -> Result<()> {
     let arrivals = Arrivals::default();
     let receiver = start_receiver(arrivals.clone()).await?;
 
-    let ports = Ports {
-        api: free_port()?,
-        aws: free_port()?,
-        lambda: free_port()?,
-        demo_receiver: free_port()?,
-    };
+    let ports = Ports::free()?;
     let admin_key = format!("load-{}", ulid::Ulid::new());
     let log_path = root.join("target/load-stack.log");
-    let mut stack = start_stack(&root, &ports, &admin_key, &log_path)?;
+    // No sweeper run in the middle of a level.
+    let env = [("HOOKRELAY_SWEEP_INTERVAL_SECONDS", "3600".to_owned())];
+    let mut stack = start_stack(&root, &ports, &admin_key, &env, &log_path)?;
     let result = run(
         &root,
         &wrk,
@@ -230,72 +213,6 @@ async fn run(
         "seconds_per_level": seconds_per_level,
         "levels": rows,
     }))
-}
-
-fn start_stack(root: &Path, ports: &Ports, admin_key: &str, log: &Path) -> Result<Child> {
-    let bin = root.join("target/debug/hookrelay-local");
-    if !bin.exists() {
-        bail!(
-            "{} is missing; build it as make dev does (cargo build -p hookrelay-local)",
-            bin.display()
-        );
-    }
-    let log_file = std::fs::File::create(log)?;
-    Command::new(&bin)
-        .env("HOOKRELAY_PORT", ports.api.to_string())
-        .env("HOOKRELAY_AWS_PORT", ports.aws.to_string())
-        .env("HOOKRELAY_LAMBDA_PORT", ports.lambda.to_string())
-        .env("HOOKRELAY_RECEIVER_PORT", ports.demo_receiver.to_string())
-        .env("HOOKRELAY_ADMIN_KEY", admin_key)
-        // No sweeper run in the middle of a level.
-        .env("HOOKRELAY_SWEEP_INTERVAL_SECONDS", "3600")
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))
-}
-
-/// Ready once the admin function answers through the gateway, which needs moto, the
-/// provisioned resources and the functions all up.
-async fn wait_ready(http: &reqwest::Client, api: &str, stack: &mut Child) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while Instant::now() < deadline {
-        if let Some(status) = stack.try_wait()? {
-            bail!("the local stack exited early ({status})");
-        }
-        if let Ok(r) = http.get(format!("{api}/openapi.json")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    bail!("the local stack did not answer on {api} within 300 s")
-}
-
-async fn admin(
-    http: &reqwest::Client,
-    api: &str,
-    key: &str,
-    path: &str,
-    body: Value,
-) -> Result<Value> {
-    let r = http
-        .post(format!("{api}{path}"))
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = r.status();
-    let body: Value = serde_json::from_slice(&r.bytes().await?).unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {path} answered {status}: {body}");
-    }
-    Ok(body)
 }
 
 /// One event through the whole trip first, so no level pays for the first compile-free
@@ -438,15 +355,6 @@ fn deliveries_per_second(times: &[(u64, u64)]) -> f64 {
     times.len() as f64 * 1000.0 / (last - first) as f64
 }
 
-/// Nearest-rank percentile of sorted values; 0 when there are none.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 async fn start_receiver(arrivals: Arrivals) -> Result<String> {
     let app = Router::new()
         .fallback(any(
@@ -507,15 +415,6 @@ mod tests {
         assert_eq!(b.len(), BODY_BYTES);
         let v: Value = serde_json::from_str(&b).unwrap();
         assert_eq!(v["event_type"], "load.test");
-    }
-
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&v, 100.0), 100.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
     }
 
     #[test]
