@@ -255,6 +255,16 @@ async fn main() -> Result<()> {
         .map(|v| v["throttled"].clone())
         .unwrap_or(Value::Null);
     report["duration_seconds"] = json!(started.elapsed().as_secs());
+    // The runner logs each invocation a killed process was in the middle of.
+    report["kills_mid_invocation"] = json!(
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(
+                |l| l.contains("runtime exited during an invocation") && l.contains("\"delivery\"")
+            )
+            .count()
+    );
 
     let out = std::env::var("HOOKRELAY_BENCH_OUT")
         .map(PathBuf::from)
@@ -389,6 +399,7 @@ async fn run(
     let down = receivers[2].clone();
     let delivery_bin = root.join("target/debug/delivery");
     let kills = o.kills;
+    let (kill_sqs, kill_queue) = (sqs.clone(), q.deliveries.clone());
     let faults = tokio::spawn(async move {
         let mut plan: Vec<(Duration, &str)> = vec![(at(OUTAGE.0), "down"), (at(OUTAGE.1), "up")];
         plan.extend(KILLS_AT[..kills].iter().map(|k| (at(*k), "kill")));
@@ -400,12 +411,28 @@ async fn run(
                 "down" => down.down.store(true, Ordering::Relaxed),
                 "up" => down.down.store(false, Ordering::Relaxed),
                 _ => {
+                    // Mid-batch: the event source mapping receives a batch, invokes the
+                    // function and deletes what it settled, so tasks in flight mean an
+                    // invocation is under way. Waits for that, at most 10 s.
+                    let mut in_flight = 0;
+                    for _ in 0..200 {
+                        in_flight = queue_attributes(&kill_sqs, &kill_queue)
+                            .await
+                            .map(|d| d.1)
+                            .unwrap_or(0);
+                        if in_flight > 0 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     let killed = kill_delivery(&delivery_bin, stack_pid).await;
+                    let at_seconds = send_started.elapsed().as_secs();
                     println!(
-                        "t={:.0}s killed delivery processes {killed:?}",
-                        when.as_secs_f64()
+                        "t={at_seconds}s killed delivery processes {killed:?} with {in_flight} tasks in flight"
                     );
-                    kills.push(json!({"at_seconds": when.as_secs(), "pids": killed}));
+                    kills.push(
+                        json!({"at_seconds": at_seconds, "pids": killed, "in_flight": in_flight}),
+                    );
                 }
             }
         }
@@ -761,7 +788,7 @@ fn markdown(r: &Value) -> String {
     s += &format!(
         "{} events sent at {}/s through the ingest route of the local stack (debug build) in {} s; \
          {} accepted. Faults: one endpoint failing {}% at random, one down from {} s to {} s of \
-         the sending (a compressed day), the delivery function killed (-9) {} times, {}% of SQS \
+         the sending (a compressed day), the delivery function killed (-9) {} times ({} of them mid-invocation, by the runner's log), {}% of SQS \
          and DynamoDB requests throttled ({}), retry schedule {}. Whole run {} s.\n\n",
         r["events_sent"],
         r["rate_per_second"],
@@ -771,6 +798,7 @@ fn markdown(r: &Value) -> String {
         r["outage_seconds"][0],
         r["outage_seconds"][1],
         r["kills"].as_array().map(Vec::len).unwrap_or(0),
+        r["kills_mid_invocation"],
         r["throttle_rate"].as_f64().unwrap_or(0.0) * 100.0,
         throttles(&r["throttles_injected"]),
         r["retry_schedule"],
