@@ -97,7 +97,8 @@ bench: $(STAMP) wrk
 ## Soak: 10 000 events through the `make dev` stack under faults (a flaky endpoint, one down
 ## for a compressed day, the delivery function killed mid-batch, SQS and DynamoDB throttling);
 ## events lost, duplicates, the in-flight peak and latencies in bench/results/soak.md (and
-## .json). About 15 minutes; SOAK_ARGS="--events 2000" makes it shorter. Not part of `make test`.
+## .json). 10 000 events at 3 a second take about an hour on two cores; SOAK_ARGS="--events
+## 1000 --rate 2.5" about 13 minutes. Not part of `make test`.
 soak: $(STAMP)
 	$(DEV_BUILD)
 	./target/debug/hookrelay-soak $(SOAK_ARGS)
