@@ -292,6 +292,16 @@ impl Stack {
 
     /// The EventBridge events that reached `queue` so far (removed from it).
     pub async fn read_ops_events(&self, queue: &str) -> Vec<serde_json::Value> {
+        self.take_all(queue)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("event JSON"))
+            .collect()
+    }
+
+    /// Every message visible on `queue` now, removed from it. Long polls: a short poll's
+    /// empty answer does not mean an empty queue.
+    pub async fn take_all(&self, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let mut out = Vec::new();
         loop {
             let got = self
@@ -299,7 +309,6 @@ impl Stack {
                 .receive_message()
                 .queue_url(queue)
                 .max_number_of_messages(10)
-                // A short poll's empty answer does not mean an empty queue.
                 .wait_time_seconds(1)
                 .send()
                 .await
@@ -310,7 +319,6 @@ impl Stack {
                 return out;
             }
             for m in got {
-                out.push(serde_json::from_str(m.body().unwrap_or_default()).expect("event JSON"));
                 self.sqs
                     .delete_message()
                     .queue_url(queue)
@@ -318,6 +326,7 @@ impl Stack {
                     .send()
                     .await
                     .expect("delete");
+                out.push(m);
             }
         }
     }

@@ -120,25 +120,8 @@ async fn a_wait_longer_than_sqs_allows_goes_on_in_hops_that_are_not_attempts() {
     let (source, ep) = setup(&stack, &receiver.url, &[3600]).await;
     let id = send_event(&stack, &source, br#"{"event_type":"x"}"#).await;
     // The task as its first failure would have queued it: due in an hour.
-    let got = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.settings.delivery_queue_url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap();
+    let got = stack.take_all(&stack.settings.delivery_queue_url).await;
     let mut task: DeliveryTask = serde_json::from_str(got[0].body().unwrap()).unwrap();
-    stack
-        .sqs
-        .delete_message()
-        .queue_url(&stack.settings.delivery_queue_url)
-        .receipt_handle(got[0].receipt_handle().unwrap())
-        .send()
-        .await
-        .unwrap();
     assert_eq!(task.endpoint_id, ep["id"].as_str().unwrap());
     task.attempts = 1;
     task.not_before = Some(Timestamp::now().plus(Duration::from_secs(3600)));

@@ -41,42 +41,12 @@ async fn slow_admin(stack: &Stack) -> hookrelay_admin::Context {
 
 /// Every message on the deliveries queue, removed, as tasks.
 async fn take_tasks(stack: &Stack) -> Vec<DeliveryTask> {
-    let mut tasks = Vec::new();
-    loop {
-        let got = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.settings.delivery_queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
-        if got.is_empty() {
-            return tasks;
-        }
-        let mut entries = Vec::new();
-        for (i, m) in got.iter().enumerate() {
-            tasks.push(serde_json::from_str(m.body().unwrap_or_default()).expect("task"));
-            entries.push(
-                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .build()
-                    .expect("entry"),
-            );
-        }
-        stack
-            .sqs
-            .delete_message_batch()
-            .queue_url(&stack.settings.delivery_queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .expect("delete");
-    }
+    stack
+        .take_all(&stack.settings.delivery_queue_url)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("task"))
+        .collect()
 }
 
 fn counts<'a>(ids: impl IntoIterator<Item = &'a str>) -> HashMap<&'a str, usize> {
