@@ -41,6 +41,18 @@ async fn send(stack: &Stack, source: &str, n: usize) -> Vec<String> {
     ids
 }
 
+/// A stack, a receiver and a source of `log.line` events.
+async fn logs_stack() -> (Stack, Receiver, String) {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = create_source(
+        &stack,
+        json!({"name": "logs", "default_event_type": "log.line"}),
+    )
+    .await;
+    (stack, receiver, source)
+}
+
 /// Syncs a YAML config file to the default workspace, as `make sync` does.
 async fn sync_yaml(stack: &Stack, file: &str) {
     let resp = hookrelay_admin::handle(
@@ -73,13 +85,7 @@ fn numbers(body: &[u8]) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_batch_goes_out_the_moment_it_reaches_its_size() {
-    let stack = Stack::new().await;
-    let receiver = Receiver::start().await;
-    let source = create_source(
-        &stack,
-        json!({"name": "logs", "default_event_type": "log.line"}),
-    )
-    .await;
+    let (stack, receiver, source) = logs_stack().await;
     let ep = batch_endpoint(&stack, &receiver, 3, 300).await;
     let ids = send(&stack, &source, 4).await;
     let delivery = stack.delivery();
@@ -120,13 +126,7 @@ async fn a_batch_goes_out_the_moment_it_reaches_its_size() {
 /// invocation here (the sweeper's reconciliation, replays). The size is still reached.
 #[tokio::test]
 async fn the_size_is_reached_across_invocations_whatever_the_split() {
-    let stack = Stack::new().await;
-    let receiver = Receiver::start().await;
-    let source = create_source(
-        &stack,
-        json!({"name": "logs", "default_event_type": "log.line"}),
-    )
-    .await;
+    let (stack, receiver, source) = logs_stack().await;
     let ep = batch_endpoint(&stack, &receiver, 3, 300).await;
     let ep_id = ep["id"].as_str().unwrap();
     let delivery = stack.delivery();
@@ -176,13 +176,7 @@ async fn the_size_is_reached_across_invocations_whatever_the_split() {
 
 #[tokio::test]
 async fn a_burst_of_concurrent_events_fills_whole_batches_once_each() {
-    let stack = Stack::new().await;
-    let receiver = Receiver::start().await;
-    let source = create_source(
-        &stack,
-        json!({"name": "logs", "default_event_type": "log.line"}),
-    )
-    .await;
+    let (stack, receiver, source) = logs_stack().await;
     batch_endpoint(&stack, &receiver, 5, 300).await;
     let ingest = stack.ingest();
     let sends = (0..20).map(|i| {
@@ -219,13 +213,7 @@ async fn a_burst_of_concurrent_events_fills_whole_batches_once_each() {
 
 #[tokio::test]
 async fn a_batch_goes_out_when_its_interval_has_passed() {
-    let stack = Stack::new().await;
-    let receiver = Receiver::start().await;
-    let source = create_source(
-        &stack,
-        json!({"name": "logs", "default_event_type": "log.line"}),
-    )
-    .await;
+    let (stack, receiver, source) = logs_stack().await;
     batch_endpoint(&stack, &receiver, 10, 3).await;
     let delivery = stack.delivery();
     let started = Instant::now();
