@@ -23,6 +23,7 @@ pub mod model;
 pub mod ops_events;
 pub mod publish;
 pub mod queue;
+pub mod redact;
 pub mod requests;
 pub mod retry;
 pub mod signature;

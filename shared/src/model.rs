@@ -225,6 +225,29 @@ impl Verification {
             Verification::ApiKey { .. } => "api_key",
         }
     }
+
+    /// The values that prove a request (secrets, tokens, passwords), in a fixed order per
+    /// kind, so two settings of the same kind pair up secret for secret.
+    pub fn secrets_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            Verification::None => Vec::new(),
+            Verification::Github { secret }
+            | Verification::Stripe { secret }
+            | Verification::StandardWebhooks { secret }
+            | Verification::Shopify { secret }
+            | Verification::Slack { secret }
+            | Verification::Hmac { secret, .. } => vec![secret],
+            Verification::Lark {
+                verification_token,
+                encrypt_key,
+            } => verification_token
+                .iter_mut()
+                .chain(encrypt_key.iter_mut())
+                .collect(),
+            Verification::BasicAuth { password, .. } => vec![password],
+            Verification::ApiKey { value, .. } => vec![value],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

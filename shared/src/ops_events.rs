@@ -2,7 +2,8 @@
 //! attempts, made visible. Each goes to EventBridge (source `hookrelay`, detail-type the
 //! event's type, on the bus `OPS_EVENT_BUS`) and, when the workspace names an ops endpoint,
 //! through the ordinary pipeline to it: stored, signed, retried, with attempts. They carry
-//! ids, names, URLs, times and counts, never secrets. Emitting never fails the work that
+//! ids, names, URLs (token-bearing ones masked), times and counts, never secrets. Emitting
+//! never fails the work that
 //! caused it: a failure is logged and counted.
 
 use std::time::Duration;
@@ -45,7 +46,8 @@ impl From<&Endpoint> for EndpointInfo {
         Self {
             id: e.id.clone(),
             name: e.name.clone(),
-            url: e.url.clone(),
+            // A bot's URL is its bearer token: the event shows it masked.
+            url: crate::redact::endpoint_url(&e.url, e.kind),
         }
     }
 }

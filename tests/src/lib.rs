@@ -391,7 +391,33 @@ pub async fn admin_call(
     uri: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let resp = hookrelay_admin::handle(&stack.admin(), admin_request(method, uri, body)).await;
+    key_call(stack, ADMIN_KEY, method, uri, body).await
+}
+
+/// An admin API call with `key` as the bearer (a workspace API key, or anything else): the
+/// status and the JSON answer (null when empty).
+pub async fn key_call(
+    stack: &Stack,
+    key: &str,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {key}");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let resp = hookrelay_admin::handle(
+        &stack.admin(),
+        request(
+            method,
+            uri,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        ),
+    )
+    .await;
     let status = resp.status().as_u16();
     let json = if resp.body().is_empty() {
         serde_json::Value::Null

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use hookrelay_shared::redact::mask;
 use hookrelay_tests::{Receiver, Stack, admin_call as call};
 use serde_json::json;
 
@@ -168,7 +169,11 @@ async fn sources_and_endpoints_update_and_delete() {
     let eid = ep["id"].as_str().unwrap().to_owned();
     let (s, up) = call(&stack, "PUT", &format!("/workspaces/default/endpoints/{eid}"), Some(json!({"name": "e2", "url": "https://example.com/b", "events": ["a.*"], "enabled": false}))).await;
     assert_eq!(s, 200, "{up}");
-    assert_eq!(up["secret"], ep["secret"], "the secret survives an update");
+    assert_eq!(
+        up["secret"].as_str(),
+        Some(mask(ep["secret"].as_str().unwrap()).as_str()),
+        "the secret survives an update, shown masked"
+    );
     assert_eq!(
         (up["url"].as_str(), up["enabled"].as_bool()),
         (Some("https://example.com/b"), Some(false))

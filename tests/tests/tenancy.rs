@@ -1,21 +1,12 @@
 //! Workspace API keys reach their own workspace only; the root key reaches everything.
 //! Keys are shown once and stored as hashes.
 
-use hookrelay_tests::{Stack, admin_request, json_of, request};
+use hookrelay_tests::{Stack, admin_call, admin_request, json_of, key_call, request};
 use serde_json::{Value, json};
 use sha2::Digest;
 
 async fn root(stack: &Stack, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-    let resp = hookrelay_admin::handle(&stack.admin(), admin_request(method, uri, body)).await;
-    let s = resp.status().as_u16();
-    (
-        s,
-        if resp.body().is_empty() {
-            Value::Null
-        } else {
-            json_of(&resp)
-        },
-    )
+    admin_call(stack, method, uri, body).await
 }
 
 async fn with_key(
@@ -25,30 +16,7 @@ async fn with_key(
     uri: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let auth = format!("Bearer {key}");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let resp = hookrelay_admin::handle(
-        &stack.admin(),
-        request(
-            method,
-            uri,
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            body.as_bytes(),
-        ),
-    )
-    .await;
-    let s = resp.status().as_u16();
-    (
-        s,
-        if resp.body().is_empty() {
-            Value::Null
-        } else {
-            json_of(&resp)
-        },
-    )
+    key_call(stack, key, method, uri, body).await
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use hookrelay_shared::ops_events::{self, OpsEvent};
 use hookrelay_shared::store::NameKind;
 
 use crate::validate::Problems;
-use crate::{Context, Deadline, deadline_exceeded, names, request, store_error};
+use crate::{Context, Deadline, deadline_exceeded, names, request, secrets, store_error};
 
 /// An endpoint's settings, as the API and config files give them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
@@ -46,8 +46,10 @@ pub struct CreateEndpoint {
 }
 
 impl CreateEndpoint {
-    /// The settings of a stored endpoint: what a config dump writes (never its secret).
+    /// The settings of a stored endpoint: what a config dump writes (never its signing
+    /// secret; a bot's secret masked, which sync keeps).
     pub fn of(e: &Endpoint) -> Self {
+        let e = &crate::secrets::endpoint(e);
         Self {
             name: e.name.clone(),
             url: e.url.clone(),
@@ -73,7 +75,12 @@ fn yes() -> bool {
 }
 
 /// Validates a create or full-update body and applies it to `endpoint`.
-pub fn apply(ctx: &Context, body: CreateEndpoint, endpoint: &mut Endpoint) -> Result<(), ApiError> {
+pub fn apply(
+    ctx: &Context,
+    mut body: CreateEndpoint,
+    endpoint: &mut Endpoint,
+) -> Result<(), ApiError> {
+    crate::secrets::keep_lark(body.lark.as_mut(), endpoint.lark.as_ref())?;
     let mut p = Problems::default();
     p.name("name", &body.name);
     p.url("url", &body.url);
@@ -185,7 +192,7 @@ pub async fn update(
         }
         _ => {}
     }
-    Ok(api::json(StatusCode::OK, &endpoint))
+    Ok(api::json(StatusCode::OK, &secrets::endpoint(&endpoint)))
 }
 
 /// Writes a created (`old_name` is none) or updated endpoint, moving its name claim when
@@ -318,7 +325,25 @@ async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Endpoint, ApiError> {
 
 pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
     let endpoint = find(ctx, ws, id).await?;
-    Ok(api::json(StatusCode::OK, &endpoint))
+    Ok(api::json(StatusCode::OK, &secrets::endpoint(&endpoint)))
+}
+
+/// `GET …/endpoints/{id}/secret` (root key only): the signing secrets, shown again.
+pub async fn reveal_secret(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+) -> Result<Response<String>, ApiError> {
+    let endpoint = find(ctx, ws, id).await?;
+    tracing::info!(endpoint.id = %id, workspace = ws, "endpoint secret revealed");
+    Ok(api::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "secret": endpoint.secret,
+            "previous_secret": endpoint.previous_secret,
+            "previous_secret_expires_at": endpoint.previous_secret_expires_at,
+        }),
+    ))
 }
 
 /// `POST …/endpoints/{id}/secret/rotate`: a new secret signs from now on; the old one
@@ -342,7 +367,7 @@ pub async fn rotate_secret(
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no endpoint {id:?}")))?;
     tracing::info!(endpoint.id = %id, "endpoint secret rotated");
-    Ok(api::json(StatusCode::OK, &endpoint))
+    Ok(api::json(StatusCode::OK, &secrets::rotated(&endpoint)))
 }
 
 pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
@@ -352,7 +377,11 @@ pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
         .list_endpoints(ws, &page)
         .await
         .map_err(store_error)?;
-    Ok(api::json(StatusCode::OK, &endpoints))
+    let data: Vec<Endpoint> = endpoints.data.iter().map(secrets::endpoint).collect();
+    Ok(api::json(
+        StatusCode::OK,
+        &serde_json::json!({ "data": data, "next": endpoints.next }),
+    ))
 }
 
 /// `POST …/endpoints/{id}/enable[?recover_since=<RFC 3339>]`: turns a disabled endpoint back
@@ -401,7 +430,7 @@ pub async fn enable(
     Ok(api::json(
         StatusCode::OK,
         &serde_json::json!({
-            "endpoint": endpoint,
+            "endpoint": secrets::endpoint(&endpoint),
             "reactivated": reactivated,
             "recovered": recovered.total,
             "complete": endpoint.recovery.is_none(),

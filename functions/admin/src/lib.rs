@@ -9,6 +9,7 @@ mod events;
 mod keys;
 mod names;
 mod request;
+mod secrets;
 mod sources;
 mod validate;
 mod workspaces;
@@ -204,6 +205,10 @@ async fn route(
         (["endpoints", id, "secret", "rotate"], &Method::POST) => {
             endpoints::rotate_secret(ctx, ws, id).await
         }
+        (["endpoints", id, "secret"], &Method::GET) => {
+            principal.root_only()?;
+            endpoints::reveal_secret(ctx, ws, id).await
+        }
         (["events"], &Method::GET) => events::list(ctx, ws, req).await,
         (["events"], &Method::POST) => events::publish(ctx, ws, req).await,
         (["events", id], &Method::GET) => events::get(ctx, ws, id).await,
@@ -221,7 +226,9 @@ async fn route(
         (["keys", _], _) => Err(not_allowed("DELETE")),
         (["sources"] | ["endpoints"] | ["events"], _) => Err(not_allowed("GET, POST")),
         (["sources", _] | ["endpoints", _], _) => Err(not_allowed("GET, PUT, DELETE")),
-        (["events", _] | ["attempts"] | ["attempts", _], _) => Err(not_allowed("GET")),
+        (["events", _] | ["attempts"] | ["attempts", _] | ["endpoints", _, "secret"], _) => {
+            Err(not_allowed("GET"))
+        }
         (
             ["endpoints", _, "secret", "rotate"]
             | ["events", _, "retry"]

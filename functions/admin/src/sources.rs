@@ -35,8 +35,10 @@ pub struct CreateSource {
 }
 
 impl CreateSource {
-    /// The settings of a stored source: what a config dump writes.
+    /// The settings of a stored source: what a config dump writes (secrets masked; sync
+    /// keeps the stored ones).
     pub fn of(s: &Source) -> Self {
+        let s = &crate::secrets::source(s);
         Self {
             name: s.name.clone(),
             enabled: s.enabled,
@@ -56,26 +58,27 @@ fn yes() -> bool {
     true
 }
 
-/// A source as the API shows it: with the path senders post to.
+/// A source as the API shows it: with the path senders post to, and its secrets masked.
 #[derive(Serialize)]
-pub struct SourceView<'a> {
+pub struct SourceView {
     #[serde(flatten)]
-    source: &'a Source,
+    source: Source,
     ingest_path: String,
 }
 
-pub fn view(source: &Source) -> SourceView<'_> {
+pub fn view(source: &Source) -> SourceView {
     SourceView {
         ingest_path: source
             .path
             .clone()
             .unwrap_or_else(|| format!("/in/{}", source.id)),
-        source,
+        source: crate::secrets::source(source),
     }
 }
 
 /// Validates a create or full-update body and applies it to `source`.
-pub fn apply(body: CreateSource, source: &mut Source) -> Result<Option<String>, ApiError> {
+pub fn apply(mut body: CreateSource, source: &mut Source) -> Result<Option<String>, ApiError> {
+    crate::secrets::keep_verification(&mut body.verification, Some(&source.verification))?;
     let mut p = Problems::default();
     p.name("name", &body.name);
     if let Some(h) = &body.event_type_header {

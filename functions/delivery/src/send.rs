@@ -88,7 +88,9 @@ fn new_attempt(r: &Received, endpoint: Option<&Endpoint>, now: Timestamp) -> Att
         next_attempt_at: None,
         request: AttemptRequest {
             method: "POST".to_owned(),
-            url: endpoint.map(|e| e.url.clone()).unwrap_or_default(),
+            url: endpoint
+                .map(|e| hookrelay_shared::redact::endpoint_url(&e.url, e.kind))
+                .unwrap_or_default(),
             headers: BTreeMap::new(),
         },
         response: None,
