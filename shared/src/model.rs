@@ -618,6 +618,10 @@ pub struct AttemptResponse {
     /// The response body, cut at 16 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The body or the headers were cut to fit the attempt history (16 KiB of body, 8 KiB of
+    /// headers, a whole attempt well inside DynamoDB's 400 KB item).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// An attempt's `error_code`: why it did not succeed.

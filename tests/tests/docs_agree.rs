@@ -857,6 +857,7 @@ fn attempt(full: bool) -> Attempt {
             latency: 12,
             headers,
             body: Some("oops".into()),
+            truncated: full,
         }),
     }
 }

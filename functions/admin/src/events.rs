@@ -136,6 +136,18 @@ struct PublishBody {
 /// `POST …/events`: publishes `{"event_type", "data"}` directly, fanned out like an ingested
 /// event; `Idempotency-Key` makes a retry of the same publish a no-op.
 pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
+    // The ingest route's limit: what is stored must fit an event item and its tasks' reads.
+    let len = req.body().as_ref().len();
+    if len > ctx.settings.max_body_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is {len} bytes; the limit is {}",
+                ctx.settings.max_body_bytes
+            ),
+        ));
+    }
     let body: PublishBody = request::json_body(req)?;
     if body.event_type.is_empty() || body.event_type.len() > 128 {
         let mut e = ApiError::bad_request(

@@ -144,6 +144,8 @@ impl Problems {
         }
     }
 
+    /// An endpoint's own headers go out with, and are recorded in, every attempt: bounded so
+    /// that they never make a request refused or an attempt too large to store.
     pub fn headers(&mut self, field: &str, headers: &std::collections::BTreeMap<String, String>) {
         const RESERVED: [&str; 6] = [
             "content-type",
@@ -153,6 +155,16 @@ impl Problems {
             "webhook-id",
             "webhook-timestamp",
         ];
+        if headers.len() > MAX_HEADERS {
+            self.add(field, format!("must set at most {MAX_HEADERS} headers"));
+        }
+        let total: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if total > MAX_HEADER_BYTES {
+            self.add(
+                field,
+                format!("must be at most {MAX_HEADER_BYTES} bytes of names and values in all"),
+            );
+        }
         for (name, value) in headers {
             let key = format!("{field}.{name}");
             let lower = name.to_ascii_lowercase();
@@ -162,6 +174,8 @@ impl Problems {
                 self.add(key, "is set by hookrelay and cannot be overridden");
             } else if http::HeaderValue::from_str(value).is_err() {
                 self.add(key, "is not a valid HTTP header value");
+            } else if value.len() > MAX_HEADER_VALUE {
+                self.add(key, format!("must be at most {MAX_HEADER_VALUE} bytes"));
             }
         }
     }
@@ -229,3 +243,8 @@ impl Problems {
         }
     }
 }
+
+/// An endpoint's own headers: how many, how long each value, how many bytes in all.
+pub const MAX_HEADERS: usize = 20;
+pub const MAX_HEADER_VALUE: usize = 2048;
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;

@@ -64,6 +64,7 @@ fn attempt(event: &Event, now: Timestamp) -> Attempt {
             latency: 42,
             headers: BTreeMap::from([("content-type".into(), "text/plain".into())]),
             body: Some("ok".into()),
+            truncated: false,
         }),
     }
 }

@@ -146,11 +146,13 @@ async fn deliver_enabled(
     let (status, retry_after) = match result {
         Ok(resp) => {
             let retry_after = retry_after(&resp.headers, now);
+            let (headers, headers_cut) = capped(header_map(&resp.headers, false));
             attempt.response = Some(AttemptResponse {
                 status: Some(resp.status.as_u16()),
                 latency,
-                headers: capped(header_map(&resp.headers, false)),
+                headers,
                 body: resp.body,
+                truncated: resp.body_cut || headers_cut,
             });
             let refusal = (endpoint.kind == EndpointKind::LarkBot && resp.status.is_success())
                 .then(|| {
@@ -177,6 +179,7 @@ async fn deliver_enabled(
                 latency,
                 headers: BTreeMap::new(),
                 body: None,
+                truncated: false,
             });
             attempt.error_code = Some(failure.code.to_owned());
             attempt.error_message = Some(failure.message);
@@ -279,6 +282,8 @@ struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Option<String>,
+    /// The receiver sent more body than the history keeps.
+    body_cut: bool,
 }
 
 /// What goes out: the body, its content type and the `webhook-id` it is signed with.
@@ -435,11 +440,13 @@ async fn post(
             Err(_) => break,
         }
     }
+    let body_cut = body.len() > MAX_RESPONSE_BODY;
     body.truncate(MAX_RESPONSE_BODY);
     Ok(Answer {
         status,
         headers,
         body: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
+        body_cut,
     })
 }
 
@@ -474,11 +481,12 @@ fn classify(e: reqwest::Error) -> Failure {
 }
 
 /// Response headers are the receiver's to choose: keep the attempt item well under
-/// DynamoDB's 400 KB, whatever they send.
-fn capped(headers: BTreeMap<String, String>) -> BTreeMap<String, String> {
+/// DynamoDB's 400 KB, whatever they send. Answers whether anything was cut.
+fn capped(headers: BTreeMap<String, String>) -> (BTreeMap<String, String>, bool) {
     const MAX_VALUE: usize = 1024;
     const MAX_TOTAL: usize = 8 * 1024;
     let mut total = 0;
+    let mut cut_any = false;
     let mut out = BTreeMap::new();
     for (k, mut v) in headers {
         if v.len() > MAX_VALUE {
@@ -487,14 +495,15 @@ fn capped(headers: BTreeMap<String, String>) -> BTreeMap<String, String> {
                 cut -= 1;
             }
             v.truncate(cut);
+            cut_any = true;
         }
         total += k.len() + v.len();
         if total > MAX_TOTAL {
-            break;
+            return (out, true);
         }
         out.insert(k, v);
     }
-    out
+    (out, cut_any)
 }
 
 /// Headers as recorded in the attempt history: values of secret-looking headers redacted.

@@ -4,6 +4,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::codec::to_item;
 use super::events::backoff;
+use super::item_size::{MAX_ITEM_BYTES, item_bytes};
 use super::keys::{
     self, EXPIRES_AT, LINK_INDEX, LINK_PK, LISTING_INDEX, LISTING_PK, LISTING_SK, s,
 };
@@ -14,6 +15,12 @@ use crate::Attempt;
 
 const UNPROCESSED_RETRIES: u32 = 5;
 
+/// The largest attempt item written as it is: a quarter of DynamoDB's limit, far above what a
+/// capped response (16 KiB of body, 8 KiB of headers) and an endpoint's bounded headers make.
+const ATTEMPT_ITEM_BUDGET: usize = MAX_ITEM_BYTES / 4;
+/// An error message kept in an attempt cut down to fit.
+const MAX_ERROR_MESSAGE: usize = 2048;
+
 #[derive(Debug, Clone, Default)]
 pub struct AttemptFilter {
     pub event_id: Option<String>,
@@ -22,8 +29,38 @@ pub struct AttemptFilter {
 }
 
 impl Store {
-    /// The item an attempt is stored as.
+    /// The item an attempt is stored as: always one DynamoDB accepts. The delivery function
+    /// already caps what a receiver sends back; an attempt that is still too large is
+    /// stored without its headers and response body, marked `truncated`, rather than lost
+    /// (or, in a `BatchWriteItem`, costing its neighbours theirs).
     pub fn attempt_item(a: &Attempt, retention: Duration) -> Result<super::keys::Item> {
+        let item = Self::attempt_item_as_is(a, retention)?;
+        if item_bytes(&item) <= ATTEMPT_ITEM_BUDGET {
+            return Ok(item);
+        }
+        let mut slim = a.clone();
+        slim.request.headers.clear();
+        if let Some(msg) = slim.error_message.as_mut() {
+            let mut cut = msg.len().min(MAX_ERROR_MESSAGE);
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+        }
+        let response = slim.response.get_or_insert(crate::AttemptResponse {
+            status: None,
+            latency: 0,
+            headers: Default::default(),
+            body: None,
+            truncated: true,
+        });
+        response.headers.clear();
+        response.body = None;
+        response.truncated = true;
+        Self::attempt_item_as_is(&slim, retention)
+    }
+
+    fn attempt_item_as_is(a: &Attempt, retention: Duration) -> Result<super::keys::Item> {
         let mut item = with_key(
             to_item("attempt", a)?,
             (keys::attempts_of_event(&a.event_id), a.id.clone()),
@@ -59,14 +96,23 @@ impl Store {
                 let out = match self
                     .client
                     .batch_write_item()
-                    .request_items(&self.table, pending)
+                    .request_items(&self.table, pending.clone())
                     .send()
                     .await
                 {
                     Ok(out) => out,
                     Err(e) => {
-                        // One bad chunk must not cost the others their history.
-                        first_error.get_or_insert(StoreError::dynamo("BatchWriteItem", e));
+                        // DynamoDB refuses a whole batch for one bad item: the others are
+                        // written one by one, so it costs no neighbour its history.
+                        tracing::warn!(error = %crate::telemetry::error_chain(&e), items = pending.len(), "BatchWriteItem refused; writing its items one by one");
+                        for w in &pending {
+                            let Some(item) = w.put_request().map(|p| p.item().clone()) else {
+                                continue;
+                            };
+                            if let Err(e) = self.put(item).await {
+                                first_error.get_or_insert(e);
+                            }
+                        }
                         break;
                     }
                 };

@@ -33,6 +33,7 @@ mod codec;
 mod config_stamp;
 mod endpoints;
 mod events;
+mod item_size;
 mod keys;
 mod keys_api;
 mod names;
