@@ -566,6 +566,10 @@ pub struct Event {
     /// The request's content type, kept for bodies that are not JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// How many hookrelay deliveries the event came through before it arrived (its
+    /// `hookrelay-hops` header); 0 for an event from anywhere else.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hops: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -257,6 +257,7 @@ impl OpsEvents {
             payload: payload.to_string().into_bytes(),
             endpoint_ids: vec![ops_endpoint],
             content_type: None,
+            hops: 0,
         };
         let scope = format!("{OPS_SOURCE_ID}:{}", e.workspace);
         // The ops endpoint's kind is not read here: if it batches, the delivery function

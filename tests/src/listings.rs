@@ -66,6 +66,7 @@ pub async fn seed(stack: &Stack, n: u64) -> Seeded {
             payload: br#"{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#.to_vec(),
             content_type: None,
             endpoint_ids: vec![],
+            hops: 0,
         };
         let endpoint_id = if wanted {
             ENDPOINT.to_owned()

@@ -143,6 +143,7 @@ async fn the_size_is_reached_across_invocations_whatever_the_split() {
             payload: json!({"n": i}).to_string().into_bytes(),
             endpoint_ids: vec![ep_id.to_owned()],
             content_type: None,
+            hops: 0,
         };
         stack
             .store

@@ -694,6 +694,7 @@ fn sample_event(payload: &str) -> Event {
         payload: payload.as_bytes().to_vec(),
         endpoint_ids: vec!["ep_1".into()],
         content_type: Some("application/json".into()),
+        hops: 2,
     }
 }
 
@@ -998,6 +999,7 @@ fn resource_fields_match_the_schemas() {
     let full_event = sample_event(r#"{"id": 1}"#);
     let min_event = Event {
         content_type: None,
+        hops: 0,
         ..sample_event("{}")
     };
     let key = api_key();

@@ -253,6 +253,7 @@ async fn an_expired_event_no_longer_blocks_its_key() {
         payload: b"{}".to_vec(),
         endpoint_ids: vec![],
         content_type: None,
+        hops: 0,
     };
     let first = stack
         .store

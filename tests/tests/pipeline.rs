@@ -474,6 +474,7 @@ async fn sweeper_reenqueues_events_stranded_before_queueing() {
         payload: br#"{"event_type":"x"}"#.to_vec(),
         content_type: None,
         endpoint_ids: vec![ep.id.clone()],
+        hops: 0,
     };
     stack
         .store

@@ -319,6 +319,7 @@ async fn the_sweeper_drains_a_stranded_backlog_over_successive_runs() {
                     payload: b"{}".to_vec(),
                     endpoint_ids: vec!["ep_x".into()],
                     content_type: None,
+                    hops: 0,
                 };
                 store
                     .insert_event(&event, scope, true, retention)

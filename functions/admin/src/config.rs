@@ -166,7 +166,7 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
         match existing_endpoints.remove(&name) {
             Some(old) => {
                 let mut new = old.clone();
-                endpoints::apply(ctx, spec, &mut new)?;
+                endpoints::apply(ctx, req, spec, &mut new)?;
                 let change = Change {
                     kind: "endpoint",
                     name,
@@ -181,7 +181,7 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
             }
             None => {
                 let mut new = Endpoint::new(ws, name.trim(), &spec.url, Vec::new());
-                endpoints::apply(ctx, spec, &mut new)?;
+                endpoints::apply(ctx, req, spec, &mut new)?;
                 plan.create.push(Change {
                     kind: "endpoint",
                     name,

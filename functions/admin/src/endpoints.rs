@@ -77,6 +77,7 @@ fn yes() -> bool {
 /// Validates a create or full-update body and applies it to `endpoint`.
 pub fn apply(
     ctx: &Context,
+    req: &Request,
     mut body: CreateEndpoint,
     endpoint: &mut Endpoint,
 ) -> Result<(), ApiError> {
@@ -84,6 +85,7 @@ pub fn apply(
     let mut p = Problems::default();
     p.name("name", &body.name);
     p.url("url", &body.url);
+    p.not_own_host("url", &body.url, &request::own_hosts(req));
     p.event_filters("events", &body.events);
     p.headers("headers", &body.headers);
     if let Some(r) = &body.retry {
@@ -126,7 +128,7 @@ pub async fn create(
     let body: CreateEndpoint = request::json_body(req)?;
     let verify = body.verify;
     let mut endpoint = Endpoint::new(ws, body.name.trim(), &body.url, Vec::new());
-    apply(ctx, body, &mut endpoint)?;
+    apply(ctx, req, body, &mut endpoint)?;
     if verify {
         let attempt = ping(ctx, &endpoint, deadline).await?;
         if attempt.status != AttemptStatus::Successful {
@@ -168,7 +170,7 @@ pub async fn update(
     let mut endpoint = find(ctx, ws, id).await?;
     let old_name = endpoint.name.clone();
     let was_enabled = endpoint.enabled;
-    apply(ctx, body, &mut endpoint)?;
+    apply(ctx, req, body, &mut endpoint)?;
     if let (false, true, Some(since)) = (was_enabled, endpoint.enabled, since) {
         endpoint.recovery = Some(Recovery::new(since, endpoint.updated_at));
     }
@@ -271,6 +273,7 @@ async fn ping(ctx: &Context, endpoint: &Endpoint, deadline: Deadline) -> Result<
         payload: payload.to_string().into_bytes(),
         endpoint_ids: vec![endpoint.id.clone()],
         content_type: None,
+        hops: 0,
     };
     let scope = format!("{}:{}", crate::events::PUBLISH_SOURCE, endpoint.workspace);
     ctx.store

@@ -28,6 +28,8 @@ pub struct EventView<'a> {
     payload: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hops: Option<u32>,
 }
 
 /// Every `payload_encoding` an event view may carry.
@@ -67,6 +69,7 @@ pub fn view(e: &Event, with_payload: bool) -> EventView<'_> {
         content_type: e.content_type.as_deref(),
         payload,
         payload_encoding,
+        hops: (e.hops > 0).then_some(e.hops),
     }
 }
 
@@ -193,6 +196,7 @@ pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<
         received_at: Timestamp::now(),
         payload: req.body().as_ref().to_vec(),
         content_type: None,
+        hops: 0,
     };
     let published = publish::publish(
         &ctx.store,

@@ -50,3 +50,34 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_body", format!("the body is not valid: {e}")))
 }
+
+/// The hosts (with ports) this deployment answers on, as the request shows them: its `Host`
+/// header, and API Gateway's domain name and default `execute-api` name for the API. An
+/// endpoint pointing at one of them would feed the deployment its own deliveries.
+pub fn own_hosts(req: &Request) -> Vec<(String, u16)> {
+    let mut hosts = Vec::new();
+    let mut add = |authority: &str| {
+        if let Ok(a) = authority.parse::<http::uri::Authority>() {
+            hosts.push((
+                a.host().trim_matches(['[', ']']).to_ascii_lowercase(),
+                a.port_u16().unwrap_or(443),
+            ));
+        }
+    };
+    if let Some(host) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        add(host);
+    }
+    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) = req.request_context_ref() {
+        if let Some(domain) = &c.domain_name {
+            add(domain);
+        }
+        if let (Some(api), Ok(region)) = (&c.apiid, std::env::var("AWS_REGION")) {
+            add(&format!("{api}.execute-api.{region}.amazonaws.com"));
+        }
+    }
+    hosts
+}

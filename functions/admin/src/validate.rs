@@ -44,6 +44,26 @@ impl Problems {
         }
     }
 
+    /// Refuses a URL on one of this deployment's own hosts (`own`, host and port): a delivery
+    /// there comes back as a new event, and two such endpoints feed each other for ever.
+    pub fn not_own_host(&mut self, field: &str, value: &str, own: &[(String, u16)]) {
+        let Ok(u) = url::Url::parse(value) else {
+            return;
+        };
+        let host = u
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase();
+        let port = u.port_or_known_default().unwrap_or(443);
+        if own.iter().any(|(h, p)| *h == host && *p == port) {
+            self.add(
+                field,
+                "points at this hookrelay deployment itself; deliveries there would loop",
+            );
+        }
+    }
+
     pub fn event_filters(&mut self, field: &str, filters: &[String]) {
         if filters.is_empty() {
             self.add(field, "must list at least one event type, or \"*\"");
@@ -170,7 +190,10 @@ impl Problems {
             let lower = name.to_ascii_lowercase();
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 self.add(key, "is not a valid HTTP header name");
-            } else if RESERVED.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+            } else if RESERVED.contains(&lower.as_str())
+                || lower.starts_with("webhook-")
+                || lower == hookrelay_shared::hops::HEADER
+            {
                 self.add(key, "is set by hookrelay and cannot be overridden");
             } else if http::HeaderValue::from_str(value).is_err() {
                 self.add(key, "is not a valid HTTP header value");

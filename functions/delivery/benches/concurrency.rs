@@ -30,6 +30,7 @@ fn batch(url: &str) -> (Vec<Received>, Events, Endpoints) {
             payload: vec![b'x'; 1024],
             content_type: None,
             endpoint_ids: vec![endpoint.id.clone()],
+            hops: 0,
         };
         let key = format!("EVT#bench#{n}");
         received.push(Received {

@@ -33,6 +33,7 @@ fn event() -> Event {
         payload: payload.into_bytes(),
         endpoint_ids: vec!["ep_1".into()],
         content_type: None,
+        hops: 0,
     }
 }
 

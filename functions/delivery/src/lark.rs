@@ -140,6 +140,7 @@ mod tests {
             payload: payload.as_bytes().to_vec(),
             endpoint_ids: vec![],
             content_type: None,
+            hops: 0,
         }
     }
 

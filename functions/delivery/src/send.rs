@@ -402,6 +402,10 @@ async fn post(
     let mut fixed = vec![
         ("content-type", out.content_type.clone()),
         ("user-agent", hookrelay_shared::USER_AGENT.to_owned()),
+        (
+            hookrelay_shared::hops::HEADER,
+            hookrelay_shared::hops::outgoing(events).to_string(),
+        ),
     ];
     if out.signed {
         fixed.extend([

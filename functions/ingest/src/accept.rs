@@ -59,6 +59,17 @@ pub async fn accept(
             ),
         ));
     }
+    let hops = hookrelay_shared::hops::of_request(headers);
+    if hops > hookrelay_shared::hops::MAX_HOPS {
+        return Err(ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "loop_detected",
+            format!(
+                "the event came through {hops} hookrelay deliveries; the limit is {}",
+                hookrelay_shared::hops::MAX_HOPS
+            ),
+        ));
+    }
     let crate::Routing { source, endpoints } =
         ctx.routing(target).await?.ok_or_else(|| match target {
             SourceRef::Id(id) => ApiError::not_found(format!("no source {id:?}")),
@@ -90,16 +101,19 @@ pub async fn accept(
             idempotency_key,
         } => (event_type, idempotency_key),
     };
-    let event = build_event(
-        &source,
-        &endpoints,
-        headers,
-        body,
-        is_json,
-        now,
-        event_type,
-        idempotency_key,
-    );
+    let event = Event {
+        hops,
+        ..build_event(
+            &source,
+            &endpoints,
+            headers,
+            body,
+            is_json,
+            now,
+            event_type,
+            idempotency_key,
+        )
+    };
     let published = publish(
         &ctx.store,
         &ctx.queue,
@@ -255,6 +269,7 @@ pub fn build_event(
                 .unwrap_or("application/octet-stream")
                 .to_owned()
         }),
+        hops: 0,
     }
 }
 
