@@ -18,6 +18,9 @@ pub struct Workspace {
     pub created_at: Timestamp,
     #[serde(default)]
     pub settings: WorkspaceSettings,
+    /// Raised by every write of the settings: the `ETag`, and what a write must still find.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A workspace's lifecycle rules; everything here is off unless set.
@@ -123,6 +126,9 @@ pub struct Source {
     pub accept_raw: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Raised by every write of the settings: the `ETag`, and what a write must still find.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Source {
@@ -141,6 +147,7 @@ impl Source {
             path: None,
             response: None,
             accept_raw: false,
+            version: 0,
             created_at: now,
             updated_at: now,
         }
@@ -303,6 +310,11 @@ pub struct Endpoint {
     pub previous_secret_expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Raised by every write of the settings, a rotation and a deactivation: the `ETag`, and
+    /// what a write must still find. Delivery health counters and recovery progress do not
+    /// raise it.
+    #[serde(default)]
+    pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -482,6 +494,7 @@ impl Endpoint {
             events,
             enabled: true,
             secret: crate::signature::generate_secret(),
+            version: 0,
             headers: BTreeMap::new(),
             retry: None,
             timeout_seconds: None,

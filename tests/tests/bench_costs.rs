@@ -83,7 +83,7 @@ async fn put_endpoints(stack: &Stack, n: usize, stale: usize) {
             if i < stale {
                 ep.created_at = old;
             }
-            stack.store.put_endpoint(&ep).await.unwrap();
+            stack.store.put_endpoint(&mut ep).await.unwrap();
         })
         .await;
 }
@@ -131,13 +131,13 @@ async fn bench_cost_growth() {
                         } else {
                             "never"
                         };
-                        let ep = Endpoint::new(
+                        let mut ep = Endpoint::new(
                             "default",
                             &format!("e{i}"),
                             "https://example.com/",
                             vec![filter.into()],
                         );
-                        stack.store.put_endpoint(&ep).await.unwrap();
+                        stack.store.put_endpoint(&mut ep).await.unwrap();
                     }
                 })
                 .await;

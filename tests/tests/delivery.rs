@@ -83,7 +83,7 @@ async fn rotated_secret_signs_alongside_the_previous_one_during_grace() {
         .unwrap()
         .unwrap();
     stored.previous_secret_expires_at = Some(Timestamp::now().minus(Duration::from_secs(1)));
-    stack.store.put_endpoint(&stored).await.unwrap();
+    stack.store.put_endpoint(&mut stored).await.unwrap();
     send_event(&stack, &source, BODY).await;
     stack.drain(&stack.delivery()).await;
     let d = &receiver.deliveries()[1];

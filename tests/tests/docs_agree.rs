@@ -815,6 +815,7 @@ fn workspace(settings: WorkspaceSettings) -> Workspace {
         name: "team".into(),
         created_at: t(),
         settings,
+        version: 3,
     }
 }
 

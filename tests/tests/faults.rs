@@ -205,7 +205,7 @@ async fn sweeper_does_not_disable_an_endpoint_that_just_succeeded() {
         hookrelay_shared::Endpoint::new("default", "e", "https://example.com", vec!["*".into()]);
     ep.created_at = old;
     ep.updated_at = old;
-    stack.store.put_endpoint(&ep).await.unwrap();
+    stack.store.put_endpoint(&mut ep).await.unwrap();
     stack
         .store
         .record_success("default", &ep.id, now, Duration::from_secs(3600))

@@ -382,7 +382,7 @@ async fn sweeper_deactivates_stale_endpoints_only() {
     fresh.last_success_at = Some(now.minus(day));
     let young = stack_endpoint(&receiver.url);
     for ep in [&stale, &stale_success, &fresh, &young] {
-        stack.store.put_endpoint(ep).await.unwrap();
+        stack.store.put_endpoint(&mut ep.clone()).await.unwrap();
     }
 
     // A task queued to the stale endpoint before the sweep…
@@ -461,8 +461,8 @@ fn stack_endpoint(url: &str) -> hookrelay_shared::Endpoint {
 async fn sweeper_reenqueues_events_stranded_before_queueing() {
     let stack = Stack::new().await;
     let receiver = Receiver::start().await;
-    let ep = stack_endpoint(&receiver.url);
-    stack.store.put_endpoint(&ep).await.unwrap();
+    let mut ep = stack_endpoint(&receiver.url);
+    stack.store.put_endpoint(&mut ep).await.unwrap();
     // The ingest function stored this event and died before queueing its task.
     let event = hookrelay_shared::Event {
         id: hookrelay_shared::ids::new_id("evt"),

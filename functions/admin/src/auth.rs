@@ -166,6 +166,7 @@ mod tests {
             name: "a".into(),
             created_at: hookrelay_shared::Timestamp::from_unix_millis(created_at).unwrap(),
             settings: Default::default(),
+            version: 0,
         }
     }
 

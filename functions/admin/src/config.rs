@@ -210,15 +210,18 @@ pub async fn sync(ctx: &Context, ws: &str, req: &Request) -> Result<Response<Str
         for (old, mut source, new_path) in source_writes {
             sources::save(ctx, old.as_ref(), &mut source, new_path).await?;
         }
-        for (old_name, endpoint) in &endpoint_writes {
-            endpoints::save(ctx, old_name.as_deref(), endpoint).await?;
+        // Each write is conditional on the version read above: a change made meanwhile
+        // (a rotation, a deactivation, another sync) is not undone; the sync answers
+        // `409 conflict` and can be run again.
+        for (old_name, mut endpoint) in endpoint_writes {
+            endpoints::save(ctx, old_name.as_deref(), &mut endpoint).await?;
         }
         if prune {
             for s in existing_sources.values() {
                 sources::remove(ctx, s).await?;
             }
             for e in existing_endpoints.values() {
-                endpoints::remove(ctx, e).await?;
+                endpoints::remove(ctx, e, Some(e.version)).await?;
             }
         }
     }

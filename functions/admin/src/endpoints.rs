@@ -15,6 +15,7 @@ use std::time::Duration;
 use hookrelay_shared::ops_events::{self, OpsEvent};
 use hookrelay_shared::store::NameKind;
 
+use crate::preconditions::{IfMatch, with_etag};
 use crate::validate::Problems;
 use crate::{Context, Deadline, deadline_exceeded, names, request, secrets, store_error};
 
@@ -151,8 +152,11 @@ pub async fn create(
             return Err(e);
         }
     }
-    save(ctx, None, &endpoint).await?;
-    Ok(api::json(StatusCode::CREATED, &endpoint))
+    save(ctx, None, &mut endpoint).await?;
+    Ok(with_etag(
+        api::json(StatusCode::CREATED, &endpoint),
+        endpoint.version,
+    ))
 }
 
 /// `PUT`: replaces every setting; the id, secret and health are kept. Turning the endpoint
@@ -167,14 +171,18 @@ pub async fn update(
 ) -> Result<Response<String>, ApiError> {
     let body: CreateEndpoint = request::json_body(req)?;
     let since = recover_since(req)?;
+    let if_match = IfMatch::of(req)?;
     let mut endpoint = find(ctx, ws, id).await?;
+    if_match.check(endpoint.version)?;
     let old_name = endpoint.name.clone();
     let was_enabled = endpoint.enabled;
     apply(ctx, req, body, &mut endpoint)?;
     if let (false, true, Some(since)) = (was_enabled, endpoint.enabled, since) {
         endpoint.recovery = Some(Recovery::new(since, endpoint.updated_at));
     }
-    save(ctx, Some(&old_name), &endpoint).await?;
+    save(ctx, Some(&old_name), &mut endpoint)
+        .await
+        .map_err(|e| if_match.on_write_error(e))?;
     let now = Timestamp::now();
     match (was_enabled, endpoint.enabled) {
         (true, false) => {
@@ -194,24 +202,34 @@ pub async fn update(
         }
         _ => {}
     }
-    Ok(api::json(StatusCode::OK, &secrets::endpoint(&endpoint)))
+    Ok(with_etag(
+        api::json(StatusCode::OK, &secrets::endpoint(&endpoint)),
+        endpoint.version,
+    ))
 }
 
 /// Writes a created (`old_name` is none) or updated endpoint, moving its name claim when
 /// the name changed.
+///
+/// The write is versioned: one that lost a race answers `conflict` (and gives back the new
+/// name's claim), for the caller to retry on a fresh read or report.
 pub async fn save(
     ctx: &Context,
     old_name: Option<&str>,
-    endpoint: &Endpoint,
+    endpoint: &mut Endpoint,
 ) -> Result<(), ApiError> {
-    let ws = endpoint.workspace.as_str();
-    if old_name != Some(endpoint.name.as_str()) {
+    let ws = endpoint.workspace.clone();
+    let ws = ws.as_str();
+    let renamed = old_name != Some(endpoint.name.as_str());
+    if renamed {
         names::claim(ctx, ws, NameKind::Endpoint, &endpoint.name, &endpoint.id).await?;
     }
-    ctx.store
-        .put_endpoint(endpoint)
-        .await
-        .map_err(store_error)?;
+    if let Err(e) = ctx.store.put_endpoint(endpoint).await {
+        if renamed {
+            names::release(ctx, ws, NameKind::Endpoint, &endpoint.name, &endpoint.id).await?;
+        }
+        return Err(store_error(e));
+    }
     if let Some(old_name) = old_name
         && old_name != endpoint.name
     {
@@ -221,18 +239,33 @@ pub async fn save(
 }
 
 /// Deletes an endpoint with its name claim.
-pub async fn remove(ctx: &Context, endpoint: &Endpoint) -> Result<(), ApiError> {
+pub async fn remove(
+    ctx: &Context,
+    endpoint: &Endpoint,
+    expected: Option<u64>,
+) -> Result<(), ApiError> {
     let ws = endpoint.workspace.as_str();
     ctx.store
-        .delete_endpoint(ws, &endpoint.id)
+        .delete_endpoint(ws, &endpoint.id, expected)
         .await
         .map_err(store_error)?;
     names::release(ctx, ws, NameKind::Endpoint, &endpoint.name, &endpoint.id).await
 }
 
-pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+/// `DELETE`; with `If-Match`, only while the endpoint is still at that version.
+pub async fn delete(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
+    let if_match = IfMatch::of(req)?;
     let endpoint = find(ctx, ws, id).await?;
-    remove(ctx, &endpoint).await?;
+    if_match.check(endpoint.version)?;
+    let expected = if_match.is_given().then_some(endpoint.version);
+    remove(ctx, &endpoint, expected)
+        .await
+        .map_err(|e| if_match.on_write_error(e))?;
     Ok(crate::workspaces::no_content())
 }
 
@@ -328,7 +361,10 @@ async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Endpoint, ApiError> {
 
 pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
     let endpoint = find(ctx, ws, id).await?;
-    Ok(api::json(StatusCode::OK, &secrets::endpoint(&endpoint)))
+    Ok(with_etag(
+        api::json(StatusCode::OK, &secrets::endpoint(&endpoint)),
+        endpoint.version,
+    ))
 }
 
 /// `GET …/endpoints/{id}/secret` (root key only): the signing secrets, shown again.
@@ -370,7 +406,10 @@ pub async fn rotate_secret(
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no endpoint {id:?}")))?;
     tracing::info!(endpoint.id = %id, "endpoint secret rotated");
-    Ok(api::json(StatusCode::OK, &secrets::rotated(&endpoint)))
+    Ok(with_etag(
+        api::json(StatusCode::OK, &secrets::rotated(&endpoint)),
+        endpoint.version,
+    ))
 }
 
 pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
@@ -406,19 +445,25 @@ pub async fn enable(
     deadline: Deadline,
 ) -> Result<Response<String>, ApiError> {
     let since = recover_since(req)?;
-    let mut endpoint = find(ctx, ws, id).await?;
-    let reactivated = !endpoint.enabled;
-    if reactivated {
+    let mut tries = 0;
+    // A concurrent call that turned it on first wins; this one then carries on with the
+    // recovery that call planned.
+    let (mut endpoint, reactivated) = loop {
+        let mut endpoint = find(ctx, ws, id).await?;
+        if endpoint.enabled {
+            break (endpoint, false);
+        }
         let now = Timestamp::now();
         endpoint.reactivate(now);
         if let Some(since) = since {
             endpoint.recovery = Some(Recovery::new(since, now));
         }
-        ctx.store
-            .put_endpoint(&endpoint)
-            .await
-            .map_err(store_error)?;
-    }
+        match ctx.store.put_endpoint(&mut endpoint).await {
+            Ok(()) => break (endpoint, true),
+            Err(hookrelay_shared::store::StoreError::Conflict) if tries < 2 => tries += 1,
+            Err(e) => return Err(store_error(e)),
+        }
+    };
     let recovered = recover(ctx, &mut endpoint, deadline).await?;
     if reactivated {
         tracing::info!(endpoint.id = %endpoint.id, workspace = ws, recovered = recovered.now, "endpoint reactivated");

@@ -8,6 +8,7 @@ mod endpoints;
 mod events;
 mod keys;
 mod names;
+mod preconditions;
 mod request;
 mod secrets;
 mod sources;
@@ -186,18 +187,18 @@ async fn route(
     match (&segments[1..], m) {
         ([], &Method::GET) => workspaces::get(&workspace),
         ([], &Method::PUT) => workspaces::update(ctx, &workspace, req).await,
-        ([], &Method::DELETE) => workspaces::delete(ctx, &workspace).await,
+        ([], &Method::DELETE) => workspaces::delete(ctx, &workspace, req).await,
         ([], _) => Err(not_allowed("GET, PUT, DELETE")),
         (["sources"], &Method::GET) => sources::list(ctx, ws, req).await,
         (["sources"], &Method::POST) => sources::create(ctx, ws, req).await,
         (["sources", id], &Method::GET) => sources::get(ctx, ws, id).await,
         (["sources", id], &Method::PUT) => sources::update(ctx, ws, id, req).await,
-        (["sources", id], &Method::DELETE) => sources::delete(ctx, ws, id).await,
+        (["sources", id], &Method::DELETE) => sources::delete(ctx, ws, id, req).await,
         (["endpoints"], &Method::GET) => endpoints::list(ctx, ws, req).await,
         (["endpoints"], &Method::POST) => endpoints::create(ctx, ws, req, deadline).await,
         (["endpoints", id], &Method::GET) => endpoints::get(ctx, ws, id).await,
         (["endpoints", id], &Method::PUT) => endpoints::update(ctx, ws, id, req, deadline).await,
-        (["endpoints", id], &Method::DELETE) => endpoints::delete(ctx, ws, id).await,
+        (["endpoints", id], &Method::DELETE) => endpoints::delete(ctx, ws, id, req).await,
         (["endpoints", id, "test"], &Method::POST) => endpoints::test(ctx, ws, id, deadline).await,
         (["endpoints", id, "enable"], &Method::POST) => {
             endpoints::enable(ctx, ws, id, req, deadline).await
@@ -258,6 +259,7 @@ pub(crate) fn queue_error(e: hookrelay_shared::queue::QueueError) -> ApiError {
 pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::BadCursor => ApiError::bad_request("invalid_cursor", "the cursor is not valid"),
+        StoreError::Conflict => preconditions::conflict(),
         other => {
             let msg = hookrelay_shared::telemetry::error_chain(&other);
             tracing::error!(error = %msg, "storage error");

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use hookrelay_shared::store::NameKind;
 
+use crate::preconditions::{IfMatch, with_etag};
 use crate::validate::Problems;
 use crate::{Context, names, request, store_error};
 
@@ -157,7 +158,10 @@ pub async fn create(ctx: &Context, ws: &str, req: &Request) -> Result<Response<S
     let mut source = Source::new(ws, body.name.trim());
     let path = apply(body, &mut source)?;
     save(ctx, None, &mut source, path).await?;
-    Ok(api::json(StatusCode::CREATED, &view(&source)))
+    Ok(with_etag(
+        api::json(StatusCode::CREATED, &view(&source)),
+        source.version,
+    ))
 }
 
 /// `PUT`: replaces every setting; the id, and the path claim when unchanged, are kept.
@@ -168,11 +172,18 @@ pub async fn update(
     req: &Request,
 ) -> Result<Response<String>, ApiError> {
     let body: CreateSource = request::json_body(req)?;
+    let if_match = IfMatch::of(req)?;
     let mut source = find(ctx, ws, id).await?;
+    if_match.check(source.version)?;
     let old = source.clone();
     let new_path = apply(body, &mut source)?;
-    save(ctx, Some(&old), &mut source, new_path).await?;
-    Ok(api::json(StatusCode::OK, &view(&source)))
+    save(ctx, Some(&old), &mut source, new_path)
+        .await
+        .map_err(|e| if_match.on_write_error(e))?;
+    Ok(with_etag(
+        api::json(StatusCode::OK, &view(&source)),
+        source.version,
+    ))
 }
 
 /// Writes a created (`old` is none) or updated source, moving its name and path claims
@@ -200,8 +211,30 @@ pub async fn save(
     {
         claim(ctx, source, path).await?;
     }
+    let claimed_path = new_path.clone().filter(|p| old_path.as_ref() != Some(p));
+    let renamed = old_name != Some(source.name.as_str());
     source.path = new_path;
-    ctx.store.put_source(source).await.map_err(store_error)?;
+    if let Err(e) = ctx.store.put_source(source).await {
+        // Lost a race (or failed): give back what this write claimed.
+        source.path = old_path.clone();
+        if let Some(path) = claimed_path {
+            ctx.store
+                .release_source_path(&path, &source.id)
+                .await
+                .map_err(store_error)?;
+        }
+        if renamed {
+            names::release(
+                ctx,
+                &source.workspace,
+                NameKind::Source,
+                &source.name,
+                &source.id,
+            )
+            .await?;
+        }
+        return Err(store_error(e));
+    }
     if let Some(old_path) = old_path
         && source.path.as_ref() != Some(&old_path)
     {
@@ -238,8 +271,15 @@ pub async fn remove(ctx: &Context, source: &Source) -> Result<(), ApiError> {
     .await
 }
 
-pub async fn delete(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
+pub async fn delete(
+    ctx: &Context,
+    ws: &str,
+    id: &str,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
+    let if_match = IfMatch::of(req)?;
     let source = find(ctx, ws, id).await?;
+    if_match.check(source.version)?;
     remove(ctx, &source).await?;
     Ok(crate::workspaces::no_content())
 }
@@ -255,7 +295,10 @@ async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Source, ApiError> {
 
 pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, ApiError> {
     let source = find(ctx, ws, id).await?;
-    Ok(api::json(StatusCode::OK, &view(&source)))
+    Ok(with_etag(
+        api::json(StatusCode::OK, &view(&source)),
+        source.version,
+    ))
 }
 
 pub async fn list(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {

@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 use lambda_http::Request;
 use serde::Deserialize;
 
+use crate::preconditions::{IfMatch, with_etag};
 use crate::validate::Problems;
 use crate::{Context, request, store_error};
 
@@ -104,13 +105,16 @@ pub async fn create(ctx: &Context, req: &Request) -> Result<Response<String>, Ap
         .ok_or_else(|| taken(&body.name))?;
     if body.settings != ws.settings {
         ws.settings = body.settings;
-        ctx.store.put_workspace(&ws).await.map_err(store_error)?;
+        ctx.store
+            .put_workspace(&mut ws)
+            .await
+            .map_err(store_error)?;
     }
-    Ok(api::json(StatusCode::CREATED, &ws))
+    Ok(with_etag(api::json(StatusCode::CREATED, &ws), ws.version))
 }
 
 pub fn get(ws: &Workspace) -> Result<Response<String>, ApiError> {
-    Ok(api::json(StatusCode::OK, ws))
+    Ok(with_etag(api::json(StatusCode::OK, ws), ws.version))
 }
 
 /// Names are keys: a workspace cannot be renamed; a full update replaces its settings.
@@ -126,15 +130,25 @@ pub async fn update(
         return Err(e);
     }
     check_settings(ctx, &ws.name, &body.settings).await?;
+    let if_match = IfMatch::of(req)?;
+    if_match.check(ws.version)?;
     let mut ws = ws.clone();
     if body.settings != ws.settings {
         ws.settings = body.settings;
-        ctx.store.put_workspace(&ws).await.map_err(store_error)?;
+        ctx.store
+            .put_workspace(&mut ws)
+            .await
+            .map_err(|e| if_match.on_write_error(store_error(e)))?;
     }
-    Ok(api::json(StatusCode::OK, &ws))
+    Ok(with_etag(api::json(StatusCode::OK, &ws), ws.version))
 }
 
-pub async fn delete(ctx: &Context, ws: &Workspace) -> Result<Response<String>, ApiError> {
+pub async fn delete(
+    ctx: &Context,
+    ws: &Workspace,
+    req: &Request,
+) -> Result<Response<String>, ApiError> {
+    IfMatch::of(req)?.check(ws.version)?;
     if ws.name == DEFAULT_WORKSPACE {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -11,9 +11,18 @@ use crate::{Endpoint, Timestamp};
 impl Store {
     /// Writes the whole endpoint. An enabled endpoint is placed in the sparse `sweep` index at
     /// the time of its last activity; a disabled one is left out of it.
-    pub async fn put_endpoint(&self, ep: &Endpoint) -> Result<()> {
+    ///
+    /// Versioned: `ep.version` must still be the stored one ([`StoreError::Conflict`]
+    /// otherwise: a settings write, a rotation or a deactivation came in between, and is
+    /// kept); on success it is the new one.
+    pub async fn put_endpoint(&self, ep: &mut Endpoint) -> Result<()> {
+        let expected = ep.version;
+        let written = Endpoint {
+            version: expected + 1,
+            ..ep.clone()
+        };
         let mut item = with_key(
-            to_item("endpoint", ep)?,
+            to_item("endpoint", &written)?,
             keys::endpoint(&ep.workspace, &ep.id),
         );
         if ep.enabled {
@@ -23,7 +32,8 @@ impl Store {
                 item.insert(FAILING_SHARD.into(), s(keys::shard_of(&ep.id)));
             }
         }
-        self.put(item).await?;
+        self.put_versioned(item, expected).await?;
+        ep.version = expected + 1;
         self.bump_config(&ep.workspace).await
     }
 
@@ -32,9 +42,12 @@ impl Store {
         item.map(|i| from_item("endpoint", i)).transpose()
     }
 
-    /// Deletes an endpoint; queued tasks to it end as `ENDPOINT_NOT_FOUND`.
-    pub async fn delete_endpoint(&self, ws: &str, id: &str) -> Result<bool> {
-        let existed = self.delete(keys::endpoint(ws, id)).await?;
+    /// Deletes an endpoint (while its version is still `expected`, when given); queued tasks
+    /// to it end as `ENDPOINT_NOT_FOUND`.
+    pub async fn delete_endpoint(&self, ws: &str, id: &str, expected: Option<u64>) -> Result<bool> {
+        let existed = self
+            .delete_versioned(keys::endpoint(ws, id), expected)
+            .await?;
         self.bump_config(ws).await?;
         Ok(existed)
     }
@@ -228,10 +241,11 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(keys::key_of(keys::endpoint(ws, id))))
             .update_expression(
-                "SET previous_secret = secret, previous_secret_expires_at = :until, secret = :new, updated_at = :now",
+                "SET previous_secret = secret, previous_secret_expires_at = :until, secret = :new, updated_at = :now ADD version :one",
             )
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":until", s(grace_until.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":new", s(new_secret))
             .expression_attribute_values(":now", s(now.to_string()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
@@ -301,8 +315,9 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(keys::key(pk, sk)))
             .update_expression(
-                "SET enabled = :false, disabled_reason = :reason, disabled_at = :now, updated_at = :now REMOVE sweep_shard, sweep_at, failing_shard",
+                "SET enabled = :false, disabled_reason = :reason, disabled_at = :now, updated_at = :now REMOVE sweep_shard, sweep_at, failing_shard ADD version :one",
             )
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":reason", s(reason))

@@ -84,6 +84,9 @@ pub enum StoreError {
     BadCursor,
     #[error("DynamoDB {op} left {left} items unprocessed after retries")]
     Unprocessed { op: &'static str, left: usize },
+    /// A versioned write found another version than the one it was made from.
+    #[error("the item changed since it was read")]
+    Conflict,
 }
 
 impl StoreError {

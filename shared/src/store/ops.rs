@@ -1,7 +1,10 @@
 //! The few request shapes every item kind shares.
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::keys::{self, Item, PK, SK, s};
 use super::{Result, Store, StoreError};
@@ -36,6 +39,69 @@ impl Store {
             .await
             .map_err(|e| StoreError::dynamo("DeleteItem", e))?;
         Ok(out.attributes.is_some())
+    }
+
+    /// Writes a settings item whose stored `version` must still be `expected` (0: an item
+    /// not written yet, or written before items had versions); the item carries
+    /// `expected + 1`. A concurrent writer since the read makes it [`StoreError::Conflict`].
+    pub(super) async fn put_versioned(&self, item: Item, expected: u64) -> Result<()> {
+        let req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let req = if expected == 0 {
+            req.condition_expression("attribute_not_exists(version) OR version = :v")
+        } else {
+            req.condition_expression("version = :v")
+        }
+        .expression_attribute_values(":v", AttributeValue::N(expected.to_string()));
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(StoreError::dynamo("PutItem", e)),
+        }
+    }
+
+    /// Deletes a settings item while its `version` is still `expected` (any, with none).
+    pub(super) async fn delete_versioned(
+        &self,
+        (pk, sk): (String, String),
+        expected: Option<u64>,
+    ) -> Result<bool> {
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(pk, sk)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
+        if let Some(v) = expected {
+            req = if v == 0 {
+                req.condition_expression("attribute_not_exists(version) OR version = :v")
+            } else {
+                req.condition_expression("version = :v")
+            }
+            .expression_attribute_values(":v", AttributeValue::N(v.to_string()));
+        }
+        match req.send().await {
+            Ok(out) => Ok(out.attributes.is_some()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(StoreError::dynamo("DeleteItem", e)),
+        }
     }
 
     /// Deletes an item only while its `owner_attr` is `owner`: someone else's is left alone,

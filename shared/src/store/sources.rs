@@ -8,11 +8,19 @@ use super::{Result, Store};
 use crate::Source;
 
 impl Store {
-    pub async fn put_source(&self, source: &Source) -> Result<()> {
-        let mut item = with_key(to_item("source", source)?, keys::source(&source.id));
+    /// Writes a source's settings. Versioned: `source.version` must still be the stored one
+    /// ([`super::StoreError::Conflict`] otherwise); on success it is the new one.
+    pub async fn put_source(&self, source: &mut Source) -> Result<()> {
+        let expected = source.version;
+        let written = Source {
+            version: expected + 1,
+            ..source.clone()
+        };
+        let mut item = with_key(to_item("source", &written)?, keys::source(&source.id));
         item.insert(LISTING_PK.into(), s(keys::sources_list(&source.workspace)));
         item.insert(LISTING_SK.into(), s(&source.id));
-        self.put(item).await?;
+        self.put_versioned(item, expected).await?;
+        source.version = expected + 1;
         self.bump_config(&source.workspace).await
     }
 

@@ -8,7 +8,8 @@ use crate::{DEFAULT_WORKSPACE, Timestamp, Workspace, ids};
 
 impl Store {
     pub async fn get_workspace(&self, name: &str) -> Result<Option<Workspace>> {
-        match self.get(keys::workspace(name), false).await? {
+        // Consistent: an `ETag` read here is what a write must still find.
+        match self.get(keys::workspace(name), true).await? {
             Some(item) => Ok(Some(from_item("workspace", item)?)),
             // `default` always exists, written or not.
             None if name == DEFAULT_WORKSPACE => Ok(Some(Workspace {
@@ -16,6 +17,7 @@ impl Store {
                 name: DEFAULT_WORKSPACE.to_owned(),
                 created_at: Timestamp::from_unix_millis(0).unwrap_or_else(Timestamp::now),
                 settings: Default::default(),
+                version: 0,
             })),
             None => Ok(None),
         }
@@ -39,11 +41,21 @@ impl Store {
 impl Store {
     /// Writes a workspace's settings (the workspace item is created for `default`, which
     /// exists unwritten).
-    pub async fn put_workspace(&self, ws: &Workspace) -> Result<()> {
-        let mut item = with_key(to_item("workspace", ws)?, keys::workspace(&ws.name));
+    ///
+    /// Versioned: `ws.version` must still be the stored one ([`StoreError::Conflict`]
+    /// otherwise); on success it is the new one.
+    pub async fn put_workspace(&self, ws: &mut Workspace) -> Result<()> {
+        let expected = ws.version;
+        let written = Workspace {
+            version: expected + 1,
+            ..ws.clone()
+        };
+        let mut item = with_key(to_item("workspace", &written)?, keys::workspace(&ws.name));
         item.insert(LISTING_PK.into(), s(keys::WORKSPACES_LIST));
         item.insert(LISTING_SK.into(), s(&ws.id));
-        self.put(item).await
+        self.put_versioned(item, expected).await?;
+        ws.version = expected + 1;
+        Ok(())
     }
 
     /// Creates a workspace; `None` if the name is taken.
@@ -58,6 +70,7 @@ impl Store {
             name: name.to_owned(),
             created_at: Timestamp::now(),
             settings: Default::default(),
+            version: 1,
         };
         let mut item = with_key(to_item("workspace", &ws)?, keys::workspace(name));
         item.insert(LISTING_PK.into(), s(keys::WORKSPACES_LIST));
