@@ -14,6 +14,8 @@ pub struct ApiError {
     pub fields: std::collections::BTreeMap<String, String>,
     /// For a 405: the methods the route accepts.
     pub allow: Option<&'static str>,
+    /// For a 429: seconds until a request may go (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             message: message.into(),
             fields: Default::default(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -40,6 +43,14 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 429: over a rate limit; `Retry-After` says when to come back (whole seconds, at
+    /// least one).
+    pub fn too_many_requests(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        e.retry_after = Some(wait.as_millis().div_ceil(1000).max(1) as u64);
+        e
     }
 
     /// Our dependency failed, not the caller: 503 tells senders to retry later.
@@ -76,7 +87,10 @@ impl ApiError {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

@@ -24,6 +24,7 @@ pub mod model;
 pub mod ops_events;
 pub mod publish;
 pub mod queue;
+pub mod rate_limit;
 pub mod redact;
 pub mod requests;
 pub mod retry;

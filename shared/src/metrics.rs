@@ -47,6 +47,8 @@ pub const DELIVERIES_FAILED: &str = "DeliveriesFailed";
 pub const DELIVERIES_EXHAUSTED: &str = "DeliveriesExhausted";
 pub const DELIVERIES_DENIED: &str = "DeliveriesDenied";
 pub const DELIVERIES_PARKED: &str = "DeliveriesParked";
+pub const DELIVERIES_DEFERRED: &str = "DeliveriesDeferred";
+pub const INGEST_RATE_LIMITED: &str = "IngestRateLimited";
 pub const DELIVERY_LATENCY: &str = "DeliveryLatency";
 pub const ATTEMPTS_PER_SUCCESS: &str = "AttemptsPerSuccess";
 pub const ENDPOINTS_DEACTIVATED: &str = "EndpointsDeactivated";
@@ -78,6 +80,8 @@ pub const ALL: &[(&str, Unit)] = &[
     (DELIVERIES_EXHAUSTED, Unit::Count),
     (DELIVERIES_DENIED, Unit::Count),
     (DELIVERIES_PARKED, Unit::Count),
+    (DELIVERIES_DEFERRED, Unit::Count),
+    (INGEST_RATE_LIMITED, Unit::Count),
     (DELIVERY_LATENCY, Unit::Milliseconds),
     (ATTEMPTS_PER_SUCCESS, Unit::Count),
     (ENDPOINTS_DEACTIVATED, Unit::Count),

@@ -124,6 +124,9 @@ pub struct Source {
     /// Accept bodies that are not JSON (stored as received) instead of answering 415.
     #[serde(default)]
     pub accept_raw: bool,
+    /// Requests over it are answered `429` with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Raised by every write of the settings: the `ETag`, and what a write must still find.
@@ -147,6 +150,7 @@ impl Source {
             path: None,
             response: None,
             accept_raw: false,
+            rate_limit: None,
             version: 0,
             created_at: now,
             updated_at: now,
@@ -303,6 +307,9 @@ pub struct Endpoint {
     /// One request per event (the default), or events collected into JSON arrays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryConfig>,
+    /// Deliveries over it wait on the queue (deferred, no attempt used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::rate_limit::RateLimit>,
     /// After a rotation, the old secret keeps signing until `previous_secret_expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<String>,
@@ -495,6 +502,7 @@ impl Endpoint {
             enabled: true,
             secret: crate::signature::generate_secret(),
             version: 0,
+            rate_limit: None,
             headers: BTreeMap::new(),
             retry: None,
             timeout_seconds: None,

@@ -766,6 +766,10 @@ fn full_endpoint() -> Endpoint {
         mode: DeliveryMode::Batch,
         batch: Some(BatchConfig::default()),
     });
+    e.rate_limit = Some(hookrelay_shared::rate_limit::RateLimit {
+        per_second: 10,
+        burst: Some(20),
+    });
     e.previous_secret = Some("whsec_old".into());
     e.previous_secret_expires_at = Some(t());
     e.last_success_at = Some(t());
@@ -788,6 +792,10 @@ fn full_endpoint() -> Endpoint {
 
 fn full_source() -> Source {
     let mut s = Source::new("default", "github");
+    s.rate_limit = Some(hookrelay_shared::rate_limit::RateLimit {
+        per_second: 10,
+        burst: None,
+    });
     s.event_type_header = Some("x-github-event".into());
     s.event_type_pointer = Some("/type".into());
     s.default_event_type = Some("push".into());

@@ -41,6 +41,8 @@ pub struct CreateEndpoint {
     pub lark: Option<LarkBot>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<hookrelay_shared::rate_limit::RateLimit>,
     /// Create only if the endpoint answers a `hookrelay.ping` with 2xx.
     #[serde(default, skip_serializing)]
     pub verify: bool,
@@ -62,6 +64,7 @@ impl CreateEndpoint {
             kind: e.kind,
             lark: e.lark.clone(),
             delivery: e.delivery.clone(),
+            rate_limit: e.rate_limit,
             verify: false,
         }
     }
@@ -99,6 +102,7 @@ pub fn apply(
         }
     }
     p.delivery(&body.kind, body.lark.as_ref(), body.delivery.as_ref());
+    p.rate_limit("rate_limit", body.rate_limit.as_ref());
     p.finish()?;
     endpoint.name = body.name.trim().to_owned();
     endpoint.url = body.url;
@@ -116,6 +120,7 @@ pub fn apply(
     endpoint.kind = body.kind;
     endpoint.lark = body.lark;
     endpoint.delivery = body.delivery;
+    endpoint.rate_limit = body.rate_limit;
     endpoint.updated_at = Timestamp::now();
     Ok(())
 }

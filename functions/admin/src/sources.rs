@@ -1,4 +1,5 @@
 use hookrelay_shared::api::{self, ApiError};
+use hookrelay_shared::rate_limit::RateLimit;
 use hookrelay_shared::{Source, SourceResponse, Timestamp, Verification};
 use http::{Response, StatusCode};
 use lambda_http::Request;
@@ -33,6 +34,8 @@ pub struct CreateSource {
     pub response: Option<SourceResponse>,
     #[serde(default)]
     pub accept_raw: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl CreateSource {
@@ -51,6 +54,7 @@ impl CreateSource {
             path: s.path.clone(),
             response: s.response.clone(),
             accept_raw: s.accept_raw,
+            rate_limit: s.rate_limit,
         }
     }
 }
@@ -121,6 +125,7 @@ pub fn apply(mut body: CreateSource, source: &mut Source) -> Result<Option<Strin
         }
     }
     p.verification("verification", &body.verification);
+    p.rate_limit("rate_limit", body.rate_limit.as_ref());
     p.finish()?;
     source.name = body.name.trim().to_owned();
     source.enabled = body.enabled;
@@ -131,6 +136,7 @@ pub fn apply(mut body: CreateSource, source: &mut Source) -> Result<Option<Strin
     source.timestamp_tolerance_seconds = body.timestamp_tolerance_seconds;
     source.response = body.response;
     source.accept_raw = body.accept_raw;
+    source.rate_limit = body.rate_limit;
     source.updated_at = Timestamp::now();
     Ok(body.path.map(|p| p.trim_end_matches('/').to_owned()))
 }

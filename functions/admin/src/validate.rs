@@ -64,6 +64,16 @@ impl Problems {
         }
     }
 
+    pub fn rate_limit(
+        &mut self,
+        field: &str,
+        limit: Option<&hookrelay_shared::rate_limit::RateLimit>,
+    ) {
+        if let Some(problem) = limit.and_then(|l| l.problem()) {
+            self.add(field, problem);
+        }
+    }
+
     pub fn event_filters(&mut self, field: &str, filters: &[String]) {
         if filters.is_empty() {
             self.add(field, "must list at least one event type, or \"*\"");

@@ -189,6 +189,8 @@ pub async fn deliver_all(
                     Outcome::NotStoredYet
                 } else if let Some(wait) = circuit::parked(ctx, &r, endpoint).await {
                     Outcome::Parked(wait)
+                } else if let Some(wait) = rate_limited(ctx, &r, endpoint).await {
+                    Outcome::Deferred(wait)
                 } else {
                     batches::wait_turn(ctx, &r.task, r.deadline).await;
                     let outcome = send::deliver(ctx, &r, &found, endpoint).await;
@@ -203,6 +205,33 @@ pub async fn deliver_all(
         .buffer_unordered(ctx.settings.delivery_concurrency)
         .collect()
         .await
+}
+
+/// How long a task waits when its endpoint's rate limit is reached; `None` when it may go.
+/// A manual retry or test goes regardless, as it does past an open circuit.
+async fn rate_limited(
+    ctx: &Context,
+    r: &Received,
+    endpoint: Option<&Endpoint>,
+) -> Option<Duration> {
+    let ep = endpoint?;
+    let limit = ep.rate_limit.as_ref()?;
+    if r.task.manual {
+        return None;
+    }
+    let scope = hookrelay_shared::rate_limit::endpoint_scope(&ep.workspace, &ep.id);
+    match hookrelay_shared::rate_limit::check(&ctx.store, &scope, limit, Timestamp::now(), true)
+        .await
+    {
+        hookrelay_shared::rate_limit::Decision::Go => None,
+        // SQS delays are whole seconds, and a task back before its window would count
+        // against the limit twice: rounded up.
+        hookrelay_shared::rate_limit::Decision::Wait(wait) => Some(Duration::from_secs(
+            u64::try_from(wait.as_millis().div_ceil(1000))
+                .unwrap_or(900)
+                .max(1),
+        )),
+    }
 }
 
 /// The item keys of a task's events: one, or a batch's.

@@ -37,6 +37,9 @@ pub enum Outcome {
     /// Not attempted: the endpoint's circuit is open and another task is its probe. The task
     /// is queued again after this long.
     Parked(Duration),
+    /// Not attempted: the endpoint's rate limit is reached. The task is queued again after
+    /// this long, its place in line kept by the wait (see `rate_limit`).
+    Deferred(Duration),
 }
 
 /// SQS's longest message delay: a longer wait is re-queued in hops.
@@ -54,9 +57,11 @@ impl Outcome {
             | Outcome::Gone(a)
             | Outcome::Canceled(a)
             | Outcome::Denied(a) => Some(a),
-            Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet | Outcome::Parked(_) => {
-                None
-            }
+            Outcome::Dropped
+            | Outcome::Postponed
+            | Outcome::NotStoredYet
+            | Outcome::Parked(_)
+            | Outcome::Deferred(_) => None,
         }
     }
 }
@@ -90,6 +95,7 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
         }
         Outcome::Denied(_) => metrics.add(m::DELIVERIES_DENIED, 1.0),
         Outcome::Parked(_) => metrics.add(m::DELIVERIES_PARKED, 1.0),
+        Outcome::Deferred(_) => metrics.add(m::DELIVERIES_DEFERRED, 1.0),
         Outcome::Canceled(_) | Outcome::Dropped | Outcome::Postponed | Outcome::NotStoredYet => {}
     }
 }
@@ -134,7 +140,7 @@ pub(crate) async fn settle(
                 requeue.push((r, next, delay.min(MAX_DELAY)));
                 continue;
             }
-            Outcome::Parked(wait) => {
+            Outcome::Parked(wait) | Outcome::Deferred(wait) => {
                 let task = r.task.clone();
                 requeue.push((r, task, wait.min(MAX_DELAY)));
                 continue;

@@ -10,6 +10,7 @@ use serde_json::Value;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::publish::{batch_targets, publish};
+use hookrelay_shared::rate_limit::{self, Decision};
 use hookrelay_shared::{Endpoint, Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
@@ -101,6 +102,22 @@ pub async fn accept(
             idempotency_key,
         } => (event_type, idempotency_key),
     };
+    if let Some(limit) = &source.rate_limit
+        && let Decision::Wait(wait) = rate_limit::check(
+            &ctx.store,
+            &rate_limit::source_scope(&source.id),
+            limit,
+            now,
+            false,
+        )
+        .await
+    {
+        metrics.add(m::INGEST_RATE_LIMITED, 1.0);
+        return Err(ApiError::too_many_requests(
+            "this source's rate limit is reached; retry after Retry-After seconds",
+            wait,
+        ));
+    }
     let event = Event {
         hops,
         ..build_event(

@@ -64,6 +64,11 @@ pub fn config_stamp(ws: &str) -> (String, String) {
 pub const STAMP: &str = "v";
 
 /// A batch endpoint's open batch.
+/// A rate limit's counter for one window: `scope` is `SRC#{id}` or `EP#{ws}#{id}`.
+pub fn rate_window(scope: &str, window: u64) -> (String, String) {
+    (format!("RATE#{scope}#{window}"), "RATE".to_owned())
+}
+
 pub fn batch_state(ws: &str, endpoint_id: &str) -> (String, String) {
     (format!("BATCH#{ws}#{endpoint_id}"), "BATCH".to_owned())
 }

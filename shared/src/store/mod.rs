@@ -10,6 +10,7 @@
 //! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                  |                           |             |
 //! | config stamp | `CFG#{ws}`          | `CFG`       |                  |                           |             |
 //! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                  |                           |             |
+//! | rate window | `RATE#{scope}#{window}` | `RATE`  |                  |                           |             |
 //!
 //! Ids are ULIDs, so a reverse query on a sort key holding ids lists newest first. The event's
 //! partition key is its idempotency key: a conditional put is the whole dedupe. The `listing`
@@ -40,6 +41,7 @@ mod names;
 mod ops;
 mod page;
 mod pager;
+mod rate_windows;
 mod sources;
 mod sweep;
 mod workspaces;
