@@ -7,21 +7,9 @@ use std::time::{Duration, Instant};
 
 use hookrelay_tests::receiver::Reply;
 use hookrelay_tests::{
-    Receiver, Stack, admin_request, attempts_of, create_endpoint, create_source, json_of,
-    send_event,
+    Receiver, Stack, admin_call as admin, attempts_of, create_endpoint, create_source, send_event,
 };
-use serde_json::{Value, json};
-
-async fn admin(stack: &Stack, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-    let resp = hookrelay_admin::handle(&stack.admin(), admin_request(method, uri, body)).await;
-    let status = resp.status().as_u16();
-    let body = if resp.body().is_empty() {
-        Value::Null
-    } else {
-        json_of(&resp)
-    };
-    (status, body)
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_hostile_template_fails_its_own_attempt_and_spares_the_batch() {

@@ -1,23 +1,11 @@
 //! Workspace API keys reach their own workspace only; the root key reaches everything.
 //! Keys are shown once and stored as hashes.
 
-use hookrelay_tests::{Stack, admin_call, admin_request, json_of, key_call, request};
+use hookrelay_tests::{
+    Stack, admin_call as root, admin_request, json_of, key_call as with_key, request,
+};
 use serde_json::{Value, json};
 use sha2::Digest;
-
-async fn root(stack: &Stack, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-    admin_call(stack, method, uri, body).await
-}
-
-async fn with_key(
-    stack: &Stack,
-    key: &str,
-    method: &str,
-    uri: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    key_call(stack, key, method, uri, body).await
-}
 
 #[tokio::test]
 async fn a_workspace_key_never_reaches_another_workspace() {
