@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean bench soak fixtures sync wrk deploy deploy-check admin-key
+.PHONY: dev test lint fmt build venv clean bench soak fairness fixtures sync wrk deploy deploy-check admin-key
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -102,6 +102,14 @@ bench: $(STAMP) wrk
 soak: $(STAMP)
 	$(DEV_BUILD)
 	./target/debug/hookrelay-soak $(SOAK_ARGS)
+
+## Fairness: how much one workspace's flood (fanned out to a failing and a hanging endpoint)
+## delays another workspace's deliveries, alone, beside the flood, and beside it rate
+## limited; p50/p99 in bench/results/fairness.md (and .json). About 5 minutes with the
+## default FAIRNESS_ARGS="--phase-seconds 60 --flood 10". Not part of `make test`.
+fairness: $(STAMP)
+	$(DEV_BUILD)
+	./target/debug/hookrelay-fairness $(FAIRNESS_ARGS)
 
 # The load test's generator, from Debian's packages.
 wrk:
