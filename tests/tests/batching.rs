@@ -453,3 +453,40 @@ async fn the_forwarder_example_syncs_and_forwards_in_batches() {
         "JSON bodies as they are, others as strings"
     );
 }
+
+/// A batch is capped by bytes as well as by count: large events seal it before `size` is
+/// reached, so one request never carries more than 1 MiB of payloads.
+#[tokio::test]
+async fn large_events_seal_a_batch_at_one_mebibyte() {
+    let (stack, receiver, source) = logs_stack().await;
+    batch_endpoint(&stack, &receiver, 100, 300).await;
+    let pad = "x".repeat(250 * 1024);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(
+            send_event(
+                &stack,
+                &source,
+                json!({"type": "log.line", "n": n, "pad": pad})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await,
+        );
+    }
+    stack.drain(&stack.delivery()).await;
+    let got = receiver.deliveries();
+    assert_eq!(
+        got.len(),
+        1,
+        "the first four went as soon as the fifth would not fit"
+    );
+    assert!(
+        got[0].body.len() <= 1024 * 1024 + 1024,
+        "{} bytes",
+        got[0].body.len()
+    );
+    let batch: Vec<Value> = serde_json::from_slice(&got[0].body).unwrap();
+    let ns: Vec<u64> = batch.iter().map(|e| e["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, vec![0, 1, 2, 3]);
+}
