@@ -22,6 +22,8 @@ pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod ops_events;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod publish;
 pub mod queue;
 pub mod rate_limit;

@@ -700,11 +700,11 @@ fn sample_event(payload: &str) -> Event {
 
 #[test]
 fn lark_template_variables_are_documented() {
-    let ctx = hookrelay_delivery::lark::context(&sample_event(r#"{"data": {"id": 1}}"#));
+    let ctx = hookrelay_shared::outbound::lark::context(&sample_event(r#"{"data": {"id": 1}}"#));
     let truth = set(ctx.as_object().expect("the context is an object").keys());
     assert_same(
         "lark::TEMPLATE_VARIABLES",
-        &set(hookrelay_delivery::lark::TEMPLATE_VARIABLES.iter()),
+        &set(hookrelay_shared::outbound::lark::TEMPLATE_VARIABLES.iter()),
         &truth,
     );
 

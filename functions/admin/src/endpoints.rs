@@ -1,8 +1,8 @@
 use futures::StreamExt;
-use hookrelay_delivery::Received;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::model::Recovery;
 use hookrelay_shared::model::disabled_reason;
+use hookrelay_shared::outbound::{Sent, Try, new_attempt};
 use hookrelay_shared::{
     Attempt, AttemptStatus, DeliveryConfig, DeliveryTask, Endpoint, EndpointKind, Event, LarkBot,
     RetryConfig, Timestamp, ids, signature,
@@ -318,31 +318,34 @@ async fn ping(ctx: &Context, endpoint: &Endpoint, deadline: Deadline) -> Result<
         .insert_event(&event, &scope, false, ctx.settings.retention())
         .await
         .map_err(store_error)?;
-    let received = Received {
-        message_id: id.clone(),
-        receipt_handle: String::new(),
-        task: DeliveryTask {
-            manual: true,
-            ..DeliveryTask::new(&event, "", &endpoint.id)
-        },
+    let task = DeliveryTask {
+        manual: true,
+        ..DeliveryTask::new(&event, "", &endpoint.id)
+    };
+    let try_ = Try {
+        task: &task,
         attempt: 1,
-        receive_count: 1,
         sent_at: None,
         trace_id: None,
         deadline: Some(deadline.instant()),
     };
-    // A test is one try: no schedule, no dead letter.
-    let mut probe = endpoint.clone();
-    probe.retry = Some(hookrelay_shared::RetryConfig { schedule: vec![] });
-    let outcome =
-        hookrelay_delivery::send::deliver(&ctx.delivery, &received, &[&event], Some(&probe)).await;
-    let attempt = match outcome {
-        hookrelay_delivery::Outcome::Postponed => return Err(deadline_exceeded("the test ping")),
-        other => other
-            .attempt()
-            .cloned()
-            .ok_or_else(|| ApiError::unavailable("the test ping could not be sent"))?,
-    };
+    let now = Timestamp::now();
+    let mut attempt = new_attempt(&try_, Some(endpoint), now);
+    if endpoint.enabled {
+        attempt = match ctx
+            .sender
+            .send(&try_, &[&event], endpoint, attempt, now)
+            .await
+        {
+            Sent::NoTime => return Err(deadline_exceeded("the test ping")),
+            Sent::Done { attempt, .. } => *attempt,
+        };
+        // A test is one try: no schedule, no dead letter.
+        attempt.exhausted = attempt.status != AttemptStatus::Successful;
+    } else {
+        attempt.error_code =
+            Some(hookrelay_shared::model::attempt_error::ENDPOINT_DISABLED.to_owned());
+    }
     ctx.store
         .put_attempts(std::slice::from_ref(&attempt), ctx.settings.retention())
         .await

@@ -39,12 +39,12 @@ pub enum ContextError {
     #[error(transparent)]
     AdminKey(#[from] AdminKeyError),
     #[error("the delivery client could not be built")]
-    Delivery(#[from] hookrelay_delivery::ContextError),
+    Sender(#[from] hookrelay_shared::outbound::SenderError),
 }
 
 pub struct Context {
     /// Sends test pings exactly as deliveries go out: signed, through the SSRF guard.
-    pub delivery: hookrelay_delivery::Context,
+    pub sender: hookrelay_shared::outbound::Sender,
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
@@ -65,7 +65,7 @@ impl Context {
         admin_key: String,
     ) -> Result<Self, ContextError> {
         Ok(Self {
-            delivery: hookrelay_delivery::Context::new(aws, settings.clone())?,
+            sender: hookrelay_shared::outbound::Sender::new(&settings)?,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "admin"),

@@ -263,7 +263,9 @@ impl Problems {
                         if let Some(t) = template {
                             if t.len() > 4096 {
                                 self.add(field, "must be at most 4096 bytes");
-                            } else if let Err(e) = hookrelay_delivery::lark::check_template(t) {
+                            } else if let Err(e) =
+                                hookrelay_shared::outbound::lark::check_template(t)
+                            {
                                 self.add(field, format!("is not a valid template: {e}"));
                             }
                         }

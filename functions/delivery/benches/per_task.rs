@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookrelay_delivery::lark;
 use hookrelay_delivery::send::batch_body;
+use hookrelay_shared::outbound::lark;
 use hookrelay_shared::store::Store;
 use hookrelay_shared::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, DeliveryTask, Event, LarkBot,

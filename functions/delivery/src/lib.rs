@@ -1,16 +1,13 @@
 //! The delivery function: a batch of SQS delivery tasks becomes concurrent, signed HTTP
-//! requests; failures are retried by SQS itself through each message's visibility timeout.
+//! requests (made by the shared sender, `hookrelay_shared::outbound`); a failed attempt is
+//! queued again as a new, delayed message carrying its attempt count.
 
 mod batches;
 pub mod circuit;
-pub mod guard;
-pub mod lark;
 mod outcome;
 pub mod send;
-pub mod template;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -22,7 +19,8 @@ use hookrelay_shared::store::Store;
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{Attempt, DeliveryTask, Endpoint, Event, Timestamp};
 
-pub use guard::NetworkPolicy;
+use hookrelay_shared::outbound::Sender;
+pub use hookrelay_shared::outbound::guard::NetworkPolicy;
 pub use outcome::Outcome;
 
 /// A batch's events by item key.
@@ -37,8 +35,8 @@ pub struct Context {
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
-    pub http: reqwest::Client,
-    pub policy: Arc<NetworkPolicy>,
+    /// The HTTP client behind the SSRF guard, and the signed request.
+    pub sender: Sender,
     pub ops: hookrelay_shared::ops_events::OpsEvents,
     /// Until when this instance knows an open circuit's probe is taken, per endpoint.
     probes: std::sync::Mutex<HashMap<(String, String), Timestamp>>,
@@ -59,38 +57,17 @@ impl Context {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ContextError {
-    #[error("setting DELIVERY_ALLOW_NETWORKS is invalid")]
-    AllowList(#[from] guard::BadAllowEntry),
-    #[error("the HTTP client could not be built")]
-    Http(#[from] reqwest::Error),
-}
+pub use hookrelay_shared::outbound::SenderError as ContextError;
 
 impl Context {
     pub fn new(aws: &SdkConfig, settings: Settings) -> Result<Self, ContextError> {
-        let policy = Arc::new(NetworkPolicy::parse(&settings.delivery_allow_networks)?);
-        let http = reqwest::Client::builder()
-            .user_agent(hookrelay_shared::USER_AGENT)
-            // A 3xx is a failed delivery, not something to follow.
-            .redirect(reqwest::redirect::Policy::none())
-            // Every name goes through the guard; no proxy may connect on our behalf.
-            .dns_resolver(Arc::new(guard::GuardedResolver {
-                policy: policy.clone(),
-            }))
-            .no_proxy()
-            .timeout(settings.max_delivery_timeout)
-            .connect_timeout(settings.delivery_timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()?;
         Ok(Self {
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "delivery"),
             probes: Default::default(),
-            policy,
+            sender: Sender::new(&settings)?,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
             settings,
-            http,
         })
     }
 }

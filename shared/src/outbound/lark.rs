@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use crate::{Event, LarkBot, LarkMessageType, Timestamp};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use hookrelay_shared::{Event, LarkBot, LarkMessageType, Timestamp};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::template::render_bounded;
+use super::template::render_bounded;
 
 /// The default text carries the payload up to this many characters: Lark caps a message's
 /// size, and a chat is no place for a whole document.
@@ -48,7 +48,7 @@ pub fn context(event: &Event) -> Value {
 /// Checks a template's syntax and that it keeps to the bounded subset, for the admin API's
 /// validation.
 pub fn check_template(source: &str) -> Result<(), String> {
-    crate::template::check(source)
+    super::template::check(source)
 }
 
 fn default_text(event: &Event) -> String {
