@@ -207,3 +207,31 @@ async fn bot_tokens_in_urls_are_masked_in_attempts_and_letters() {
     let letter = letters[0].body.as_deref().unwrap();
     assert!(!letter.contains(token), "{letter}");
 }
+
+/// A transport error's message names the URL it failed on: the token in it stays out of the
+/// attempt and the logs.
+#[tokio::test]
+async fn a_connection_error_does_not_repeat_the_bot_token() {
+    let stack = Stack::with_schedule("").await;
+    let token = "2f6b0c7e-dddd-eeee-ffff-1234567890ab";
+    // Nothing listens on port 9 here: the connection is refused.
+    let url = format!("http://127.0.0.1:9/open-apis/bot/v2/hook/{token}");
+    let (s, ep) = call(
+        &stack,
+        "POST",
+        "/workspaces/default/endpoints",
+        Some(json!({"name": "chat", "url": url, "kind": "lark_bot"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{ep}");
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    let event = hookrelay_tests::send_event(&stack, &source, br#"{"event_type":"a"}"#).await;
+    stack
+        .deliver_once(&stack.delivery(), Duration::ZERO)
+        .await
+        .unwrap();
+    let attempts = attempts_of(&stack, &event).await;
+    assert_eq!(attempts[0]["error_code"], "CONNECTION", "{:?}", attempts[0]);
+    let text = attempts[0].to_string();
+    assert!(!text.contains(token), "{text}");
+}

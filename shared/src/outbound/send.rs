@@ -447,6 +447,8 @@ async fn post(
 }
 
 fn classify(e: reqwest::Error) -> Failure {
+    // The URL may carry a bot's token; the attempt already shows it, masked.
+    let e = e.without_url();
     let message = error_chain(&e);
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
