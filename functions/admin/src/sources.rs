@@ -202,7 +202,9 @@ pub async fn save(
 ) -> Result<(), ApiError> {
     let old_name = old.map(|o| o.name.as_str());
     let old_path = old.and_then(|o| o.path.clone());
-    if old_name != Some(source.name.as_str()) {
+    let renamed = old_name != Some(source.name.as_str());
+    let claimed_path = new_path.clone().filter(|p| old_path.as_ref() != Some(p));
+    if renamed {
         names::claim(
             ctx,
             &source.workspace,
@@ -212,13 +214,9 @@ pub async fn save(
         )
         .await?;
     }
-    if let Some(path) = &new_path
-        && old_path.as_ref() != Some(path)
-    {
+    if let Some(path) = &claimed_path {
         claim(ctx, source, path).await?;
     }
-    let claimed_path = new_path.clone().filter(|p| old_path.as_ref() != Some(p));
-    let renamed = old_name != Some(source.name.as_str());
     source.path = new_path;
     if let Err(e) = ctx.store.put_source(source).await {
         // Lost a race (or failed): give back what this write claimed.
@@ -230,14 +228,7 @@ pub async fn save(
                 .map_err(store_error)?;
         }
         if renamed {
-            names::release(
-                ctx,
-                &source.workspace,
-                NameKind::Source,
-                &source.name,
-                &source.id,
-            )
-            .await?;
+            release_name(ctx, source, &source.name).await?;
         }
         return Err(store_error(e));
     }
@@ -252,29 +243,20 @@ pub async fn save(
     if let Some(old_name) = old_name
         && old_name != source.name
     {
-        names::release(
-            ctx,
-            &source.workspace,
-            NameKind::Source,
-            old_name,
-            &source.id,
-        )
-        .await?;
+        release_name(ctx, source, old_name).await?;
     }
     Ok(())
+}
+
+/// Gives back the source's claim on `name`.
+async fn release_name(ctx: &Context, source: &Source, name: &str) -> Result<(), ApiError> {
+    names::release(ctx, &source.workspace, NameKind::Source, name, &source.id).await
 }
 
 /// Deletes a source with its name and path claims.
 pub async fn remove(ctx: &Context, source: &Source) -> Result<(), ApiError> {
     ctx.store.delete_source(source).await.map_err(store_error)?;
-    names::release(
-        ctx,
-        &source.workspace,
-        NameKind::Source,
-        &source.name,
-        &source.id,
-    )
-    .await
+    release_name(ctx, source, &source.name).await
 }
 
 pub async fn delete(

@@ -105,6 +105,23 @@ pub async fn admin(
     Ok(body)
 }
 
+/// Writes a run's report as `bench/results/{name}.json` (or under `HOOKRELAY_BENCH_OUT`),
+/// and its table as `{name}.md` when there is one.
+pub fn write_report(root: &Path, name: &str, report: &Value, markdown: Option<&str>) -> Result<()> {
+    let out = std::env::var("HOOKRELAY_BENCH_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("bench/results"));
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    if let Some(md) = markdown {
+        std::fs::write(out.join(format!("{name}.md")), md)?;
+    }
+    Ok(())
+}
+
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -14,7 +14,7 @@
 //! `--phase-seconds N` (default 60), `--flood R` (events a second, default 10).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,7 +23,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
-use hookrelay_local::bench_stack::{Ports, admin, percentile, start_stack, unix_ms, wait_ready};
+use hookrelay_local::bench_stack::{
+    Ports, admin, percentile, start_stack, unix_ms, wait_ready, write_report,
+};
 use hookrelay_local::process::stop_politely;
 use serde_json::{Value, json};
 
@@ -137,16 +139,8 @@ async fn main() -> Result<()> {
     stop_politely(&mut stack, "-INT", Duration::from_secs(15)).await;
     let report =
         result.with_context(|| format!("the stack's output is in {}", log_path.display()))?;
-    let out = std::env::var("HOOKRELAY_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("bench/results"));
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("fairness.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
     let md = markdown(&report);
-    std::fs::write(out.join("fairness.md"), &md)?;
+    write_report(&root, "fairness", &report, Some(&md))?;
     println!("{md}");
     Ok(())
 }

@@ -18,7 +18,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::any;
-use hookrelay_local::bench_stack::{Ports, admin, percentile, start_stack, unix_ms, wait_ready};
+use hookrelay_local::bench_stack::{
+    Ports, admin, percentile, start_stack, unix_ms, wait_ready, write_report,
+};
 use hookrelay_local::proc_cpu;
 use hookrelay_local::process::stop_politely;
 use serde_json::{Value, json};
@@ -98,14 +100,7 @@ async fn main() -> Result<()> {
     let report =
         result.with_context(|| format!("the stack's output is in {}", log_path.display()))?;
 
-    let out = std::env::var("HOOKRELAY_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("bench/results"));
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("load.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    write_report(&root, "load", &report, None)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -25,7 +25,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
-use hookrelay_local::bench_stack::{Ports, admin, percentile, start_stack, unix_ms, wait_ready};
+use hookrelay_local::bench_stack::{
+    Ports, admin, percentile, start_stack, unix_ms, wait_ready, write_report,
+};
 use hookrelay_local::process::stop_politely;
 use hookrelay_shared::queue::DeadLetterBody;
 use serde_json::{Value, json};
@@ -268,16 +270,8 @@ async fn main() -> Result<()> {
             .count()
     );
 
-    let out = std::env::var("HOOKRELAY_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("bench/results"));
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("soak.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
     let md = markdown(&report);
-    std::fs::write(out.join("soak.md"), &md)?;
+    write_report(&root, "soak", &report, Some(&md))?;
     println!("{md}");
     let lost = report["lost_total"].as_u64().unwrap_or(u64::MAX);
     if lost != 0 {
