@@ -14,7 +14,7 @@
 //! `--events N`, `--rate R` (events per second) and `--kills 0..=3` make a shorter run.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
