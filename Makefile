@@ -104,8 +104,8 @@ soak: $(STAMP)
 	./target/debug/hookrelay-soak $(SOAK_ARGS)
 
 ## Fairness: how much one workspace's flood (fanned out to a failing and a hanging endpoint)
-## delays another workspace's deliveries, alone, beside the flood, and beside it rate
-## limited; p50/p99 in bench/results/fairness.md (and .json). About 5 minutes with the
+## delays another workspace's deliveries: alone, beside the flood rate limited, and beside
+## it unlimited; p50/p99 in bench/results/fairness.md (and .json). About 10 minutes with the
 ## default FAIRNESS_ARGS="--phase-seconds 60 --flood 10". Not part of `make test`.
 fairness: $(STAMP)
 	$(DEV_BUILD)
