@@ -49,6 +49,8 @@ pub const DELIVERIES_DENIED: &str = "DeliveriesDenied";
 pub const DELIVERIES_PARKED: &str = "DeliveriesParked";
 pub const DELIVERIES_DEFERRED: &str = "DeliveriesDeferred";
 pub const INGEST_RATE_LIMITED: &str = "IngestRateLimited";
+pub const INGEST_DROPPED: &str = "IngestDropped";
+pub const PLUGIN_FAILURES: &str = "PluginFailures";
 pub const DELIVERY_LATENCY: &str = "DeliveryLatency";
 pub const ATTEMPTS_PER_SUCCESS: &str = "AttemptsPerSuccess";
 pub const ENDPOINTS_DEACTIVATED: &str = "EndpointsDeactivated";
@@ -82,6 +84,8 @@ pub const ALL: &[(&str, Unit)] = &[
     (DELIVERIES_PARKED, Unit::Count),
     (DELIVERIES_DEFERRED, Unit::Count),
     (INGEST_RATE_LIMITED, Unit::Count),
+    (INGEST_DROPPED, Unit::Count),
+    (PLUGIN_FAILURES, Unit::Count),
     (DELIVERY_LATENCY, Unit::Milliseconds),
     (ATTEMPTS_PER_SUCCESS, Unit::Count),
     (ENDPOINTS_DEACTIVATED, Unit::Count),

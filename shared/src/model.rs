@@ -8,6 +8,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 use crate::filter;
+pub use hookrelay_plugins::{Condition, EndpointPlugin, SourcePlugin, Subject};
+
+/// The endpoints an event goes to: by type, then by content filter. The payload is parsed
+/// only when a filter reads it; `headers` (lower-case names) are the request's, empty when
+/// there was none (published through the admin API, recovered).
+pub fn subscribed<'e>(
+    endpoints: &'e [Endpoint],
+    event_type: &str,
+    payload: &[u8],
+    headers: &BTreeMap<String, String>,
+) -> Vec<&'e Endpoint> {
+    let mut parsed: Option<Option<serde_json::Value>> = None;
+    endpoints
+        .iter()
+        .filter(|ep| {
+            if !ep.wants(event_type) {
+                return false;
+            }
+            let Some(f) = &ep.filter else {
+                return true;
+            };
+            let payload = parsed.get_or_insert_with(|| serde_json::from_slice(payload).ok());
+            f.matches(&Subject {
+                payload: payload.as_ref(),
+                headers,
+            })
+        })
+        .collect()
+}
 
 pub const DEFAULT_WORKSPACE: &str = "default";
 
@@ -127,6 +156,9 @@ pub struct Source {
     /// Requests over it are answered `429` with `Retry-After`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    /// Run in order on each verified request, before its event is stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<SourcePlugin>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Raised by every write of the settings: the `ETag`, and what a write must still find.
@@ -151,6 +183,7 @@ impl Source {
             response: None,
             accept_raw: false,
             rate_limit: None,
+            plugins: Vec::new(),
             version: 0,
             created_at: now,
             updated_at: now,
@@ -310,6 +343,12 @@ pub struct Endpoint {
     /// Deliveries over it wait on the queue (deferred, no attempt used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::rate_limit::RateLimit>,
+    /// Conditions on the payload and headers an event must also meet (besides `events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Condition>,
+    /// Run in order on each request to the endpoint, before it is signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<EndpointPlugin>,
     /// After a rotation, the old secret keeps signing until `previous_secret_expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<String>,
@@ -503,6 +542,8 @@ impl Endpoint {
             secret: crate::signature::generate_secret(),
             version: 0,
             rate_limit: None,
+            filter: None,
+            plugins: Vec::new(),
             headers: BTreeMap::new(),
             retry: None,
             timeout_seconds: None,
@@ -672,6 +713,9 @@ pub mod attempt_error {
         /// A Lark/Feishu bot's `title` or `template` failed to render, or hit a render bound
         /// (instructions, time, size).
         TEMPLATE = "TEMPLATE",
+        /// One of the endpoint's plugins threw, ran out of time or memory, or answered
+        /// something unusable; retried like a failed request.
+        PLUGIN = "PLUGIN",
         /// The endpoint is disabled: the task is canceled.
         ENDPOINT_DISABLED = "ENDPOINT_DISABLED",
         /// The endpoint was deleted: the task is canceled.

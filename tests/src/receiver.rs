@@ -15,6 +15,8 @@ use axum::routing::any;
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub path: String,
+    /// The query string, without `?` (empty when there is none).
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -127,6 +129,7 @@ async fn record(
         let mut s = shared.lock().expect("lock");
         s.seen.push(Delivery {
             path: uri.path().to_owned(),
+            query: uri.query().unwrap_or_default().to_owned(),
             headers,
             body,
         });

@@ -2,6 +2,7 @@ use futures::StreamExt;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::model::Recovery;
 use hookrelay_shared::model::disabled_reason;
+use hookrelay_shared::model::{Condition, EndpointPlugin};
 use hookrelay_shared::outbound::{Sent, Try, new_attempt};
 use hookrelay_shared::{
     Attempt, AttemptStatus, DeliveryConfig, DeliveryTask, Endpoint, EndpointKind, Event, LarkBot,
@@ -43,6 +44,10 @@ pub struct CreateEndpoint {
     pub delivery: Option<DeliveryConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<hookrelay_shared::rate_limit::RateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<EndpointPlugin>,
     /// Create only if the endpoint answers a `hookrelay.ping` with 2xx.
     #[serde(default, skip_serializing)]
     pub verify: bool,
@@ -65,6 +70,8 @@ impl CreateEndpoint {
             lark: e.lark.clone(),
             delivery: e.delivery.clone(),
             rate_limit: e.rate_limit,
+            filter: e.filter.clone(),
+            plugins: e.plugins.clone(),
             verify: false,
         }
     }
@@ -103,6 +110,8 @@ pub fn apply(
     }
     p.delivery(&body.kind, body.lark.as_ref(), body.delivery.as_ref());
     p.rate_limit("rate_limit", body.rate_limit.as_ref());
+    p.content_filter("filter", body.filter.as_ref());
+    p.endpoint_plugins("plugins", &body.plugins);
     p.finish()?;
     endpoint.name = body.name.trim().to_owned();
     endpoint.url = body.url;
@@ -121,6 +130,8 @@ pub fn apply(
     endpoint.lark = body.lark;
     endpoint.delivery = body.delivery;
     endpoint.rate_limit = body.rate_limit;
+    endpoint.filter = body.filter;
+    endpoint.plugins = body.plugins;
     endpoint.updated_at = Timestamp::now();
     Ok(())
 }
@@ -359,7 +370,7 @@ const PING: &str = "hookrelay.ping";
 /// one to send, and the event's write.
 const PING_MIN: Duration = Duration::from_millis(3500);
 
-async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Endpoint, ApiError> {
+pub(crate) async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Endpoint, ApiError> {
     ctx.store
         .get_endpoint(ws, id)
         .await
@@ -559,9 +570,19 @@ async fn recover(
             .await
             .map_err(store_error)?;
         let page = events;
+        // Recovered events have no request headers: a header condition sees none.
+        let no_headers = Default::default();
         let wanted: Vec<&(String, Event)> = page
             .iter()
-            .filter(|(_, e)| endpoint.wants(&e.event_type))
+            .filter(|(_, e)| {
+                !hookrelay_shared::model::subscribed(
+                    std::slice::from_ref(endpoint),
+                    &e.event_type,
+                    &e.payload,
+                    &no_headers,
+                )
+                .is_empty()
+            })
             .collect();
         let ids: Vec<String> = wanted.iter().map(|(_, e)| e.id.clone()).collect();
         let (ws_ref, endpoint_id) = (ws.as_str(), endpoint.id.as_str());

@@ -183,11 +183,15 @@ pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<
         },
     };
     let event = Event {
-        endpoint_ids: endpoints
-            .iter()
-            .filter(|e| e.wants(&body.event_type))
-            .map(|e| e.id.clone())
-            .collect(),
+        endpoint_ids: hookrelay_shared::model::subscribed(
+            &endpoints,
+            &body.event_type,
+            req.body().as_ref(),
+            &Default::default(),
+        )
+        .into_iter()
+        .map(|e| e.id.clone())
+        .collect(),
         id,
         workspace: ws.to_owned(),
         source_id: PUBLISH_SOURCE.to_owned(),

@@ -4,6 +4,7 @@ mod auth;
 mod config;
 mod deadline;
 mod dlq;
+mod dry_run;
 mod endpoints;
 mod events;
 mod keys;
@@ -200,6 +201,8 @@ async fn route(
         (["endpoints", id], &Method::PUT) => endpoints::update(ctx, ws, id, req, deadline).await,
         (["endpoints", id], &Method::DELETE) => endpoints::delete(ctx, ws, id, req).await,
         (["endpoints", id, "test"], &Method::POST) => endpoints::test(ctx, ws, id, deadline).await,
+        (["sources", id, "dry-run"], &Method::POST) => dry_run::source(ctx, ws, id, req).await,
+        (["endpoints", id, "dry-run"], &Method::POST) => dry_run::endpoint(ctx, ws, id, req).await,
         (["endpoints", id, "enable"], &Method::POST) => {
             endpoints::enable(ctx, ws, id, req, deadline).await
         }
@@ -234,7 +237,9 @@ async fn route(
             ["endpoints", _, "secret", "rotate"]
             | ["events", _, "retry"]
             | ["endpoints", _, "test"]
-            | ["endpoints", _, "enable"],
+            | ["endpoints", _, "enable"]
+            | ["sources", _, "dry-run"]
+            | ["endpoints", _, "dry-run"],
             _,
         ) => Err(not_allowed("POST")),
         _ => Err(ApiError::not_found("no such route")),

@@ -1,4 +1,5 @@
 use hookrelay_shared::api::{self, ApiError};
+use hookrelay_shared::model::SourcePlugin;
 use hookrelay_shared::rate_limit::RateLimit;
 use hookrelay_shared::{Source, SourceResponse, Timestamp, Verification};
 use http::{Response, StatusCode};
@@ -36,6 +37,8 @@ pub struct CreateSource {
     pub accept_raw: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<SourcePlugin>,
 }
 
 impl CreateSource {
@@ -55,6 +58,7 @@ impl CreateSource {
             response: s.response.clone(),
             accept_raw: s.accept_raw,
             rate_limit: s.rate_limit,
+            plugins: s.plugins.clone(),
         }
     }
 }
@@ -126,6 +130,7 @@ pub fn apply(mut body: CreateSource, source: &mut Source) -> Result<Option<Strin
     }
     p.verification("verification", &body.verification);
     p.rate_limit("rate_limit", body.rate_limit.as_ref());
+    p.source_plugins("plugins", &body.plugins);
     p.finish()?;
     source.name = body.name.trim().to_owned();
     source.enabled = body.enabled;
@@ -137,6 +142,7 @@ pub fn apply(mut body: CreateSource, source: &mut Source) -> Result<Option<Strin
     source.response = body.response;
     source.accept_raw = body.accept_raw;
     source.rate_limit = body.rate_limit;
+    source.plugins = body.plugins;
     source.updated_at = Timestamp::now();
     Ok(body.path.map(|p| p.trim_end_matches('/').to_owned()))
 }
@@ -272,7 +278,7 @@ pub async fn delete(
     Ok(crate::workspaces::no_content())
 }
 
-async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Source, ApiError> {
+pub(crate) async fn find(ctx: &Context, ws: &str, id: &str) -> Result<Source, ApiError> {
     ctx.store
         .get_source(id)
         .await

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use hookrelay_plugins::settings;
 use hookrelay_shared::api::ApiError;
 use hookrelay_shared::filter;
 
@@ -275,6 +276,128 @@ impl Problems {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Problems {
+    /// A source's plugins: each compiles, within its size and time bounds.
+    pub fn source_plugins(&mut self, field: &str, plugins: &[hookrelay_plugins::SourcePlugin]) {
+        use hookrelay_plugins::SourcePlugin as P;
+        self.plugin_count(field, plugins.len());
+        let mut budget = Vec::new();
+        for (i, plugin) in plugins.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            match plugin {
+                P::Function { code, timeout_ms } => {
+                    budget.push(*timeout_ms);
+                    self.script(&at, code, *timeout_ms);
+                }
+                P::Jsonschema { schema } => {
+                    let size = serde_json::to_vec(schema).map_or(usize::MAX, |b| b.len());
+                    if size > settings::MAX_SCHEMA_BYTES {
+                        self.add(
+                            format!("{at}.schema"),
+                            format!("must be at most {} bytes", settings::MAX_SCHEMA_BYTES),
+                        );
+                    } else if let Err(e) = hookrelay_plugins::schema::check(schema) {
+                        self.add(
+                            format!("{at}.schema"),
+                            format!("is not a valid JSON Schema: {e}"),
+                        );
+                    }
+                }
+            }
+        }
+        self.chain_budget(field, &budget);
+    }
+
+    /// An endpoint's plugins: each compiles (a module exports the ABI), within its bounds.
+    pub fn endpoint_plugins(&mut self, field: &str, plugins: &[hookrelay_plugins::EndpointPlugin]) {
+        use hookrelay_plugins::EndpointPlugin as P;
+        self.plugin_count(field, plugins.len());
+        let mut budget = Vec::new();
+        for (i, plugin) in plugins.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            match plugin {
+                P::Function { code, timeout_ms } => {
+                    budget.push(*timeout_ms);
+                    self.script(&at, code, *timeout_ms);
+                }
+                P::Wasm { module, timeout_ms } => {
+                    budget.push(*timeout_ms);
+                    if let Some((f, why)) = settings::timeout_problem(*timeout_ms) {
+                        self.add(format!("{at}.{f}"), why);
+                    }
+                    match settings::module_bytes(module) {
+                        Err(why) => self.add(format!("{at}.module"), why),
+                        Ok(bytes) if bytes.len() > settings::MAX_MODULE_BYTES => self.add(
+                            format!("{at}.module"),
+                            format!("must be at most {} bytes", settings::MAX_MODULE_BYTES),
+                        ),
+                        Ok(bytes) => {
+                            if let Err(e) = hookrelay_plugins::wasm::check(&bytes) {
+                                self.add(format!("{at}.module"), e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.chain_budget(field, &budget);
+    }
+
+    pub fn content_filter(&mut self, field: &str, filter: Option<&hookrelay_plugins::Condition>) {
+        if let Some((at, why)) = filter.and_then(hookrelay_plugins::Condition::problem) {
+            let key = if at.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{field}.{at}")
+            };
+            self.add(key, why);
+        }
+    }
+
+    fn plugin_count(&mut self, field: &str, n: usize) {
+        if n > settings::MAX_PLUGINS {
+            self.add(
+                field,
+                format!("must list at most {} plugins", settings::MAX_PLUGINS),
+            );
+        }
+    }
+
+    fn script(&mut self, at: &str, code: &str, timeout_ms: Option<u32>) {
+        if let Some((f, why)) = settings::timeout_problem(timeout_ms) {
+            self.add(format!("{at}.{f}"), why);
+        }
+        if code.len() > settings::MAX_SCRIPT_BYTES {
+            self.add(
+                format!("{at}.code"),
+                format!("must be at most {} bytes", settings::MAX_SCRIPT_BYTES),
+            );
+        } else if let Err(e) = hookrelay_plugins::js::check(code) {
+            self.add(format!("{at}.code"), e.to_string());
+        }
+    }
+
+    /// A chain's time limits together stay within what one request may spend in plugins.
+    fn chain_budget(&mut self, field: &str, timeouts: &[Option<u32>]) {
+        let total: u32 = timeouts
+            .iter()
+            .map(|t| {
+                t.unwrap_or(settings::DEFAULT_TIMEOUT_MS)
+                    .min(settings::MAX_TIMEOUT_MS)
+            })
+            .sum();
+        if total > settings::MAX_CHAIN_MS {
+            self.add(
+                field,
+                format!(
+                    "the plugins' time limits add up to {total} ms; the most is {} ms",
+                    settings::MAX_CHAIN_MS
+                ),
+            );
         }
     }
 }

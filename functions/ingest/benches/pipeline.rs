@@ -198,11 +198,17 @@ fn ingest_once(
     else {
         panic!("not an event")
     };
+    let event_type = event_type.expect("typed");
+    let targets =
+        hookrelay_shared::model::subscribed(endpoints, &event_type, body, &Default::default())
+            .into_iter()
+            .map(|e| e.id.clone())
+            .collect();
     let event = build_event(
         source,
-        endpoints,
+        targets,
         h,
-        body,
+        body.to_vec(),
         true,
         now,
         event_type,

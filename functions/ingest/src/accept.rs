@@ -2,16 +2,19 @@
 //! once, queue one task per subscribed endpoint, confirm the event is queued.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use hookrelay_plugins::inbound::Inbound;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::metrics::{self as m, Metrics};
+use hookrelay_shared::model::subscribed;
 use hookrelay_shared::publish::{batch_targets, publish};
 use hookrelay_shared::rate_limit::{self, Decision};
-use hookrelay_shared::{Endpoint, Event, Source, Timestamp, ids};
+use hookrelay_shared::{Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
 use crate::provider;
@@ -118,13 +121,50 @@ pub async fn accept(
             wait,
         ));
     }
+    let request = Inbound {
+        method: "POST".to_owned(),
+        path: match target {
+            SourceRef::Id(id) => format!("/in/{id}"),
+            SourceRef::Path(p) => p.clone(),
+        },
+        headers: header_map(headers),
+        body: body.to_vec(),
+        is_json,
+        event_type,
+        idempotency_key,
+    };
+    let ran = crate::plugins::run(&source, request, ctx.settings.max_body_bytes).inspect_err(|e| {
+        if matches!(e.code, "plugin_failed" | "plugin_timeout") {
+            metrics.add(m::PLUGIN_FAILURES, 1.0);
+        }
+    });
+    let request = match ran? {
+        Some(r) => r,
+        None => {
+            metrics.add(m::INGEST_DROPPED, 1.0);
+            return Ok(dropped(&source));
+        }
+    };
+    let event_type = request.event_type.ok_or_else(|| {
+        ApiError::bad_request("missing_event_type", "the request names no event type")
+    })?;
+    validate_event_type(&event_type)?;
+    let idempotency_key = request
+        .idempotency_key
+        .as_deref()
+        .map(checked_key)
+        .transpose()?;
+    let targets = subscribed(&endpoints, &event_type, &request.body, &request.headers)
+        .into_iter()
+        .map(|ep| ep.id.clone())
+        .collect();
     let event = Event {
         hops,
         ..build_event(
             &source,
-            &endpoints,
+            targets,
             headers,
-            body,
+            request.body,
             is_json,
             now,
             event_type,
@@ -163,7 +203,8 @@ pub async fn accept(
 pub enum Identified {
     Challenge(Response<String>),
     Event {
-        event_type: String,
+        /// The event type, when the request names one (a source's plugin may still name it).
+        event_type: Option<String>,
         /// The provider's delivery id or the sender's key, when there is one.
         idempotency_key: Option<String>,
     },
@@ -234,11 +275,13 @@ pub fn identify(
             tree.as_ref()?.pointer(pointer)?.as_str().map(str::to_owned)
         })
         .or(envelope_type.map(Cow::into_owned))
-        .or_else(|| source.default_event_type.clone())
-        .ok_or_else(|| {
-            ApiError::bad_request("missing_event_type", "the request names no event type")
-        })?;
-    validate_event_type(&event_type)?;
+        .or_else(|| source.default_event_type.clone());
+    if event_type.is_none() && !crate::plugins::may_name_event_type(source) {
+        return Err(ApiError::bad_request(
+            "missing_event_type",
+            "the request names no event type",
+        ));
+    }
     let idempotency_key = match identity.delivery_id {
         Some(id) => Some(checked_key(&id)?),
         None => idempotency_header(headers)?,
@@ -249,14 +292,14 @@ pub fn identify(
     })
 }
 
-/// The event to store: a new id, the endpoints that want it, the body as received. Without an
-/// idempotency key the event's own id is used.
+/// The event to store: a new id, the endpoints it goes to, the body as received (or as the
+/// source's plugins left it). Without an idempotency key the event's own id is used.
 #[allow(clippy::too_many_arguments)]
 pub fn build_event(
     source: &Source,
-    endpoints: &[Endpoint],
+    targets: Vec<String>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Vec<u8>,
     is_json: bool,
     now: Timestamp,
     event_type: String,
@@ -264,11 +307,6 @@ pub fn build_event(
 ) -> Event {
     let event_id = ids::new_id(ids::EVENT);
     let idempotency_key = idempotency_key.unwrap_or_else(|| event_id.clone());
-    let targets: Vec<String> = endpoints
-        .iter()
-        .filter(|ep| ep.wants(&event_type))
-        .map(|ep| ep.id.clone())
-        .collect();
     Event {
         id: event_id,
         workspace: source.workspace.clone(),
@@ -276,7 +314,7 @@ pub fn build_event(
         event_type,
         idempotency_key,
         received_at: now,
-        payload: body.to_vec(),
+        payload: body,
         endpoint_ids: targets,
         // A body without a Content-Type is delivered as bytes, never claimed to be JSON.
         content_type: (!is_json).then(|| {
@@ -305,6 +343,38 @@ fn body_error(e: BodyError) -> ApiError {
             ApiError::bad_request("invalid_event_type", "`event_type` must be a string")
         }
     }
+}
+
+/// A request a source's plugin dropped: answered as the source answers an accepted one, with
+/// no event id.
+fn dropped(source: &Source) -> Response<String> {
+    match &source.response {
+        Some(_) => {
+            let mut resp = answer(source, "", false);
+            resp.headers_mut().remove("hookrelay-event-id");
+            resp
+        }
+        None => api::json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "dropped": true }),
+        ),
+    }
+}
+
+/// Request headers as plugins and content filters see them: lower-case names, repeated
+/// values joined by `, `, values that are not text left out.
+pub fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        map.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
+    map
 }
 
 /// The source's own answer when it sets one, else `202 {"id": …}`.

@@ -3,6 +3,7 @@
 pub mod accept;
 mod envelope;
 pub mod lark;
+pub mod plugins;
 pub mod proof;
 pub mod provider;
 pub mod verify;

@@ -8,4 +8,6 @@ pub mod lark;
 pub mod send;
 pub mod template;
 
-pub use send::{MAX_RESPONSE_BODY, Sender, SenderError, Sent, Try, Verdict, new_attempt};
+pub use send::{
+    MAX_RESPONSE_BODY, Preview, Sender, SenderError, Sent, Try, Verdict, new_attempt, preview,
+};

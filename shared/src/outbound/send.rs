@@ -329,6 +329,86 @@ async fn outgoing(
     })
 }
 
+/// What a request to an endpoint would carry, before signing: what the admin API's dry run
+/// answers.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// With tokens masked, as attempts show it.
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Builds the request `endpoint` would get for `event` (its plugins run), without sending or
+/// signing it; on failure, the attempt error code and message a delivery would record.
+pub async fn preview(
+    endpoint: &Endpoint,
+    event: &Event,
+    now: Timestamp,
+    budget: Duration,
+) -> Result<Preview, (&'static str, String)> {
+    let failed = |f: Failure| (f.code, f.message);
+    let url = url::Url::parse(&endpoint.url)
+        .map_err(|e| (attempt_error::CONNECTION, format!("invalid URL: {e}")))?;
+    let mut out = outgoing(&[event], None, endpoint, now, budget)
+        .await
+        .map_err(failed)?;
+    let (mut url, mut headers) = (url, endpoint.headers.clone());
+    if !endpoint.plugins.is_empty() {
+        let shaped = reshape(endpoint, event, &out, &url).map_err(failed)?;
+        (url, out.body, out.content_type, headers) = shaped;
+    }
+    headers.insert("content-type".to_owned(), out.content_type);
+    Ok(Preview {
+        url: crate::redact::endpoint_url(url.as_str(), endpoint.kind),
+        headers,
+        body: out.body,
+    })
+}
+
+/// The most a plugin may make of a request's body.
+pub const MAX_PLUGIN_BODY: usize = 1024 * 1024;
+
+/// Runs the endpoint's plugins on what would be sent: the URL (its query changed), body,
+/// content type and the endpoint's own headers they leave.
+fn reshape(
+    endpoint: &Endpoint,
+    first: &Event,
+    out: &Outgoing,
+    url: &url::Url,
+) -> Result<(url::Url, Vec<u8>, String, BTreeMap<String, String>), Failure> {
+    use hookrelay_plugins::outbound::{self, Outbound};
+    let mut headers: BTreeMap<String, String> = endpoint
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    headers.insert("content-type".to_owned(), out.content_type.clone());
+    let request = Outbound {
+        url: url.to_string(),
+        headers,
+        body: out.body.clone(),
+        event: serde_json::json!({
+            "id": first.id,
+            "type": first.event_type,
+            "source_id": first.source_id,
+            "received_at": first.received_at,
+        }),
+    };
+    let failed = |index: usize, e: &dyn std::fmt::Display| Failure {
+        code: attempt_error::PLUGIN,
+        message: format!("the endpoint's plugin {index} failed: {e}"),
+    };
+    let mut shaped = outbound::run(&endpoint.plugins, request, MAX_PLUGIN_BODY)
+        .map_err(|(i, e)| failed(i, &e))?;
+    let url = url::Url::parse(&shaped.url).map_err(|e| failed(0, &e))?;
+    let content_type = shaped
+        .headers
+        .remove("content-type")
+        .unwrap_or_else(|| out.content_type.clone());
+    Ok((url, shaped.body, content_type, shaped.headers))
+}
+
 /// A batch's body: a JSON array of the events' payloads as received; a payload that is not
 /// JSON (a source with `accept_raw`) becomes a JSON string.
 pub fn batch_body(events: &[&Event]) -> Vec<u8> {
@@ -369,7 +449,16 @@ async fn post(
         code: attempt_error::DENIED,
         message: e.to_string(),
     })?;
-    let out = outgoing(events, batch_id, endpoint, now, timeout).await?;
+    let mut out = outgoing(events, batch_id, endpoint, now, timeout).await?;
+    let mut custom_headers = endpoint.headers.clone();
+    let mut url = url;
+    if !endpoint.plugins.is_empty() {
+        let shaped = reshape(endpoint, events[0], &out, &url)?;
+        url = shaped.0;
+        out.body = shaped.1;
+        out.content_type = shaped.2;
+        custom_headers = shaped.3;
+    }
     let timestamp = now.unix_seconds();
     let signatures = endpoint
         .signing_secrets(now)
@@ -383,7 +472,7 @@ async fn post(
         .join(" ");
 
     let mut headers = HeaderMap::new();
-    for (name, value) in &endpoint.headers {
+    for (name, value) in &custom_headers {
         if let (Ok(n), Ok(v)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_str(value),
