@@ -10,12 +10,24 @@ use lambda_http::Request;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use hookrelay_plugins::inbound::{self, Inbound, Outcome};
+use hookrelay_plugins::inbound::{self, Inbound, Outcome as Ran};
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::model::subscribed;
 use hookrelay_shared::{Event, Timestamp, ids};
 
 use crate::{Context, endpoints, request, sources, store_error};
+
+/// What ingest would do with a sample request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Stored and queued to `endpoint_ids`.
+    Accepted,
+    /// Answered `status` with `error`; nothing stored.
+    Rejected,
+    /// Answered as accepted; nothing stored.
+    Dropped,
+}
 
 /// A sample request to a source.
 #[derive(Debug, Deserialize)]
@@ -74,21 +86,21 @@ pub async fn source(
         idempotency_key: sample.idempotency_key,
     };
     let answer = match inbound::run(&source.plugins, request, ctx.settings.max_body_bytes) {
-        Ok(Outcome::Drop) => json!({ "outcome": "dropped" }),
-        Ok(Outcome::Reject { status, message }) => json!({
-            "outcome": "rejected",
+        Ok(Ran::Drop) => json!({ "outcome": Outcome::Dropped }),
+        Ok(Ran::Reject { status, message }) => json!({
+            "outcome": Outcome::Rejected,
             "status": status,
             "error": { "code": "rejected_by_plugin", "message": message },
         }),
         Err(e) => {
             let (status, code) = e.status_and_code();
             json!({
-                "outcome": "rejected",
+                "outcome": Outcome::Rejected,
                 "status": status,
                 "error": { "code": code, "message": e.to_string() },
             })
         }
-        Ok(Outcome::Accept(r)) => {
+        Ok(Ran::Accept(r)) => {
             let endpoints = ctx
                 .store
                 .workspace_endpoints(ws)
@@ -102,7 +114,7 @@ pub async fn source(
                 None => Vec::new(),
             };
             json!({
-                "outcome": if r.event_type.is_some() { "accepted" } else { "rejected" },
+                "outcome": if r.event_type.is_some() { Outcome::Accepted } else { Outcome::Rejected },
                 "request": {
                     "headers": r.headers,
                     "body": body_value(&r.body, r.is_json),

@@ -30,6 +30,7 @@ pub use deadline::Deadline;
 /// The answers whose shape differs from the model, so the OpenAPI document can be checked
 /// against what the code really writes.
 pub mod views {
+    pub use crate::dry_run::Outcome as DryRunOutcome;
     pub use crate::events::{EventView, PAYLOAD_ENCODINGS, view as event};
     pub use crate::keys::{KeyView, view as key};
     pub use crate::sources::{SourceView, view as source};
