@@ -68,6 +68,12 @@ impl Outcome {
 
 fn record(metrics: &mut Metrics, outcome: &Outcome) {
     let latency = |a: &Attempt| a.response.as_ref().map_or(0.0, |r| r.latency as f64);
+    if outcome
+        .attempt()
+        .is_some_and(|a| a.error_code.as_deref() == Some(attempt_error::PLUGIN))
+    {
+        metrics.add(m::PLUGIN_FAILURES, 1.0);
+    }
     match outcome {
         Outcome::Delivered(a) => {
             metrics.add(m::DELIVERIES_SUCCEEDED, 1.0);
