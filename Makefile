@@ -82,6 +82,7 @@ bench: $(STAMP) wrk
 	rm -f "$${HOOKRELAY_BENCH_OUT:-bench/results}"/requests-*.json
 	date +%s > target/bench-started
 	cargo bench -p hookrelay-ingest -p hookrelay-delivery --bench pipeline --bench per_task --bench concurrency $(CRITERION_QUICK)
+	cargo bench -p hookrelay-plugins --features engines --bench transforms $(CRITERION_QUICK)
 	$(BENCH_COSTS) --no-run
 	# Two processes at once, each with its own emulator (one core each): half the time.
 	HOOKRELAY_BENCH_SCENARIOS=1:0,3:0.3 $(BENCH_COSTS) bench_requests_per_event -- --ignored --test-threads 1 \
@@ -126,8 +127,5 @@ fixtures: $(STAMP)
 ## [WS=default] [DRY_RUN=true] [PRUNE=true]; HOOKRELAY_URL and HOOKRELAY_ADMIN_KEY say where.
 sync:
 	@test -n "$(FILE)" || (echo "usage: make sync FILE=config.yaml [WS=default] [DRY_RUN=true] [PRUNE=true]"; exit 2)
-	curl -sS --fail-with-body -X POST \
-	  "$${HOOKRELAY_URL:-http://127.0.0.1:3000}/workspaces/$${WS:-default}/config/sync?dry_run=$${DRY_RUN:-false}&prune=$${PRUNE:-false}" \
-	  -H "authorization: Bearer $${HOOKRELAY_ADMIN_KEY:?set HOOKRELAY_ADMIN_KEY}" \
-	  -H 'content-type: application/yaml' --data-binary @$(FILE)
-	@echo
+	HOOKRELAY_KEY="$${HOOKRELAY_ADMIN_KEY:?set HOOKRELAY_ADMIN_KEY}" cargo run --quiet -p hookrelay-cli -- \
+	  sync "$(FILE)" -w "$${WS:-default}" $(if $(filter true,$(DRY_RUN)),--dry-run) $(if $(filter true,$(PRUNE)),--prune)

@@ -25,7 +25,8 @@ fn outbound_of(name: &str, body: Value) -> Value {
         body: serde_json::to_vec(&body).unwrap(),
         event: json!({"id": "evt_1", "type": "t"}),
     };
-    let out = outbound::run(&[plugin], request, 1 << 20).unwrap_or_else(|(_, e)| panic!("{name}: {e}"));
+    let out =
+        outbound::run(&[plugin], request, 1 << 20).unwrap_or_else(|(_, e)| panic!("{name}: {e}"));
     serde_json::from_slice(&out.body).unwrap()
 }
 
@@ -51,7 +52,10 @@ fn a_stripe_event_becomes_a_slack_message() {
                        "data": {"object": {"amount_paid": 4200, "currency": "eur", "customer_email": "a@b.c"}}});
     let msg = outbound_of("stripe-to-slack.js", event);
     assert_eq!(msg["text"], "invoice.paid: 42.00 EUR from a@b.c");
-    assert_eq!(msg["blocks"][1]["elements"][0]["text"], "Stripe event `evt_9`");
+    assert_eq!(
+        msg["blocks"][1]["elements"][0]["text"],
+        "Stripe event `evt_9`"
+    );
 }
 
 #[test]
@@ -69,10 +73,14 @@ fn noisy_events_are_dropped() {
         event_type: Some(event.into()),
         idempotency_key: None,
     };
-    let run = |event, body| inbound::run(std::slice::from_ref(&plugin), request(event, body), 1 << 20).unwrap();
+    let run = |event, body| {
+        inbound::run(std::slice::from_ref(&plugin), request(event, body), 1 << 20).unwrap()
+    };
     assert_eq!(run("star", json!({})), Outcome::Drop);
     assert_eq!(run("push", json!({"deleted": true})), Outcome::Drop);
-    let Outcome::Accept(kept) = run("push", json!({"deleted": false})) else { panic!() };
+    let Outcome::Accept(kept) = run("push", json!({"deleted": false})) else {
+        panic!()
+    };
     assert_eq!(kept.event_type.as_deref(), Some("github.push"));
 }
 
@@ -81,18 +89,39 @@ fn high_value_orders_are_routed_by_a_filter() {
     let filter: Condition = serde_json::from_str(&example("high-value-orders.json")).unwrap();
     assert_eq!(filter.problem(), None);
     let headers = BTreeMap::new();
-    let matches = |payload: Value| filter.matches(&Subject { payload: Some(&payload), headers: &headers });
-    assert!(matches(json!({"type": "order.paid", "data": {"total": 25000, "currency": "usd"}})));
-    assert!(!matches(json!({"type": "order.paid", "data": {"total": 900, "currency": "usd"}})));
-    assert!(!matches(json!({"type": "order.paid", "data": {"total": 25000, "currency": "usd", "test": true}})));
+    let matches = |payload: Value| {
+        filter.matches(&Subject {
+            payload: Some(&payload),
+            headers: &headers,
+        })
+    };
+    assert!(matches(
+        json!({"type": "order.paid", "data": {"total": 25000, "currency": "usd"}})
+    ));
+    assert!(!matches(
+        json!({"type": "order.paid", "data": {"total": 900, "currency": "usd"}})
+    ));
+    assert!(!matches(
+        json!({"type": "order.paid", "data": {"total": 25000, "currency": "usd", "test": true}})
+    ));
 }
 
 #[test]
 fn the_docs_show_the_examples_as_they_are() {
-    let docs = std::fs::read_to_string(format!("{}/../docs/plugins.md", env!("CARGO_MANIFEST_DIR")))
-        .expect("docs/plugins.md");
-    for name in ["github-push-to-lark.js", "stripe-to-slack.js", "drop-noisy-events.js", "high-value-orders.json", "wrap.wat"] {
+    let docs =
+        std::fs::read_to_string(format!("{}/../docs/plugins.md", env!("CARGO_MANIFEST_DIR")))
+            .expect("docs/plugins.md");
+    for name in [
+        "github-push-to-lark.js",
+        "stripe-to-slack.js",
+        "drop-noisy-events.js",
+        "high-value-orders.json",
+        "wrap.wat",
+    ] {
         let text = example(name);
-        assert!(docs.contains(text.trim()), "docs/plugins.md does not show plugins/examples/{name} as it is");
+        assert!(
+            docs.contains(text.trim()),
+            "docs/plugins.md does not show plugins/examples/{name} as it is"
+        );
     }
 }

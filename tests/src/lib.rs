@@ -7,7 +7,7 @@ pub mod gateway;
 pub mod listings;
 pub mod receiver;
 pub mod requests;
-pub mod signing;
+pub use hookrelay_cli::sign as signing;
 pub mod slow;
 
 use std::sync::OnceLock;

@@ -290,6 +290,15 @@ Quickstart, in another terminal:
 
   # 4. its delivery attempts
   curl -s "$HOOKRELAY/workspaces/default/attempts" -H "authorization: Bearer $KEY"
+
+The same with the command line client (cargo install --path cli):
+
+  export HOOKRELAY_URL={api} HOOKRELAY_KEY={key}
+  hookrelay endpoints create --name cli-demo --url http://127.0.0.1:{rp}/hook
+  hookrelay sources create --name cli-demo
+  hookrelay send <the source's src_ id> --event-type order.created
+  hookrelay attempts list
+  hookrelay tail
 "#,
         key = o.admin_key,
         rp = o.receiver_port,
