@@ -211,9 +211,12 @@ mod tests {
             "function handle(r) { r.body = {ref: r.body.ref, by: r.headers['x-github-event']}; \
              r.event_type = 'github.' + r.event_type; r.idempotency_key = 'k1'; return r }",
         );
-        let Outcome::Accept(out) =
-            run(&[rename.clone()], req(json!({"ref": "main"})), 1024).unwrap()
-        else {
+        let Outcome::Accept(out) = run(
+            std::slice::from_ref(&rename),
+            req(json!({"ref": "main"})),
+            1024,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(

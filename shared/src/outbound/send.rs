@@ -356,7 +356,8 @@ pub async fn preview(
     let (mut url, mut headers) = (url, endpoint.headers.clone());
     if !endpoint.plugins.is_empty() {
         let shaped = reshape(endpoint, event, &out, &url).map_err(failed)?;
-        (url, out.body, out.content_type, headers) = shaped;
+        (url, out.body, out.content_type, headers) =
+            (shaped.url, shaped.body, shaped.content_type, shaped.headers);
     }
     headers.insert("content-type".to_owned(), out.content_type);
     Ok(Preview {
@@ -369,14 +370,23 @@ pub async fn preview(
 /// The most a plugin may make of a request's body.
 pub const MAX_PLUGIN_BODY: usize = 1024 * 1024;
 
-/// Runs the endpoint's plugins on what would be sent: the URL (its query changed), body,
-/// content type and the endpoint's own headers they leave.
+/// What an endpoint's plugins leave of a request.
+struct Shaped {
+    /// Its query may have changed.
+    url: url::Url,
+    body: Vec<u8>,
+    content_type: String,
+    /// The endpoint's own headers, as the plugins set them.
+    headers: BTreeMap<String, String>,
+}
+
+/// Runs the endpoint's plugins on what would be sent.
 fn reshape(
     endpoint: &Endpoint,
     first: &Event,
     out: &Outgoing,
     url: &url::Url,
-) -> Result<(url::Url, Vec<u8>, String, BTreeMap<String, String>), Failure> {
+) -> Result<Shaped, Failure> {
     use hookrelay_plugins::outbound::{self, Outbound};
     let mut headers: BTreeMap<String, String> = endpoint
         .headers
@@ -406,7 +416,12 @@ fn reshape(
         .headers
         .remove("content-type")
         .unwrap_or_else(|| out.content_type.clone());
-    Ok((url, shaped.body, content_type, shaped.headers))
+    Ok(Shaped {
+        url,
+        body: shaped.body,
+        content_type,
+        headers: shaped.headers,
+    })
 }
 
 /// A batch's body: a JSON array of the events' payloads as received; a payload that is not
@@ -454,10 +469,10 @@ async fn post(
     let mut url = url;
     if !endpoint.plugins.is_empty() {
         let shaped = reshape(endpoint, events[0], &out, &url)?;
-        url = shaped.0;
-        out.body = shaped.1;
-        out.content_type = shaped.2;
-        custom_headers = shaped.3;
+        url = shaped.url;
+        out.body = shaped.body;
+        out.content_type = shaped.content_type;
+        custom_headers = shaped.headers;
     }
     let timestamp = now.unix_seconds();
     let signatures = endpoint
