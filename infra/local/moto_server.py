@@ -24,6 +24,7 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 from moto.sqs.exceptions import SQSException
@@ -51,6 +52,41 @@ def _atomic(method):
 for _name, _attr in list(vars(DynamoDBBackend).items()):
     if callable(_attr) and not _name.startswith("_"):
         setattr(DynamoDBBackend, _name, _atomic(_attr))
+
+
+# --- DynamoDB: a Query reads its own partition ----------------------------------------
+# DynamoDB reads one partition for a Query on the table's key. moto gathers every item of the
+# table and sorts them all for each such Query (Table.all_items), then keeps one partition:
+# a cost that grows with the table, paid under the lock above, so that a 10 000-event soak
+# spent the emulator's core sorting the table and refused ingest requests once the table held
+# a few thousand events. A table Query here reads its partition's items alone (moto sorts
+# what it keeps by the range key); index Queries and scans are unchanged.
+_table_query = Table.query
+_all_items = Table.all_items
+_PARTITION = threading.local()
+
+
+def _query_one_partition(self, hash_key, *args, **kwargs):
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    _PARTITION.scope = (self, hash_key) if index_name is None and hash_key is not None else None
+    try:
+        return _table_query(self, hash_key, *args, **kwargs)
+    finally:
+        _PARTITION.scope = None
+
+
+def _items_of_the_queried_partition(self):
+    scope = getattr(_PARTITION, "scope", None)
+    if scope is None or scope[0] is not self:
+        return _all_items(self)
+    bucket = self.items.get(scope[1])
+    if bucket is None:
+        return []
+    return list(bucket.values()) if self.range_key_attr else [bucket]
+
+
+Table.query = _query_one_partition
+Table.all_items = _items_of_the_queried_partition
 
 
 # --- DynamoDB: BatchWriteItem refuses the whole batch when one item is too big ----------
