@@ -251,6 +251,11 @@ mod tests {
             call(recurse, &json!({}), MS),
             Err(PluginError::Memory)
         ));
+        let backtrack = "function handle(r) { return /(a+)+$/.test('a'.repeat(64) + 'b') }";
+        assert!(matches!(
+            call(backtrack, &json!({}), MS),
+            Err(PluginError::Timeout)
+        ));
         let no_clock = "function handle(r) { return Math.random() }";
         assert!(matches!(
             call(no_clock, &json!({}), MS),

@@ -13,6 +13,9 @@ pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 /// A WebAssembly module (binary, or its text format), at most. Stored base64-encoded in the
 /// source's or endpoint's item, under DynamoDB's 400 KB.
 pub const MAX_MODULE_BYTES: usize = 128 * 1024;
+/// All of one source's or endpoint's plugins together, serialized, at most: they are stored
+/// in its item, which DynamoDB limits to 400 KB.
+pub const MAX_TOTAL_BYTES: usize = 192 * 1024;
 /// A plugin's run time when it sets none, and the most it may set.
 pub const DEFAULT_TIMEOUT_MS: u32 = 100;
 pub const MAX_TIMEOUT_MS: u32 = 1000;

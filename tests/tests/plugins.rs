@@ -253,6 +253,26 @@ async fn plugins_and_filters_are_checked_when_saved() {
             "1000",
         ),
     ];
+    // Eight scripts of 60 KiB each would not fit the source's item.
+    let big = format!("function handle(r) {{}} // {}", "x".repeat(60_000));
+    let many: Vec<Value> = (0..8)
+        .map(|_| json!({"type": "function", "code": big, "timeout_ms": 10}))
+        .collect();
+    let (status, err) = call(
+        &stack,
+        "POST",
+        "/workspaces/default/sources",
+        Some(json!({"name": "s", "plugins": many})),
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]["fields"]["plugins"]
+            .as_str()
+            .unwrap()
+            .contains("together"),
+        "{err}"
+    );
     for (body, field, says) in cases {
         let (status, err) = call(&stack, "POST", "/workspaces/default/sources", Some(body)).await;
         assert_eq!(status, 400, "{err}");

@@ -310,6 +310,7 @@ impl Problems {
             }
         }
         self.chain_budget(field, &budget);
+        self.total_size(field, plugins);
     }
 
     /// An endpoint's plugins: each compiles (a module exports the ABI), within its bounds.
@@ -345,6 +346,20 @@ impl Problems {
             }
         }
         self.chain_budget(field, &budget);
+        self.total_size(field, plugins);
+    }
+
+    fn total_size<T: serde::Serialize>(&mut self, field: &str, plugins: &[T]) {
+        let size = serde_json::to_vec(plugins).map_or(usize::MAX, |b| b.len());
+        if size > settings::MAX_TOTAL_BYTES {
+            self.add(
+                field,
+                format!(
+                    "the plugins are {size} bytes together; the most is {}",
+                    settings::MAX_TOTAL_BYTES
+                ),
+            );
+        }
     }
 
     pub fn content_filter(&mut self, field: &str, filter: Option<&hookrelay_plugins::Condition>) {
