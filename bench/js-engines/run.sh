@@ -4,7 +4,7 @@
 # figures (three runs each). Not part of `make bench`: Boa takes minutes to build.
 set -euo pipefail
 cd "$(dirname "$0")"
-for variant in none quickjs boa; do
+for variant in none quickjs boa wasm schema plugins; do
   features=()
   [ "$variant" != none ] && features=(--features "$variant")
   cargo build -q --release "${features[@]}"

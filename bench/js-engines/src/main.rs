@@ -69,7 +69,31 @@ fn run() -> (f64, f64, String) {
     (0.0, 0.0, input())
 }
 
+/// Links the WebAssembly interpreter and the JSON Schema validator (for their binary size)
+/// and runs each once.
+fn others() -> usize {
+    let mut used = 0;
+    #[cfg(feature = "wasm")]
+    {
+        let engine = wasmi::Engine::default();
+        let wat = include_str!("../../../plugins/examples/wrap.wat");
+        used += wasmi::Module::new(&engine, wat).map_or(0, |_| 1);
+    }
+    #[cfg(feature = "schema")]
+    {
+        let schema = serde_json::json!({"type": "object", "required": ["body"]});
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let input: serde_json::Value = serde_json::from_str(&input()).unwrap();
+        used += usize::from(v.is_valid(&input));
+    }
+    used
+}
+
 fn main() {
     let (startup, call, out) = run();
-    println!("{{\"startup_us\": {startup:.0}, \"call_us\": {call:.1}, \"out_bytes\": {}}}", out.len());
+    let others = others();
+    println!(
+        "{{\"startup_us\": {startup:.0}, \"call_us\": {call:.1}, \"out_bytes\": {}, \"others\": {others}}}",
+        out.len()
+    );
 }
