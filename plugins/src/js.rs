@@ -19,7 +19,11 @@ use crate::PluginError;
 pub const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
 const STACK_LIMIT: usize = 512 * 1024;
 /// Scripts kept compiled per thread; past it the cache starts over.
-const CACHED_SCRIPTS: usize = 64;
+const CACHED_SCRIPTS: usize = 32;
+/// What a cached script's runtime may hold between calls, after a collection. A script that
+/// keeps more (globals it grows on purpose) is compiled afresh on its next call, so the cache
+/// holds at most `CACHED_SCRIPTS` times this, whoever wrote the scripts.
+pub const RETAINED_LIMIT: usize = 1024 * 1024;
 
 /// What a script finds besides the language: no `Date`, no `Math.random`, no `eval`.
 const PRELUDE: &str = "delete Math.random; delete globalThis.eval;";
@@ -84,12 +88,15 @@ pub fn call(code: &str, input: &Value, timeout: Duration) -> Result<Value, Plugi
             .map_err(|e| PluginError::Failed(format!("the result is not JSON: {e}")))
     });
     script.deadline.set(None);
-    if matches!(result, Err(PluginError::Timeout | PluginError::Memory)) {
-        // Interrupted or out of memory: the runtime may hold anything; the next call starts afresh.
+    // A script's garbage is collected between calls, not left to pile up to the limit.
+    script._runtime.run_gc();
+    let retained =
+        usize::try_from(script._runtime.memory_usage().malloc_size).unwrap_or(usize::MAX);
+    if matches!(result, Err(PluginError::Timeout | PluginError::Memory))
+        || retained > RETAINED_LIMIT
+    {
+        // Interrupted, out of memory, or holding on to too much: the next call starts afresh.
         SCRIPTS.with(|s| s.borrow_mut().remove(&key(code)));
-    } else {
-        // A script's garbage is collected between calls, not left to pile up to the limit.
-        script._runtime.run_gc();
     }
     result
 }
@@ -268,6 +275,22 @@ mod tests {
             call(spin, &json!({}), MS),
             Err(PluginError::Timeout)
         ));
+    }
+
+    #[test]
+    fn a_script_that_hoards_memory_is_not_kept() {
+        let hoard = "var kept = []; function handle(r) { kept.push('x'.repeat(4 << 20)); return kept.length }";
+        // Each call starts from a fresh runtime: what it kept is gone, not piled up.
+        for _ in 0..5 {
+            assert_eq!(call(hoard, &json!({}), MS).unwrap(), json!(1));
+        }
+        let modest = "var n = 0; function handle(r) { n += 1; return n }";
+        call(modest, &json!({}), MS).unwrap();
+        assert_eq!(
+            call(modest, &json!({}), MS).unwrap(),
+            json!(2),
+            "a modest script stays cached"
+        );
     }
 
     #[test]
