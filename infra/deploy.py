@@ -241,7 +241,8 @@ def next_steps(outputs: dict[str, str], stack: str, region: str, key: str | None
 Stack {stack} is up in {region}.
 {chr(10).join(f"  {k}: {v}" for k, v in sorted(outputs.items()))}
 
-Next: create a source and point a GitHub webhook at it.
+Next: create a source and point a GitHub webhook at it, in the web console
+({api}/console, signed in with the admin key) or from a shell:
 
   export HOOKRELAY={api}
   {key_line}

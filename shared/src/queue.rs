@@ -109,8 +109,18 @@ pub struct RedriveProgress {
     pub unreadable: usize,
     /// Tasks SQS did not take; their letters stay.
     pub unsent: usize,
-    /// A long-polled receive found no letter left to move.
+    /// A long-polled receive found no letter left to move, or only letters written after
+    /// the call began (they stay for the next call).
     pub drained: bool,
+}
+
+/// When SQS took the message, from its `SentTimestamp` attribute (epoch milliseconds).
+fn sent_at_ms(m: &aws_sdk_sqs::types::Message) -> Option<u128> {
+    m.attributes
+        .as_ref()?
+        .get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()
 }
 
 /// `WaitTimeSeconds` for `wait`: whole seconds, 1 (long polling) to 20 (SQS's maximum).
@@ -352,6 +362,11 @@ impl Queue {
         deadline: std::time::Instant,
     ) -> Result<RedriveProgress, QueueError> {
         let mut progress = RedriveProgress::default();
+        // A letter written after this call began failed again after an earlier redrive (an
+        // endpoint that fails at once): moving it again would cycle it until the limit.
+        let began_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         while progress.moved < limit {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let Some(spare) = left.checked_sub(REDRIVE_ROUND) else {
@@ -371,10 +386,25 @@ impl Queue {
                 .max_number_of_messages((limit - progress.moved).min(SQS_BATCH) as i32)
                 .visibility_timeout(hold)
                 .wait_time_seconds(poll_seconds(wait))
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp,
+                )
                 .send()
                 .await
                 .map_err(|e| QueueError::sqs("ReceiveMessage", e))?;
-            let messages = out.messages.unwrap_or_default();
+            let (messages, fresh): (Vec<_>, Vec<_>) = out
+                .messages
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|m| sent_at_ms(m).is_none_or(|at| at < began_ms));
+            if !fresh.is_empty() {
+                let back: Vec<(String, Duration)> = fresh
+                    .iter()
+                    .filter_map(|m| m.receipt_handle.clone())
+                    .map(|h| (h, Duration::ZERO))
+                    .collect();
+                self.delay_on(&self.dlq_url, &back).await?;
+            }
             if messages.is_empty() {
                 progress.drained = true;
                 return Ok(progress);

@@ -343,6 +343,49 @@ async fn endpoint_health_counts_failures_and_resets_on_success() {
     assert_eq!(receiver.deliveries().len(), 4);
 }
 
+/// An endpoint that fails at once sends a redriven letter straight back to the DLQ while the
+/// redrive still runs: the call moves the letters it found, not the same one over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_does_not_move_a_letter_that_failed_again_during_it() {
+    let stack = std::sync::Arc::new(Stack::with_schedule("").await);
+    let receiver = Receiver::start().await;
+    receiver.script(&[], 500);
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    send_event(&stack, &source, BODY).await;
+    let delivery = stack.delivery();
+    stack.deliver_once(&delivery, Duration::ZERO).await.unwrap();
+    assert_eq!(receiver.deliveries().len(), 1);
+
+    // The delivery function keeps consuming while the redrive runs.
+    let consumer = {
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let delivery = stack.delivery();
+            loop {
+                stack
+                    .deliver_once(&delivery, Duration::from_millis(100))
+                    .await;
+            }
+        })
+    };
+    let redrive = hookrelay_admin::handle(
+        &stack.admin(),
+        admin_request("POST", "/dlq/redrive?limit=50", None),
+    )
+    .await;
+    consumer.abort();
+    let redrive = json_of(&redrive);
+    assert_eq!(redrive["moved"], 1, "{redrive}");
+    assert_eq!(redrive["complete"], true, "{redrive}");
+    assert_eq!(receiver.deliveries().len(), 2, "sent once more, not cycled");
+    // The new letter is back in view for the next call.
+    let (visible, _) = stack
+        .queue_depth(&stack.settings.dead_letter_queue_url)
+        .await;
+    assert_eq!(visible, 1);
+}
+
 #[tokio::test]
 async fn dead_letters_can_be_inspected_redriven_and_retried_by_hand() {
     let stack = Stack::with_schedule("").await;

@@ -647,6 +647,10 @@ fn every_enum_matches_its_type() {
             format!("{s}/Event/properties/payload_encoding"),
             set(hookrelay_admin::views::PAYLOAD_ENCODINGS.iter()),
         ),
+        (
+            "/paths/~1console~1{file}/get/parameters/0/schema".into(),
+            set(hookrelay_admin::CONSOLE_FILES.iter()),
+        ),
     ];
     for (pointer, truth) in &checks {
         assert_same(

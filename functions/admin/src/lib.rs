@@ -2,6 +2,7 @@
 
 mod auth;
 mod config;
+mod console;
 mod deadline;
 mod dlq;
 mod dry_run;
@@ -25,6 +26,9 @@ use http::{Method, Response};
 use lambda_http::Request;
 
 pub use auth::AdminKeyError;
+pub use console::{
+    CONTENT_SECURITY_POLICY as CONSOLE_CONTENT_SECURITY_POLICY, FILE_NAMES as CONSOLE_FILES,
+};
 pub use deadline::Deadline;
 
 /// The answers whose shape differs from the model, so the OpenAPI document can be checked
@@ -129,6 +133,9 @@ async fn route(
     req: &Request,
     deadline: Deadline,
 ) -> Result<Response<String>, ApiError> {
+    if console::owns(req.uri().path()) {
+        return Ok(console::serve(req.method(), req.uri().path()));
+    }
     let path = req.uri().path().trim_end_matches('/');
     if path == "/openapi.json" {
         return match *req.method() {

@@ -267,6 +267,7 @@ fn print_quickstart(o: &Options) {
 hookrelay is running locally.
 
   API (ingest + admin):  {api}
+  web console:           {api}/console  (sign in with the admin key)
   admin key:             {key}
   demo receiver:         http://127.0.0.1:{rp}/hook  (prints what it receives)
   local AWS (moto):      http://127.0.0.1:{ap}
