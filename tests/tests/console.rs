@@ -23,7 +23,20 @@ const ENTER: &str = "\u{E007}";
 struct Browser {
     client: Client,
     driver: tokio::process::Child,
+    profile: PathBuf,
     shots: Option<PathBuf>,
+}
+
+/// A failed test never reaches `close`: chromedriver goes with its handle, but the browser
+/// it started would outlive the test; its profile directory names it.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 impl Browser {
@@ -83,6 +96,7 @@ impl Browser {
         Some(Self {
             client,
             driver,
+            profile,
             shots,
         })
     }
@@ -173,7 +187,7 @@ impl Browser {
     }
 
     async fn close(mut self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
     }
 }
