@@ -9,12 +9,14 @@ use crate::settings::{self, EndpointPlugin};
 use crate::{PluginError, js, wasm};
 
 /// Headers hookrelay sets on every delivery: a plugin cannot set them.
-pub const RESERVED_HEADERS: [&str; 5] = [
+pub const RESERVED_HEADERS: [&str; 7] = [
     "content-length",
     "host",
     "user-agent",
     "hookrelay-hops",
     "x-amzn-trace-id",
+    "traceparent",
+    "tracestate",
 ];
 
 /// A delivery request before it is signed. Header names are lower case and include

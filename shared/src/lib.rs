@@ -34,6 +34,7 @@ pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod timestamp;
+pub mod trace_context;
 
 pub use model::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, BatchTimer,

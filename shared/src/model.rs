@@ -632,6 +632,10 @@ pub struct Event {
     /// `hookrelay-hops` header); 0 for an event from anywhere else.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub hops: u32,
+    /// The W3C trace the event belongs to and the span that accepted it: every delivery
+    /// attempt is a child span. None for events stored before traces were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::trace_context::TraceContext>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

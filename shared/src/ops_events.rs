@@ -258,6 +258,7 @@ impl OpsEvents {
             endpoint_ids: vec![ops_endpoint],
             content_type: None,
             hops: 0,
+            trace: None,
         };
         let scope = format!("{OPS_SOURCE_ID}:{}", e.workspace);
         // The ops endpoint's kind is not read here: if it batches, the delivery function

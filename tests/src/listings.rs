@@ -67,6 +67,7 @@ pub async fn seed(stack: &Stack, n: u64) -> Seeded {
             content_type: None,
             endpoint_ids: vec![],
             hops: 0,
+            trace: None,
         };
         let endpoint_id = if wanted {
             ENDPOINT.to_owned()

@@ -144,6 +144,7 @@ async fn the_size_is_reached_across_invocations_whatever_the_split() {
             endpoint_ids: vec![ep_id.to_owned()],
             content_type: None,
             hops: 0,
+            trace: None,
         };
         stack
             .store

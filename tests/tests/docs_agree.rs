@@ -728,6 +728,10 @@ fn sample_event(payload: &str) -> Event {
         endpoint_ids: vec!["ep_1".into()],
         content_type: Some("application/json".into()),
         hops: 2,
+        trace: Some(hookrelay_shared::trace_context::TraceContext {
+            state: Some("congo=t61rcWkgMzE".into()),
+            ..hookrelay_shared::trace_context::TraceContext::start()
+        }),
     }
 }
 
@@ -1081,6 +1085,7 @@ fn resource_fields_match_the_schemas() {
     let min_event = Event {
         content_type: None,
         hops: 0,
+        trace: None,
         ..sample_event("{}")
     };
     let key = api_key();

@@ -254,6 +254,7 @@ async fn an_expired_event_no_longer_blocks_its_key() {
         endpoint_ids: vec![],
         content_type: None,
         hops: 0,
+        trace: None,
     };
     let first = stack
         .store

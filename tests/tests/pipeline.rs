@@ -475,6 +475,7 @@ async fn sweeper_reenqueues_events_stranded_before_queueing() {
         content_type: None,
         endpoint_ids: vec![ep.id.clone()],
         hops: 0,
+        trace: None,
     };
     stack
         .store

@@ -320,6 +320,7 @@ async fn the_sweeper_drains_a_stranded_backlog_over_successive_runs() {
                     endpoint_ids: vec!["ep_x".into()],
                     content_type: None,
                     hops: 0,
+                    trace: None,
                 };
                 store
                     .insert_event(&event, scope, true, retention)

@@ -174,6 +174,7 @@ pub async fn endpoint(
         endpoint_ids: vec![endpoint.id.clone()],
         content_type: None,
         hops: 0,
+        trace: None,
     };
     let mut answer = json!({ "matches": matches, "enabled": endpoint.enabled });
     match hookrelay_shared::outbound::preview(&endpoint, &event, now, Duration::from_secs(2)).await

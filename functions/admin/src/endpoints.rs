@@ -323,6 +323,7 @@ async fn ping(ctx: &Context, endpoint: &Endpoint, deadline: Deadline) -> Result<
         endpoint_ids: vec![endpoint.id.clone()],
         content_type: None,
         hops: 0,
+        trace: Some(hookrelay_shared::trace_context::TraceContext::start()),
     };
     let scope = format!("{}:{}", crate::events::PUBLISH_SOURCE, endpoint.workspace);
     ctx.store

@@ -30,6 +30,10 @@ pub struct EventView<'a> {
     payload_encoding: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hops: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<&'a str>,
 }
 
 /// Every `payload_encoding` an event view may carry.
@@ -70,6 +74,8 @@ pub fn view(e: &Event, with_payload: bool) -> EventView<'_> {
         payload,
         payload_encoding,
         hops: (e.hops > 0).then_some(e.hops),
+        traceparent: e.trace.as_ref().map(|t| t.traceparent()),
+        tracestate: e.trace.as_ref().and_then(|t| t.state.as_deref()),
     }
 }
 
@@ -201,6 +207,9 @@ pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<
         payload: req.body().as_ref().to_vec(),
         content_type: None,
         hops: 0,
+        trace: Some(hookrelay_shared::trace_context::TraceContext::accepted(
+            req.headers(),
+        )),
     };
     let published = publish::publish(
         &ctx.store,

@@ -204,6 +204,8 @@ impl Problems {
             } else if RESERVED.contains(&lower.as_str())
                 || lower.starts_with("webhook-")
                 || lower == hookrelay_shared::hops::HEADER
+                || lower == hookrelay_shared::trace_context::TRACEPARENT
+                || lower == hookrelay_shared::trace_context::TRACESTATE
             {
                 self.add(key, "is set by hookrelay and cannot be overridden");
             } else if http::HeaderValue::from_str(value).is_err() {

@@ -31,6 +31,7 @@ fn batch(url: &str) -> (Vec<Received>, Events, Endpoints) {
             content_type: None,
             endpoint_ids: vec![endpoint.id.clone()],
             hops: 0,
+            trace: None,
         };
         let key = format!("EVT#bench#{n}");
         received.push(Received {

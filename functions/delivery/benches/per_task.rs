@@ -34,6 +34,7 @@ fn event() -> Event {
         endpoint_ids: vec!["ep_1".into()],
         content_type: None,
         hops: 0,
+        trace: None,
     }
 }
 

@@ -325,6 +325,9 @@ pub fn build_event(
                 .to_owned()
         }),
         hops: 0,
+        trace: Some(hookrelay_shared::trace_context::TraceContext::accepted(
+            headers,
+        )),
     }
 }
 

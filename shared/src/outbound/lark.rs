@@ -141,6 +141,7 @@ mod tests {
             endpoint_ids: vec![],
             content_type: None,
             hops: 0,
+            trace: None,
         }
     }
 

@@ -518,6 +518,20 @@ async fn post(
     if let Some(v) = trace_id.and_then(|t| http::HeaderValue::from_str(t).ok()) {
         headers.insert("x-amzn-trace-id", v);
     }
+    // Each attempt is a span of its own under the span that accepted the event (a batch's,
+    // under its first event's).
+    if let Some(trace) = events.first().and_then(|e| e.trace.as_ref()) {
+        if let Ok(v) = http::HeaderValue::from_str(&trace.child_traceparent()) {
+            headers.insert(crate::trace_context::TRACEPARENT, v);
+        }
+        if let Some(v) = trace
+            .state
+            .as_deref()
+            .and_then(|s| http::HeaderValue::from_str(s).ok())
+        {
+            headers.insert(crate::trace_context::TRACESTATE, v);
+        }
+    }
     *sent = header_map(&headers, true);
 
     let mut resp = sender
