@@ -234,6 +234,16 @@ def _retained(self, queue_name, message) -> bool:
 SQSBackend.is_message_valid_based_on_retention_period = _retained
 
 
+# The visible messages, as moto's property has them, reading the clock once per receive
+# instead of twice per message (a third of the emulator's time in a soak with a backlog).
+def _visible_messages(self):
+    now = unix_time_millis()
+    return [m for m in self._messages if now > m.visible_at and now >= m.delayed_until]
+
+
+Queue.messages = property(_visible_messages)
+
+
 _WALK = threading.local()
 
 
