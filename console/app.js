@@ -109,6 +109,11 @@ function setPage(title, ...content) {
 
 // ---------- the admin API ----------
 
+// Each render counts; a read that returns after a newer render began (the user moved on, or
+// the page refreshed) is dropped rather than drawn over the newer page.
+let renderSeq = 0;
+class Stale extends Error {}
+
 class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -118,6 +123,7 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body, headers) {
+  const seq = renderSeq;
   const init = { method, headers: { authorization: `Bearer ${sessionStorage.getItem(KEY)}`, ...(headers || {}) } };
   if (body !== undefined) {
     // A string is a config file (YAML, or JSON, which is YAML too).
@@ -131,6 +137,7 @@ async function api(method, path, body, headers) {
     throw new ApiError(0, "network", `the API did not answer (${e.message})`);
   }
   const text = await resp.text();
+  if (method === "GET" && seq !== renderSeq) throw new Stale();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   if (!resp.ok) {
@@ -252,6 +259,7 @@ function route() {
 }
 
 async function render() {
+  renderSeq += 1;
   clearInterval(refreshTimer);
   refreshTimer = null;
   if (!sessionStorage.getItem(KEY)) return signInPage();
@@ -278,16 +286,19 @@ async function render() {
       default: return setPage("Not found", h("p", {}, "No such page."));
     }
   } catch (e) {
+    if (e instanceof Stale) return;
     setPage("Something went wrong", h("p", { class: "bad" }, `${e.message}${e.code ? ` (${e.code})` : ""}`),
       h("button", { type: "button", onclick: () => render() }, "Try again"));
   }
 }
 
-// Re-reads a list page while the tab is visible, so new events and attempts show up.
+// Re-reads a list page while the tab is visible, so new events and attempts show up; not
+// while something in the page has the focus, which a redraw would take away from a keyboard.
 function autoRefresh(box) {
   if (box.checked) {
     refreshTimer = setInterval(() => {
-      if (!document.hidden && !main.contains(document.activeElement?.closest("form"))) render();
+      const focused = document.activeElement;
+      if (!document.hidden && !(focused && focused !== main && main.contains(focused))) render();
     }, REFRESH_MS);
   }
 }

@@ -130,7 +130,7 @@ impl Browser {
                 return text;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                started.elapsed() < Duration::from_secs(45),
                 "{css} never showed {needle:?}; it shows {text:?}"
             );
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -145,6 +145,26 @@ impl Browser {
             .for_element(locator)
             .await
             .unwrap_or_else(|e| panic!("{locator:?} never appeared: {e}"))
+    }
+
+    /// [`Browser::wait_text`] on a page that does not refresh by itself: reloaded every few
+    /// seconds, each time given the time to draw (a loaded machine may take a while).
+    async fn wait_text_reloading(&self, css: &str, needle: &str) {
+        let started = Instant::now();
+        loop {
+            let drawn = Instant::now();
+            while drawn.elapsed() < Duration::from_secs(3) {
+                if self.text(css).await.contains(needle) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{css} never showed {needle:?}"
+            );
+            self.client.refresh().await.expect("reload");
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -288,15 +308,7 @@ async fn an_operator_runs_the_whole_day_from_the_console() {
     b.click(&format!("a[href='#/events/{event_id}']")).await;
     b.wait_text("#payload", "not markup").await;
     assert!(b.text("#payload").await.contains("\"order\": 42"));
-    let started = Instant::now();
-    while !b.text("main").await.contains("SUCCESSFUL") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        b.client.refresh().await.expect("reload");
-    }
+    b.wait_text_reloading("main", "SUCCESSFUL").await;
     assert_eq!(receiver.deliveries().len(), 1);
 
     // The attempt, with the request and the receiver's answer; then a manual retry.
@@ -350,15 +362,7 @@ async fn an_operator_runs_the_whole_day_from_the_console() {
         .expect("ingest");
     assert_eq!(sent.status(), 202);
     b.go(&base, "#/dlq").await;
-    let started = Instant::now();
-    while !b.text("main table").await.contains(&failing.url) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no dead letter"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        b.client.refresh().await.expect("reload");
-    }
+    b.wait_text_reloading("main table", &failing.url).await;
     b.shot("dead-letters").await;
     b.click("#redrive").await;
     b.wait_text("#flash", "1 moved").await;
