@@ -338,6 +338,23 @@ async fn an_operator_runs_the_whole_day_from_the_console() {
     b.wait_text("#flash", "Test ping: SUCCESSFUL").await;
     b.shot("endpoint").await;
 
+    // Disable and enable, a secret rotation (its confirmation accepted), an edit.
+    b.press("Disable").await;
+    b.wait_text("main", "disabled").await;
+    b.press("Enable").await;
+    b.wait_text("#flash", "Endpoint enabled").await;
+    b.wait_text("main", "healthy").await;
+    b.js("window.confirm = () => true; return null").await;
+    b.press("Rotate secret").await;
+    let rotated = b.wait_text("#flash", "New secret").await;
+    assert!(rotated.contains("whsec_"), "{rotated}");
+    b.click("a[href$='/edit']").await;
+    b.type_into("#endpoint-events", "order.created, order.updated")
+        .await;
+    b.press("Save").await;
+    b.wait_text("#flash", "Endpoint saved").await;
+    b.wait_text("main", "order.created, order.updated").await;
+
     // A dead letter: an endpoint that always fails, with no retries, then a redrive.
     receiver.script(&[], 200);
     let failing = Receiver::start().await;
