@@ -168,27 +168,42 @@ impl Browser {
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let el = self.element(Locator::Css(css)).await;
-        el.clear().await.expect("clear");
-        el.send_keys(text).await.expect("type");
+        for _ in 0..10 {
+            let el = self.element(Locator::Css(css)).await;
+            match el.clear().await.and(el.send_keys(text).await) {
+                Ok(()) => return,
+                Err(e) if format!("{e:?}").contains("StaleElementReference") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("type into {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being redrawn");
     }
 
     async fn click(&self, css: &str) {
-        self.element(Locator::Css(css))
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.click_on(Locator::Css(css)).await;
     }
 
     /// Clicks the button whose label contains `label`.
     async fn press(&self, label: &str) {
         let xpath = format!("//button[contains(., '{label}')]");
-        self.element(Locator::XPath(&xpath))
-            .await
-            .click()
-            .await
-            .expect("click");
+        self.click_on(Locator::XPath(&xpath)).await;
+    }
+
+    /// The page may draw itself again between finding an element and clicking it (a
+    /// second render after an action): the element is then found again.
+    async fn click_on(&self, locator: Locator<'_>) {
+        for _ in 0..10 {
+            match self.element(locator).await.click().await {
+                Ok(()) => return,
+                Err(e) if format!("{e:?}").contains("StaleElementReference") => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("click {locator:?}: {e}"),
+            }
+        }
+        panic!("{locator:?} kept being redrawn");
     }
 
     async fn go(&self, base: &str, hash: &str) {
