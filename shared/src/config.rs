@@ -6,6 +6,7 @@ use std::env;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::payload_objects::{INLINE_PAYLOAD_MAX, MAX_PAYLOAD};
 use crate::retry::{RetryPolicy, RetryPolicyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,9 @@ pub struct Settings {
     pub ops_event_bus: String,
     pub retry: RetryPolicy,
     pub max_body_bytes: usize,
+    /// The S3 bucket payloads over [`INLINE_PAYLOAD_MAX`] are kept in (`PAYLOAD_BUCKET`).
+    /// Without one, bodies are bounded by what a DynamoDB item holds.
+    pub payload_bucket: Option<String>,
     pub retention_days: u32,
     pub sweep_after_days: u32,
     /// How long a warm function trusts its in-memory copy of endpoints and sources.
@@ -80,6 +84,13 @@ impl Settings {
 
     /// Rules between settings, which no single setting's parse can see.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes > INLINE_PAYLOAD_MAX && self.payload_bucket.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "MAX_BODY_BYTES",
+                value: self.max_body_bytes.to_string(),
+                expected: "at most 262144 bytes without PAYLOAD_BUCKET (larger payloads are kept in S3)",
+            });
+        }
         let min_days = min_retention_days(&self.retry);
         if self.retention_days < min_days {
             return Err(ConfigError::RetentionTooShort {
@@ -91,6 +102,7 @@ impl Settings {
     }
 
     fn read_env() -> Result<Self, ConfigError> {
+        let payload_bucket = env::var("PAYLOAD_BUCKET").ok().filter(|b| !b.is_empty());
         Ok(Self {
             table_name: required("TABLE_NAME")?,
             delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
@@ -108,10 +120,19 @@ impl Settings {
             )?,
             max_body_bytes: bounded(
                 "MAX_BODY_BYTES",
-                parsed("MAX_BODY_BYTES", 256 * 1024, "a number of bytes")?,
-                1024..=300 * 1024,
-                "1024 to 307200 bytes (a DynamoDB item holds at most 400 KB)",
+                parsed(
+                    "MAX_BODY_BYTES",
+                    if payload_bucket.is_some() {
+                        MAX_PAYLOAD
+                    } else {
+                        INLINE_PAYLOAD_MAX
+                    },
+                    "a number of bytes",
+                )?,
+                1024..=MAX_PAYLOAD,
+                "1024 to 6000000 bytes (Lambda's synchronous invocation carries at most 6 MB)",
             )?,
+            payload_bucket,
             retention_days: parsed("RETENTION_DAYS", 30, "a number of days")?,
             sweep_after_days: parsed("SWEEP_AFTER_DAYS", 365, "a number of days")?,
             cache_ttl: Duration::from_secs(parsed("CACHE_TTL_SECONDS", 10, "seconds")?),
@@ -153,7 +174,8 @@ impl Settings {
             batching_queue_url: None,
             ops_event_bus: "default".to_owned(),
             retry: RetryPolicy::default(),
-            max_body_bytes: 256 * 1024,
+            max_body_bytes: INLINE_PAYLOAD_MAX,
+            payload_bucket: None,
             retention_days: 30,
             sweep_after_days: 365,
             cache_ttl: Duration::ZERO,

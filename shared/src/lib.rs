@@ -22,8 +22,11 @@ pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod ops_events;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "outbound")]
 pub mod outbound;
+pub mod payload_objects;
 pub mod publish;
 pub mod queue;
 pub mod rate_limit;

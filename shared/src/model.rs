@@ -619,8 +619,9 @@ pub struct Event {
     pub event_type: String,
     pub idempotency_key: String,
     pub received_at: Timestamp,
-    /// The request body exactly as received.
-    #[serde(with = "serde_bytes")]
+    /// The request body exactly as received. Absent from an item whose payload is kept in
+    /// S3; the store reads it back.
+    #[serde(default, with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// Endpoints the event was fanned out to when it was accepted.
     #[serde(default)]

@@ -82,3 +82,13 @@ pub fn eventbridge(aws: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
         .build();
     aws_sdk_eventbridge::Client::from_conf(config)
 }
+
+/// An S3 client that counts its requests. Against a local endpoint (one set in the config)
+/// buckets are addressed by path: `bucket.127.0.0.1` names no host.
+pub fn s3(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(aws.endpoint_url().is_some())
+        .interceptor(RequestCounter)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}

@@ -109,6 +109,14 @@ pub fn parse(value: &str) -> Option<(String, bool)> {
     Some((trace_id.to_owned(), flags & 1 == 1))
 }
 
+/// The sender's span in a valid incoming `traceparent`: the parent of the span that
+/// continues its trace.
+pub fn incoming_parent(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?;
+    parse(value)?;
+    value.trim().split('-').nth(2).map(str::to_owned)
+}
+
 fn new_span_id() -> String {
     loop {
         let id: u64 = rand::random();
@@ -155,6 +163,11 @@ mod tests {
         assert_eq!(trace, ctx.trace_id);
         assert!(sampled);
         assert_ne!(child, ctx.traceparent());
+        assert_eq!(
+            incoming_parent(&headers(&[(TRACEPARENT, VALID)])).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert_eq!(incoming_parent(&headers(&[(TRACEPARENT, "garbage")])), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! resources from `template.yaml` per test, the real handlers called in-process, and a real
 //! HTTP receiver on 127.0.0.1.
 
+pub mod collector;
 pub mod faulty;
 pub mod gateway;
 pub mod listings;
@@ -88,6 +89,15 @@ impl Stack {
                 .expect("batching queue")
                 .to_owned(),
         );
+        // Large payloads go to the template's bucket, and bodies up to 6 MB are accepted, as
+        // deployed.
+        settings.payload_bucket = Some(
+            provisioned
+                .bucket("PayloadBucket")
+                .expect("payload bucket")
+                .to_owned(),
+        );
+        settings.max_body_bytes = hookrelay_shared::payload_objects::MAX_PAYLOAD;
         // Each stack its own bus, so tests reading operational events see only their own.
         settings.ops_event_bus = format!("{prefix}-ops");
         aws_sdk_eventbridge::Client::new(&aws)
@@ -128,7 +138,18 @@ impl Stack {
             .timeout;
         let mapping = mapping_of("DeliveriesQueue");
         let batching = mapping_of("BatchingQueue");
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name);
+        // Not the functions' counting clients: what the harness reads is no function's request.
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name)
+            .with_payloads(Some(
+                hookrelay_shared::payload_objects::PayloadObjects::new(
+                    aws_sdk_s3::Client::from_conf(
+                        aws_sdk_s3::config::Builder::from(&aws)
+                            .force_path_style(true)
+                            .build(),
+                    ),
+                    settings.payload_bucket.clone().unwrap_or_default(),
+                ),
+            ));
         let sqs = aws_sdk_sqs::Client::new(&aws);
         Self {
             aws,

@@ -83,9 +83,11 @@ impl Receiver {
     /// Starts on a free port; answers 200 unless scripted.
     pub async fn start() -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
+        // Deliveries carry payloads up to 6 MB.
         let app = Router::new()
             .fallback(any(record))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -59,6 +59,7 @@ fn action((service, operation): &(String, String)) -> String {
         "SQS" => "sqs",
         "EventBridge" => "events",
         "SSM" => "ssm",
+        "S3" => "s3",
         other => panic!("no IAM prefix known for {other}"),
     };
     // SQS authorizes its batch operations by the single one's action.

@@ -92,7 +92,7 @@ async fn client_mistakes_get_4xx_with_json_errors() {
             path.clone(),
             format!(
                 "{{\"event_type\":\"x\",\"data\":\"{}\"}}",
-                "a".repeat(256 * 1024)
+                "a".repeat(stack.settings.max_body_bytes)
             )
             .into_bytes(),
             413,

@@ -28,6 +28,9 @@ pub struct EventView<'a> {
     payload: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_encoding: Option<&'static str>,
+    /// For a payload too large for the answer: a link that reads it for 15 minutes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hops: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +76,7 @@ pub fn view(e: &Event, with_payload: bool) -> EventView<'_> {
         content_type: e.content_type.as_deref(),
         payload,
         payload_encoding,
+        payload_url: None,
         hops: (e.hops > 0).then_some(e.hops),
         traceparent: e.trace.as_ref().map(|t| t.traceparent()),
         tracestate: e.trace.as_ref().and_then(|t| t.state.as_deref()),
@@ -86,7 +90,29 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no event {id:?}")))?;
-    Ok(api::json(StatusCode::OK, &view(&event, true)))
+    let answer = api::json(StatusCode::OK, &view(&event, true));
+    if fits_an_answer(answer.body()) {
+        return Ok(answer);
+    }
+    let mut linked = view(&event, false);
+    linked.payload_url = ctx.store.payload_link(&event).await.map_err(store_error)?;
+    Ok(api::json(StatusCode::OK, &linked))
+}
+
+/// Lambda answers at most 6 291 556 bytes, and the body travels in it as a JSON string, so
+/// its quotes and backslashes count twice; 64 KiB is left for the status and headers.
+const ANSWER_BODY_BUDGET: usize = 6_291_556 - 64 * 1024;
+
+fn fits_an_answer(body: &str) -> bool {
+    let escaped: usize = body
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum();
+    escaped <= ANSWER_BODY_BUDGET
 }
 
 /// `GET …/events?event_type=&source_id=&since=&until=`: newest first; times are RFC 3339.

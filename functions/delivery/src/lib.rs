@@ -31,6 +31,9 @@ pub type Endpoints = HashMap<(String, String), Endpoint>;
 /// A success is written at most this often per endpoint: the rule it feeds is in months.
 pub const SUCCESS_WRITE_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// The `service.name` of the spans, unless `OTEL_SERVICE_NAME` says otherwise.
+pub const SERVICE_NAME: &str = "hookrelay-delivery";
+
 pub struct Context {
     pub store: Store,
     pub queue: Queue,
@@ -38,6 +41,8 @@ pub struct Context {
     /// The HTTP client behind the SSRF guard, and the signed request.
     pub sender: Sender,
     pub ops: hookrelay_shared::ops_events::OpsEvents,
+    /// Where each attempt's span goes; `None` (no collector configured) costs nothing.
+    pub otlp: Option<std::sync::Arc<hookrelay_shared::otlp::Exporter>>,
     /// Until when this instance knows an open circuit's probe is taken, per endpoint.
     probes: std::sync::Mutex<HashMap<(String, String), Timestamp>>,
 }
@@ -64,6 +69,7 @@ impl Context {
         Ok(Self {
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "delivery"),
             probes: Default::default(),
+            otlp: hookrelay_shared::otlp::Exporter::from_env(SERVICE_NAME),
             sender: Sender::new(&settings)?,
             store: Store::connect(aws, &settings),
             queue: Queue::connect(aws, &settings),
@@ -416,14 +422,86 @@ pub async fn handle_traced(
     let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
 
     let attempts = attempts_of(&outcomes);
-    if let Err(e) = ctx
-        .store
-        .put_attempts(&attempts, ctx.settings.retention())
-        .await
-    {
-        tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
-    }
-
-    outcome::settle(ctx, outcomes, &events, &endpoints, &mut response).await;
+    let spans = match &ctx.otlp {
+        Some(_) => attempt_spans(&outcomes, &events),
+        None => Vec::new(),
+    };
+    let record = async {
+        if let Err(e) = ctx
+            .store
+            .put_attempts(&attempts, ctx.settings.retention())
+            .await
+        {
+            tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
+        }
+        outcome::settle(ctx, outcomes, &events, &endpoints, &mut response).await;
+    };
+    // The export overlaps the writes, so a healthy collector adds nothing to the batch's
+    // time and a dead one at most its timeout.
+    let export = async {
+        if let Some(exporter) = &ctx.otlp {
+            exporter.export(spans).await;
+        }
+    };
+    tokio::join!(record, export);
     response
+}
+
+/// One CLIENT span per request made: the span id of the `traceparent` it carried, under the
+/// span that accepted its (first) event.
+fn attempt_spans(
+    outcomes: &[(Received, Outcome)],
+    events: &Events,
+) -> Vec<hookrelay_shared::otlp::Span> {
+    use hookrelay_shared::otlp::{Kind, Span, system_time};
+    let mut spans = Vec::new();
+    for (r, o) in outcomes {
+        let Some(a) = o.attempt() else { continue };
+        // No header: the request was never made (a cancelled attempt).
+        let Some(sent) = a
+            .request
+            .headers
+            .get(hookrelay_shared::trace_context::TRACEPARENT)
+        else {
+            continue;
+        };
+        let mut ids = sent.split('-').skip(1);
+        let (Some(trace_id), Some(span_id), Some(flags)) = (ids.next(), ids.next(), ids.next())
+        else {
+            continue;
+        };
+        if flags != "01" {
+            continue;
+        }
+        let parent = task_event_refs(&r.task)
+            .next()
+            .and_then(|(key, _)| events.get(key))
+            .and_then(|e| e.trace.as_ref());
+        let start = system_time(a.attempted_at);
+        let latency = a.response.as_ref().map_or(0, |resp| resp.latency);
+        let mut span = Span::new(Kind::Client, "POST", trace_id, span_id, start)
+            .ended_at(start + Duration::from_millis(latency))
+            .str("http.request.method", "POST")
+            .str("url.full", a.request.url.as_str())
+            .str("hookrelay.event.id", a.event_id.as_str())
+            .str("hookrelay.endpoint.id", a.endpoint_id.as_str())
+            .str("hookrelay.attempt.id", a.id.as_str())
+            .str("hookrelay.workspace", a.workspace.as_str())
+            .int("hookrelay.attempt.number", i64::from(a.attempt_number));
+        if let Some(p) = parent {
+            span = span.child_of(&p.span_id, false);
+            span.trace_state = p.state.clone();
+        }
+        if let Some(status) = a.response.as_ref().and_then(|resp| resp.status) {
+            span = span.int("http.response.status_code", i64::from(status));
+        }
+        if a.status != hookrelay_shared::AttemptStatus::Successful {
+            let code = a.error_code.as_deref().unwrap_or("failed");
+            span = span
+                .str("error.type", code)
+                .failed(a.error_message.clone().unwrap_or_else(|| code.to_owned()));
+        }
+        spans.push(span);
+    }
+    spans
 }

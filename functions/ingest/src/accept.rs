@@ -14,6 +14,7 @@ use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::model::subscribed;
 use hookrelay_shared::publish::{batch_targets, publish};
 use hookrelay_shared::rate_limit::{self, Decision};
+use hookrelay_shared::trace_context::TraceContext;
 use hookrelay_shared::{Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
@@ -34,12 +35,32 @@ pub enum SourceRef {
     Path(String),
 }
 
+/// What the request's span records beyond the answer: its context (the one the event is
+/// stored with) and the source, once known.
+#[derive(Debug, Clone)]
+pub struct RequestSpan {
+    pub trace: TraceContext,
+    pub source_id: Option<String>,
+    pub workspace: Option<String>,
+}
+
+impl RequestSpan {
+    pub fn new(headers: &HeaderMap) -> Self {
+        Self {
+            trace: TraceContext::accepted(headers),
+            source_id: None,
+            workspace: None,
+        }
+    }
+}
+
 pub async fn accept(
     ctx: &Context,
     target: &SourceRef,
     headers: &HeaderMap,
     body: &[u8],
     metrics: &mut Metrics,
+    span: &mut RequestSpan,
 ) -> Result<Response<String>, ApiError> {
     let header_bytes: usize = headers
         .iter()
@@ -79,6 +100,8 @@ pub async fn accept(
             SourceRef::Id(id) => ApiError::not_found(format!("no source {id:?}")),
             SourceRef::Path(_) => ApiError::not_found("no such route"),
         })?;
+    span.source_id = Some(source.id.clone());
+    span.workspace = Some(source.workspace.clone());
     if !source.enabled {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -160,6 +183,8 @@ pub async fn accept(
         .collect();
     let event = Event {
         hops,
+        // The request's span, so the exported span and the deliveries' parent are one.
+        trace: Some(span.trace.clone()),
         ..build_event(
             &source,
             targets,

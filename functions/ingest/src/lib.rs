@@ -15,6 +15,7 @@ use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::cache::TtlCache;
 use hookrelay_shared::config::Settings;
 use hookrelay_shared::metrics::{self as m, Metrics};
+use hookrelay_shared::otlp::{self, Exporter};
 use hookrelay_shared::queue::Queue;
 use hookrelay_shared::store::Store;
 use hookrelay_shared::telemetry::error_chain;
@@ -22,13 +23,18 @@ use hookrelay_shared::{Endpoint, Source, ids};
 use http::{Method, Response, StatusCode};
 use lambda_http::{Request, RequestExt};
 
-pub use accept::{MAX_HEADER_BYTES, SourceRef, accept};
+pub use accept::{MAX_HEADER_BYTES, RequestSpan, SourceRef, accept};
+
+/// The `service.name` of the spans, unless `OTEL_SERVICE_NAME` says otherwise.
+pub const SERVICE_NAME: &str = "hookrelay-ingest";
 
 /// Built once per cold start; every invocation borrows it.
 pub struct Context {
     pub store: Store,
     pub queue: Queue,
     pub settings: Settings,
+    /// Where each request's span goes; `None` (no collector configured) costs nothing.
+    pub otlp: Option<Arc<Exporter>>,
     /// Sources and each workspace's endpoints, with the workspace's config stamp they were
     /// read at: used only while the stamp is unchanged (one read per event checks it).
     sources: TtlCache<SourceRef, Stamped<Source>>,
@@ -54,6 +60,7 @@ impl Context {
             queue: Queue::connect(aws, &settings),
             sources: TtlCache::new(settings.cache_ttl),
             endpoints: TtlCache::new(settings.cache_ttl),
+            otlp: Exporter::from_env(SERVICE_NAME),
             settings,
         }
     }
@@ -161,13 +168,16 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
         (Route::Ingest(_), _) => return api::method_not_allowed("POST"),
     };
     let started = std::time::Instant::now();
+    let start_time = std::time::SystemTime::now();
     let mut metrics = Metrics::new("ingest");
+    let mut span = RequestSpan::new(req.headers());
     let resp = match accept(
         ctx,
         &target,
         req.headers(),
         req.body().as_ref(),
         &mut metrics,
+        &mut span,
     )
     .await
     {
@@ -187,7 +197,71 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
     };
     metrics.add(m::INGEST_LATENCY, started.elapsed().as_secs_f64() * 1000.0);
     metrics.flush();
+    if let Some(exporter) = &ctx.otlp {
+        exporter
+            .export(request_span(
+                &span,
+                &target,
+                req.headers(),
+                &resp,
+                start_time,
+            ))
+            .await;
+    }
     resp
+}
+
+/// The request's SERVER span: the span id the event carries, under the sender's span when
+/// its `traceparent` was continued. None when the sender's trace is not sampled.
+fn request_span(
+    span: &RequestSpan,
+    target: &SourceRef,
+    headers: &http::HeaderMap,
+    resp: &Response<String>,
+    start: std::time::SystemTime,
+) -> Vec<otlp::Span> {
+    let trace = &span.trace;
+    if !trace.sampled {
+        return Vec::new();
+    }
+    let route = match target {
+        SourceRef::Id(_) => "/in/{source}",
+        SourceRef::Path(path) => path.as_str(),
+    };
+    let status = resp.status();
+    let mut s = otlp::Span::new(
+        otlp::Kind::Server,
+        format!("POST {route}"),
+        &trace.trace_id,
+        &trace.span_id,
+        start,
+    )
+    .str("http.request.method", "POST")
+    .str("http.route", route)
+    .int("http.response.status_code", i64::from(status.as_u16()));
+    s.trace_state = trace.state.clone();
+    if let Some(parent) = hookrelay_shared::trace_context::incoming_parent(headers) {
+        s = s.child_of(&parent, true);
+    }
+    if let Some(id) = resp
+        .headers()
+        .get("hookrelay-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty())
+    {
+        s = s.str("hookrelay.event.id", id);
+    }
+    if let Some(id) = &span.source_id {
+        s = s.str("hookrelay.source.id", id.as_str());
+    }
+    if let Some(ws) = &span.workspace {
+        s = s.str("hookrelay.workspace", ws.as_str());
+    }
+    // A server span is an error only for what the server got wrong, not for a refusal.
+    if status.is_server_error() {
+        s = s.failed(status.canonical_reason().unwrap_or("server error"));
+    }
+    vec![s]
 }
 
 #[derive(Debug, PartialEq)]

@@ -284,7 +284,25 @@ struct Gateway {
 /// own 404.
 pub fn router(routes: Vec<HttpRoute>, functions: Arc<dyn Invoke>) -> Router {
     let gw = Arc::new(Gateway { routes, functions });
-    Router::new().fallback(any(forward)).with_state(gw)
+    Router::new()
+        .fallback(any(forward))
+        .with_state(gw)
+        .layer(axum::extract::DefaultBodyLimit::max(HTTP_API_MAX_BODY))
+}
+
+/// HTTP API's largest request body; a larger one never reaches a function.
+pub const HTTP_API_MAX_BODY: usize = 10 * 1024 * 1024;
+/// Lambda's largest synchronous invocation request ("Request must be smaller than 6291456
+/// bytes for the InvokeFunction operation") and response. The request is the whole event:
+/// the body, escaped as a JSON string or base64-encoded, with the request's headers.
+pub const LAMBDA_MAX_REQUEST: usize = 6_291_456;
+pub const LAMBDA_MAX_RESPONSE: usize = 6_291_556;
+
+fn too_large() -> Response<Body> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        r#"{"message":"Request Entity Too Large"}"#,
+    )
 }
 
 async fn forward(
@@ -301,7 +319,15 @@ async fn forward(
     let Ok(ev) = serde_json::to_vec(&ev) else {
         return internal_error();
     };
+    if ev.len() > LAMBDA_MAX_REQUEST {
+        tracing::warn!(bytes = ev.len(), function = %route.binary, "invocation request over Lambda's 6 MB");
+        return too_large();
+    }
     match gw.functions.invoke(&route.binary, ev).await {
+        Ok(out) if out.len() > LAMBDA_MAX_RESPONSE => {
+            tracing::warn!(bytes = out.len(), function = %route.binary, "function response over Lambda's 6 MB");
+            internal_error()
+        }
         Ok(out) => match serde_json::from_slice::<ApiGatewayV2httpResponse>(&out) {
             Ok(answer) => response(answer),
             Err(e) => {

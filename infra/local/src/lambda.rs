@@ -14,6 +14,8 @@
 //!   out-of-memory stop does (`Runtime.OutOfMemory`). What can be measured locally is the
 //!   process's resident set, sampled every 50 ms during an invocation: a spike shorter than
 //!   that can pass, and debug builds use more memory than the release builds Lambda runs.
+//! - An invocation request over 6 291 456 bytes is refused (`RequestEntityTooLargeException`)
+//!   and an answer over 6 291 556 bytes is a function error, Lambda's synchronous limits.
 //! - Environments serve one invocation at a time; concurrent invocations get more of them.
 //! - A binary rebuilt since an idle environment started retires it, so the next invocation
 //!   runs the new code.
@@ -170,6 +172,9 @@ impl LocalLambda {
         Router::new()
             .route("/2015-03-31/functions/{name}/invocations", post(invoke_api))
             .with_state(self)
+            .layer(axum::extract::DefaultBodyLimit::max(
+                2 * crate::gateway::LAMBDA_MAX_REQUEST,
+            ))
     }
 }
 
@@ -178,7 +183,42 @@ async fn invoke_api(
     UrlPath(name): UrlPath<String>,
     body: Bytes,
 ) -> Response {
+    if body.len() > crate::gateway::LAMBDA_MAX_REQUEST {
+        let mut r = (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            serde_json::json!({
+                "Type": "User",
+                "message": format!(
+                    "Request must be smaller than {} bytes for the InvokeFunction operation",
+                    crate::gateway::LAMBDA_MAX_REQUEST
+                ),
+            })
+            .to_string(),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static("RequestEntityTooLargeException"),
+        );
+        return r;
+    }
     match lambda.invoke(&name, body.to_vec()).await {
+        Ok(Outcome::Ok(b)) if b.len() > crate::gateway::LAMBDA_MAX_RESPONSE => {
+            let mut r = (
+                StatusCode::OK,
+                serde_json::json!({
+                    "errorType": "Function.ResponseSizeTooLarge",
+                    "errorMessage": "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+                })
+                .to_string(),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                "x-amz-function-error",
+                HeaderValue::from_static("Unhandled"),
+            );
+            r
+        }
         Ok(Outcome::Ok(b)) => (StatusCode::OK, b).into_response(),
         Ok(Outcome::FunctionError(b)) => {
             let mut r = (StatusCode::OK, b).into_response();
@@ -237,7 +277,11 @@ impl Function {
                 post(invocation_error),
             )
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(api);
+            .with_state(api)
+            // The limit on answers is the Invoke API's to apply, with Lambda's error.
+            .layer(axum::extract::DefaultBodyLimit::max(
+                2 * crate::gateway::LAMBDA_MAX_RESPONSE,
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {

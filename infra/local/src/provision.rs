@@ -1,6 +1,6 @@
-//! Creates the template's DynamoDB tables and SQS queues on a local AWS endpoint, with the
-//! template's own keys, indexes, TTL, queue attributes and redrive policy: one source of
-//! truth for local and deployed.
+//! Creates the template's DynamoDB tables, S3 buckets and SQS queues on a local AWS endpoint,
+//! with the template's own keys, indexes, TTL, lifecycle rules, queue attributes and redrive
+//! policy: one source of truth for local and deployed.
 
 use std::collections::HashMap;
 
@@ -22,6 +22,8 @@ pub struct Provisioned {
     pub tables: HashMap<String, String>,
     /// Logical id → queue URL.
     pub queues: HashMap<String, String>,
+    /// Logical id → bucket name.
+    pub buckets: HashMap<String, String>,
 }
 
 impl Provisioned {
@@ -30,6 +32,13 @@ impl Provisioned {
             .get(logical_id)
             .map(String::as_str)
             .ok_or_else(|| anyhow!("no table {logical_id}"))
+    }
+
+    pub fn bucket(&self, logical_id: &str) -> Result<&str> {
+        self.buckets
+            .get(logical_id)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("no bucket {logical_id}"))
     }
 
     pub fn queue(&self, logical_id: &str) -> Result<&str> {
@@ -47,6 +56,7 @@ pub async fn provision(t: &Template, aws: &SdkConfig, prefix: &str) -> Result<Pr
         bindings: Bindings::default(),
         tables: HashMap::new(),
         queues: HashMap::new(),
+        buckets: HashMap::new(),
     };
     let ddb = aws_sdk_dynamodb::Client::new(aws);
     for logical in t.of_type("AWS::DynamoDB::Table")? {
@@ -58,6 +68,21 @@ pub async fn provision(t: &Template, aws: &SdkConfig, prefix: &str) -> Result<Pr
         out.bindings.refs.insert(logical.clone(), name.clone());
         out.bindings.arns.insert(logical.clone(), arn);
         out.tables.insert(logical, name);
+    }
+
+    let s3 = hookrelay_shared::requests::s3(aws);
+    for logical in t.of_type("AWS::S3::Bucket")? {
+        // Bucket names are lower case.
+        let name = format!("{prefix}-{logical}").to_lowercase();
+        let props = t.resolve(&t.resource(&logical)?["Properties"], &out.bindings)?;
+        create_bucket(&s3, &name, &props)
+            .await
+            .with_context(|| format!("creating bucket {logical}"))?;
+        out.bindings
+            .arns
+            .insert(logical.clone(), format!("arn:aws:s3:::{name}"));
+        out.bindings.refs.insert(logical.clone(), name.clone());
+        out.buckets.insert(logical, name);
     }
 
     let sqs = aws_sdk_sqs::Client::new(aws);
@@ -144,6 +169,49 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .map_err(aws_sdk_dynamodb::Error::from)?;
     }
     Ok(arn)
+}
+
+/// The bucket with the template's lifecycle expiration: the emulator keeps the rule (and
+/// answers it back), it does not expire objects.
+async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Result<()> {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter,
+    };
+    s3.create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .map_err(aws_sdk_s3::Error::from)?;
+    let rules = props
+        .get("LifecycleConfiguration")
+        .map(|l| seq(l, "Rules"))
+        .unwrap_or_default();
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let mut config = BucketLifecycleConfiguration::builder();
+    for rule in rules {
+        let mut r = LifecycleRule::builder()
+            .set_id(rule.get("Id").and_then(scalar))
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .status(ExpirationStatus::from(str_of(rule, "Status")?.as_str()));
+        if let Some(days) = number(rule, "ExpirationInDays") {
+            r = r.expiration(
+                LifecycleExpiration::builder()
+                    .days(i32::try_from(days)?)
+                    .build(),
+            );
+        }
+        config = config.rules(r.build()?);
+    }
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(name)
+        .lifecycle_configuration(config.build()?)
+        .send()
+        .await
+        .map_err(aws_sdk_s3::Error::from)?;
+    Ok(())
 }
 
 fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>> {

@@ -14,7 +14,14 @@ use super::keys::{
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
+use crate::payload_objects::{INLINE_PAYLOAD_MAX, PayloadObjectError, PayloadObjects};
 use crate::{Endpoint, Event};
+
+/// The item attribute an inline payload is kept in (the model's field).
+const PAYLOAD: &str = "payload";
+/// The S3 key of a payload kept outside the item, and its size.
+const PAYLOAD_OBJECT: &str = "payload_object";
+const PAYLOAD_SIZE: &str = "payload_size";
 
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -82,7 +89,22 @@ impl Store {
         retention: Duration,
     ) -> Result<InsertOutcome> {
         let pk = Self::event_key(scope, &event.idempotency_key);
-        let item = Self::event_item(event, scope, pending, retention)?;
+        let mut item = Self::event_item(event, scope, pending, retention)?;
+        if event.payload.len() > INLINE_PAYLOAD_MAX {
+            let objects = self.payloads.as_ref().ok_or(PayloadObjectError::NoBucket {
+                size: event.payload.len(),
+            })?;
+            let key = PayloadObjects::key(&event.workspace, &event.id);
+            objects
+                .put(&key, &event.payload, event.content_type.as_deref())
+                .await?;
+            item.remove(PAYLOAD);
+            item.insert(PAYLOAD_OBJECT.into(), s(key));
+            item.insert(
+                PAYLOAD_SIZE.into(),
+                AttributeValue::N(event.payload.len().to_string()),
+            );
+        }
         let result = self
             .client
             .put_item()
@@ -103,7 +125,7 @@ impl Store {
                 PutItemError::ConditionalCheckFailedException(ccf) => {
                     let existing =
                         match ccf.item {
-                            Some(item) => from_item("event", item)?,
+                            Some(item) => self.event_of(item).await?,
                             None => self.get_event_by_key(&pk).await?.ok_or(
                                 StoreError::Unprocessed {
                                     op: "PutItem (duplicate vanished)",
@@ -139,7 +161,10 @@ impl Store {
         let item = self
             .get((event_key.to_owned(), keys::EVENT_SK.to_owned()), true)
             .await?;
-        item.map(|i| from_item("event", i)).transpose()
+        match item {
+            Some(item) => Ok(Some(self.event_of(item).await?)),
+            None => Ok(None),
+        }
     }
 
     /// An event by id within a workspace, with its item key.
@@ -162,7 +187,7 @@ impl Store {
             return Ok(None);
         };
         let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
-        Ok(Some((key, from_item("event", item)?)))
+        Ok(Some((key, self.event_of(item).await?)))
     }
 
     pub async fn list_events(&self, ws: &str, req: &PageRequest) -> Result<Page<Event>> {
@@ -289,15 +314,11 @@ impl Store {
             .last_evaluated_key
             .as_ref()
             .and_then(super::page::encode);
-        let events = self
-            .in_table(out.items.unwrap_or_default())
-            .await?
-            .into_iter()
-            .map(|item| {
-                let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
-                Ok((key, from_item::<Event>("event", item)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut events = Vec::new();
+        for item in self.in_table(out.items.unwrap_or_default()).await? {
+            let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
+            events.push((key, self.event_of(item).await?));
+        }
         Ok((events, next))
     }
 
@@ -331,18 +352,54 @@ impl Store {
             keys::key(pk, sk)
         }));
         let items = self.batch_get(keys_wanted, true).await?;
-        let mut events = HashMap::new();
+        let mut event_items = Vec::new();
         let mut eps = HashMap::new();
         for item in items {
             let pk = keys::get_s(&item, PK).unwrap_or_default().to_owned();
             if keys::get_s(&item, SK) == Some(keys::EVENT_SK) {
-                events.insert(pk, from_item::<Event>("event", item)?);
+                event_items.push((pk, item));
             } else {
                 let ep: Endpoint = from_item("endpoint", item)?;
                 eps.insert((ep.workspace.clone(), ep.id.clone()), ep);
             }
         }
+        // Large payloads come from S3 side by side: a batch waits for its slowest read once.
+        let events =
+            futures::future::try_join_all(event_items.into_iter().map(|(pk, item)| async move {
+                Ok::<_, StoreError>((pk, self.event_of(item).await?))
+            }))
+            .await?
+            .into_iter()
+            .collect();
         Ok((events, eps))
+    }
+
+    /// The event an item holds, its payload read back from S3 when the item names an object.
+    async fn event_of(&self, mut item: Item) -> Result<Event> {
+        let object = item.remove(PAYLOAD_OBJECT);
+        item.remove(PAYLOAD_SIZE);
+        let mut event: Event = from_item("event", item)?;
+        if let Some(AttributeValue::S(key)) = object {
+            let objects = self
+                .payloads
+                .as_ref()
+                .ok_or(PayloadObjectError::NoBucket { size: 0 })?;
+            event.payload = objects.get(&key).await?;
+        }
+        Ok(event)
+    }
+
+    /// A link that reads an event's payload object for a while without credentials; none
+    /// when the payload is in the item.
+    pub async fn payload_link(&self, event: &Event) -> Result<Option<String>> {
+        match &self.payloads {
+            Some(objects) if event.payload.len() > INLINE_PAYLOAD_MAX => Ok(Some(
+                objects
+                    .link(&PayloadObjects::key(&event.workspace, &event.id))
+                    .await?,
+            )),
+            _ => Ok(None),
+        }
     }
 
     /// Items by key, 100 to a request, re-asking for what DynamoDB leaves unprocessed; in no

@@ -12,6 +12,10 @@
 //! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                  |                           |             |
 //! | rate window | `RATE#{scope}#{window}` | `RATE`  |                  |                           |             |
 //!
+//! A payload over 256 KiB is not in its event item: the item names an S3 object
+//! (`payload_object`, see [`crate::payload_objects`]) and reads of the event bring the bytes
+//! back, except listings, which never show payloads.
+//!
 //! Ids are ULIDs, so a reverse query on a sort key holding ids lists newest first. The event's
 //! partition key is its idempotency key: a conditional put is the whole dedupe. The `listing`
 //! index's key attributes keep the names `gsi1pk` / `gsi1sk` they had when it was `gsi1`.
@@ -47,6 +51,8 @@ mod sweep;
 mod workspaces;
 
 use aws_sdk_dynamodb::Client;
+
+use crate::payload_objects::PayloadObjects;
 
 pub use attempts::AttemptFilter;
 pub use batches::{Added, BatchLimits, BatchState, NewMember};
@@ -89,6 +95,8 @@ pub enum StoreError {
     /// A versioned write found another version than the one it was made from.
     #[error("the item changed since it was read")]
     Conflict,
+    #[error("an event's payload object could not be kept or read")]
+    Payload(#[from] crate::payload_objects::PayloadObjectError),
 }
 
 impl StoreError {
@@ -109,6 +117,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     client: Client,
     table: String,
+    /// Where payloads too large for an item go; none: such payloads are refused.
+    payloads: Option<PayloadObjects>,
 }
 
 impl Store {
@@ -116,11 +126,20 @@ impl Store {
         Self {
             client,
             table: table.into(),
+            payloads: None,
         }
     }
 
-    /// The table the settings name.
+    /// This store, keeping payloads over [`INLINE_PAYLOAD_MAX`](crate::payload_objects::INLINE_PAYLOAD_MAX)
+    /// in `payloads`.
+    pub fn with_payloads(mut self, payloads: Option<PayloadObjects>) -> Self {
+        self.payloads = payloads;
+        self
+    }
+
+    /// The table and the payload bucket the settings name.
     pub fn connect(aws: &aws_config::SdkConfig, settings: &crate::config::Settings) -> Self {
         Self::new(crate::requests::dynamodb(aws), &settings.table_name)
+            .with_payloads(PayloadObjects::connect(aws, settings))
     }
 }
