@@ -140,6 +140,11 @@ def cost_model(report, prices, cpu_us):
         # The event source mapping's own receive and delete per invocation.
         + 2 * invocations
     )
+    # Payloads over 256 KiB: one PutObject at ingest, one GetObject per delivery read, and the
+    # object kept for RetentionDays (30 by default) at S3 Standard's price.
+    s3_put = per(ing, "S3.PutObject")
+    s3_get = per(dlv, "S3.GetObject") + per(ing, "S3.GetObject")
+    s3_gb_months = s3_put * report["scenario"]["body_bytes"] / 2**30 * (30 / 30.4)
     log_gb = (report["ingest"]["log_bytes"] + report["delivery"]["log_bytes"]) / n / 1e9
     metric_gb = (report["ingest"].get("metric_bytes", 0) + report["delivery"].get("metric_bytes", 0)) / n / 1e9
     lines = {
@@ -151,6 +156,12 @@ def cost_model(report, prices, cpu_us):
         "dynamodb_writes": wru * prices["dynamodb_on_demand_per_million_write_units"],
         "dynamodb_reads": rru * prices["dynamodb_on_demand_per_million_read_units"],
         "sqs": sqs * prices["sqs_standard_per_million_requests"],
+        "s3_requests": (
+            s3_put * prices["s3_standard_per_thousand_put_requests"]
+            + s3_get * prices["s3_standard_per_thousand_get_requests"]
+        )
+        * 1000,
+        "s3_storage": s3_gb_months * prices["s3_standard_per_gb_month"] * 1e6,
         "cloudwatch_logs": log_gb * prices["cloudwatch_logs_ingestion_per_gb"] * 1e6,
         "xray": (1 + invocations)
         * a["xray_sampled_share"]
@@ -196,6 +207,8 @@ def floor_model(prices, cpu_us, event_item_bytes):
         * prices["dynamodb_on_demand_per_million_write_units"],
         "dynamodb_reads": 0.5 * prices["dynamodb_on_demand_per_million_read_units"],
         "sqs": (1 + 0.2) * prices["sqs_standard_per_million_requests"],
+        "s3_requests": 0.0,
+        "s3_storage": 0.0,
         "cloudwatch_logs": 0.0,
         "xray": 0.0,
     }
@@ -273,6 +286,7 @@ def main():
         (load(os.path.basename(p)) for p in glob.glob(os.path.join(RESULTS, "requests-*.json"))),
         key=lambda r: (r["scenario"]["fanout"], r["scenario"]["failure_ratio"]),
     )
+    large = load("large-payload.json")
     growth = load("growth.json")
     listing = load("listing.json")
     coldstart = load("coldstart.json") or []
@@ -301,6 +315,19 @@ def main():
                 "detail": detail,
             }
         )
+    large_payload = None
+    if large:
+        lines, detail = cost_model(large, prices, cpu_us)
+        n = large["scenario"]["events"]
+        large_payload = {
+            "body_bytes": large["scenario"]["body_bytes"],
+            "events": n,
+            "ingest_requests_per_event": {k: v / n for k, v in large["ingest"]["requests"].items()},
+            "delivery_requests_per_event": {k: v / n for k, v in large["delivery"]["requests"].items()},
+            "cost_per_million": lines,
+            "total_per_million": round(sum(lines.values()), 3),
+            "note": "durations modelled as for 1 KiB events: the transfer time of the body is not in the model",
+        }
     base = next((s for s in scenarios if s["fanout"] == 1 and s["failure_ratio"] == 0), None)
     floor = floor_model(prices, cpu_us, base["detail"]["event_item_bytes"]) if base else None
     floor_total = round(sum(floor.values()), 3) if floor else None
@@ -323,6 +350,7 @@ def main():
             },
         },
         "scenarios": scenarios,
+        "large_payload": large_payload,
         "floor_per_million": floor,
         "levers": [
             {"deployment": label, "total_per_million": round(t, 3), "floor_per_million": round(f, 3)}
@@ -397,6 +425,18 @@ def main():
         for label, total, its_floor in levers(base["cost_per_million"], floor, base["detail"]):
             md.append(f"| {label} | {total:.2f} | {its_floor:.2f} | {total / its_floor:.2f} |")
         md.append("")
+    if large_payload:
+        lp = large_payload
+        md.append(
+            f"Large payloads: {lp['events']} events of {lp['body_bytes'] // 1024} KiB (kept in S3), one endpoint, "
+            f"first-time success: ingest "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(lp["ingest_requests_per_event"].items()))
+            + "; delivery "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(lp["delivery_requests_per_event"].items()))
+            + f" per event. **${lp['total_per_million']:.2f} per million** such events, of which S3 requests "
+            f"${lp['cost_per_million']['s3_requests']:.2f} and 30 days of storage ${lp['cost_per_million']['s3_storage']:.2f} "
+            f"({lp['note']}).\n"
+        )
     if growth:
         md.append("## Cost growth\n")
         md.append("| sweeper: endpoints | stale | requests | seconds |\n|---|---|---|---|")

@@ -1,6 +1,6 @@
 //! `make bench`'s measurements on the local stack, written as JSON under `bench/results/`
 //! (or `HOOKRELAY_BENCH_OUT`): AWS requests and log bytes per event at 1 000 events (fan-out
-//! 1 and 3, all succeeding and with 30 % failures), the sweeper's reads with 1 000 and
+//! 1 and 3, all succeeding and with 30 % failures; 1 MiB events kept in S3), the sweeper's reads with 1 000 and
 //! 10 000 endpoints of which 10 are stale, ingest's cost as a workspace's endpoints grow, and
 //! what a listing page costs, unfiltered and filtered. Ignored in `make test`: `make bench`
 //! runs them.
@@ -52,6 +52,26 @@ async fn bench_requests_per_event() {
             &serde_json::to_value(&r).unwrap(),
         );
     }
+}
+
+/// Events over 256 KiB, kept in S3: the S3 requests per event beside the rest, for the cost
+/// of a large event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench"]
+async fn bench_large_payload() {
+    hookrelay_shared::telemetry::init_counting();
+    let r = run(Scenario {
+        events: 100,
+        fanout: 1,
+        failure_ratio: 0.0,
+        body_bytes: 1024 * 1024,
+    })
+    .await;
+    println!(
+        "1 MiB events: ingest {:?}, delivery {:?}",
+        r.ingest.requests, r.delivery.requests
+    );
+    write("large-payload.json", &serde_json::to_value(&r).unwrap());
 }
 
 /// The scenarios this run measures: all four, or the ones `HOOKRELAY_BENCH_SCENARIOS` names

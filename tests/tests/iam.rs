@@ -168,6 +168,12 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
             "/workspaces/default/events".to_owned(),
             Some(json!({"event_type": "order.published", "data": {"n": 1}})),
         ),
+        // Over 256 KiB: the payload goes to S3.
+        (
+            "POST",
+            "/workspaces/default/events".to_owned(),
+            Some(json!({"event_type": "order.published", "data": "x".repeat(300 * 1024)})),
+        ),
         ("GET", "/dlq".to_owned(), None),
     ] {
         let (s, body) = call(&stack, method, &path, body).await;
@@ -196,6 +202,11 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
         let body = format!(r#"{{"event_type": "order.created", "data": {{"n": {n}}}}}"#);
         send_event(&stack, &source, body.as_bytes()).await;
     }
+    let large = format!(
+        r#"{{"event_type": "order.created", "data": "{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let large_id = send_event(&stack, &source, large.as_bytes()).await;
     for _ in 0..2 {
         let resp = hookrelay_ingest::handle(
             &ingest,
@@ -209,7 +220,12 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
         .await;
         assert!(resp.status().is_success(), "{}", resp.body());
     }
-    check("IngestFunction", &requests::since(&before), &policies);
+    let sent = requests::since(&before);
+    assert!(
+        sent.keys().any(|(service, _)| service == "S3"),
+        "a large payload went to S3: {sent:?}"
+    );
+    check("IngestFunction", &sent, &policies);
 
     // Delivery: successes, failures to retry, a failure streak (ops events), exhaustion to
     // the dead-letter queue, and the batching queue's collection.
@@ -272,6 +288,7 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
     let attempt_id = attempts["data"][0]["id"].as_str().unwrap().to_owned();
     for (method, path) in [
         ("GET", format!("/workspaces/default/events/{event_id}")),
+        ("GET", format!("/workspaces/default/events/{large_id}")),
         ("GET", format!("/workspaces/default/attempts/{attempt_id}")),
         (
             "GET",
