@@ -213,6 +213,7 @@ fn ingest_once(
         now,
         event_type,
         idempotency_key,
+        hookrelay_shared::trace_context::TraceContext::accepted(h),
     );
     let key = Store::event_key(&source.id, &event.idempotency_key);
     let item = Store::event_item(

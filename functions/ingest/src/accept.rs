@@ -183,8 +183,6 @@ pub async fn accept(
         .collect();
     let event = Event {
         hops,
-        // The request's span, so the exported span and the deliveries' parent are one.
-        trace: Some(span.trace.clone()),
         ..build_event(
             &source,
             targets,
@@ -194,6 +192,8 @@ pub async fn accept(
             now,
             event_type,
             idempotency_key,
+            // The request's span, so the exported span and the deliveries' parent are one.
+            span.trace.clone(),
         )
     };
     let published = publish(
@@ -329,6 +329,7 @@ pub fn build_event(
     now: Timestamp,
     event_type: String,
     idempotency_key: Option<String>,
+    trace: hookrelay_shared::trace_context::TraceContext,
 ) -> Event {
     let event_id = ids::new_id(ids::EVENT);
     let idempotency_key = idempotency_key.unwrap_or_else(|| event_id.clone());
@@ -350,9 +351,7 @@ pub fn build_event(
                 .to_owned()
         }),
         hops: 0,
-        trace: Some(hookrelay_shared::trace_context::TraceContext::accepted(
-            headers,
-        )),
+        trace: Some(trace),
     }
 }
 
