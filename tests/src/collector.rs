@@ -60,13 +60,7 @@ impl Collector {
         let app = Router::new()
             .route("/v1/traces", post(traces))
             .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::serve_on_loopback(app).await;
         Self {
             url: format!("http://{addr}"),
             seen,

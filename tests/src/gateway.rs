@@ -54,12 +54,6 @@ pub async fn serve(stack: &Stack) -> String {
         admin: stack.admin(),
     });
     let app = router(routes, functions);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = crate::serve_on_loopback(app).await;
     format!("http://{addr}")
 }

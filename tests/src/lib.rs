@@ -29,6 +29,29 @@ pub use receiver::Receiver;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
+/// An S3 client for the local endpoint (buckets by path) that no function's request counter
+/// sees: what the harness reads is no function's request.
+pub fn s3_client(aws: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(aws)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Serves `app` on a free port of 127.0.0.1 for as long as the test's runtime lives; answers
+/// the address.
+pub async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
 /// The local AWS endpoint: `HOOKRELAY_TEST_AWS_ENDPOINT` when set, else a moto server this
 /// process starts once and that stops when it exits.
 pub fn aws_endpoint() -> &'static str {
@@ -142,11 +165,7 @@ impl Stack {
         let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name)
             .with_payloads(Some(
                 hookrelay_shared::payload_objects::PayloadObjects::new(
-                    aws_sdk_s3::Client::from_conf(
-                        aws_sdk_s3::config::Builder::from(&aws)
-                            .force_path_style(true)
-                            .build(),
-                    ),
+                    s3_client(&aws),
                     settings.payload_bucket.clone().unwrap_or_default(),
                 ),
             ));

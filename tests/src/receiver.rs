@@ -88,13 +88,7 @@ impl Receiver {
             .fallback(any(record))
             .with_state(shared.clone())
             .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::serve_on_loopback(app).await;
         Self {
             url: format!("http://{addr}/hook"),
             shared,

@@ -114,11 +114,7 @@ async fn payloads_over_256_kib_go_to_s3_and_come_back_byte_for_byte() {
     }
 
     let objects = PayloadObjects::new(
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&stack.aws)
-                .force_path_style(true)
-                .build(),
-        ),
+        hookrelay_tests::s3_client(&stack.aws),
         stack.settings.payload_bucket.clone().expect("bucket"),
     );
     for (id, &len) in ids.iter().zip(&sizes) {
@@ -229,16 +225,12 @@ async fn a_payload_too_large_for_an_answer_is_shown_as_a_link() {
 #[tokio::test]
 async fn the_bucket_expires_objects_with_the_events() {
     let stack = Stack::new().await;
-    let rules = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&stack.aws)
-            .force_path_style(true)
-            .build(),
-    )
-    .get_bucket_lifecycle_configuration()
-    .bucket(stack.settings.payload_bucket.as_deref().expect("bucket"))
-    .send()
-    .await
-    .expect("the bucket has a lifecycle");
+    let rules = hookrelay_tests::s3_client(&stack.aws)
+        .get_bucket_lifecycle_configuration()
+        .bucket(stack.settings.payload_bucket.as_deref().expect("bucket"))
+        .send()
+        .await
+        .expect("the bucket has a lifecycle");
     let days: Vec<Option<i32>> = rules
         .rules()
         .iter()
