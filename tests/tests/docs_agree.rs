@@ -1104,7 +1104,20 @@ fn resource_fields_match_the_schemas() {
             json_of(Endpoint::new("default", "e", "https://example.com", vec![])),
             false,
         ),
-        ("Event", json_of(views::event(&full_event, true)), true),
+        (
+            "Event",
+            {
+                // The payload or, when it would not fit an answer, the link to it.
+                let mut full = json_of(views::event(&full_event, true));
+                full["payload_url"] = json_of(views::linked_event(
+                    &full_event,
+                    Some("https://bucket.s3.amazonaws.com/events/default/evt_1".into()),
+                ))["payload_url"]
+                    .clone();
+                full
+            },
+            true,
+        ),
         ("Event", json_of(views::event(&min_event, false)), false),
         ("Attempt", json_of(attempt(true)), true),
         ("Attempt", json_of(attempt(false)), false),

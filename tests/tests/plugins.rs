@@ -180,7 +180,7 @@ async fn hostile_scripts_fail_only_their_own_request() {
         ),
         (
             "huge",
-            "function handle(r) { return { body: 'x'.repeat(300000) } }",
+            "function handle(r) { return { body: 'x'.repeat(6100000) } }",
             502,
             "plugin_failed",
         ),

@@ -94,9 +94,16 @@ pub async fn get(ctx: &Context, ws: &str, id: &str) -> Result<Response<String>, 
     if fits_an_answer(answer.body()) {
         return Ok(answer);
     }
-    let mut linked = view(&event, false);
-    linked.payload_url = ctx.store.payload_link(&event).await.map_err(store_error)?;
-    Ok(api::json(StatusCode::OK, &linked))
+    let link = ctx.store.payload_link(&event).await.map_err(store_error)?;
+    Ok(api::json(StatusCode::OK, &linked_view(&event, link)))
+}
+
+/// The view of an event whose payload is too large for an answer: a link instead of it.
+pub fn linked_view(e: &Event, payload_url: Option<String>) -> EventView<'_> {
+    EventView {
+        payload_url,
+        ..view(e, false)
+    }
 }
 
 /// Lambda answers at most 6 291 556 bytes, and the body travels in it as a JSON string, so

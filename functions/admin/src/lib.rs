@@ -35,7 +35,9 @@ pub use deadline::Deadline;
 /// against what the code really writes.
 pub mod views {
     pub use crate::dry_run::Outcome as DryRunOutcome;
-    pub use crate::events::{EventView, PAYLOAD_ENCODINGS, view as event};
+    pub use crate::events::{
+        EventView, PAYLOAD_ENCODINGS, linked_view as linked_event, view as event,
+    };
     pub use crate::keys::{KeyView, view as key};
     pub use crate::sources::{SourceView, view as source};
 }

@@ -98,6 +98,7 @@ mod tests {
             "DeliveriesQueue",
             "DeadLetterQueue",
             "BatchingQueue",
+            "PayloadBucket",
         ] {
             b.refs.insert(r.into(), format!("local-{r}"));
         }
@@ -158,7 +159,11 @@ mod tests {
             settable.extend(t.settings_of(&f).unwrap());
         }
         // Resources of the stack and the admin key, which `make dev` sets its own way.
-        let own = ["BATCHING_QUEUE_URL", "HOOKRELAY_ADMIN_KEY"];
+        let own = [
+            "BATCHING_QUEUE_URL",
+            "PAYLOAD_BUCKET",
+            "HOOKRELAY_ADMIN_KEY",
+        ];
         for line in table.lines().skip(2) {
             let name = line.split('`').nth(1).expect("a setting's name");
             assert!(
