@@ -122,17 +122,48 @@ fn unit_of(name: &str) -> Unit {
 type ExtraDimension = Option<(String, String)>;
 
 /// Metrics of one invocation, written as EMF lines by [`Metrics::flush`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     function: String,
+    /// When the values began to be counted: the start of an exported delta.
+    started_ms: i64,
     /// (extra dimension, metric) → values.
     values: BTreeMap<(ExtraDimension, &'static str), Vec<f64>>,
+}
+
+/// The values of one flush, for an exporter besides EMF (OTLP): each a delta over
+/// `start_ms..end_ms`, as a function instance sees only its own invocations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    pub function: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub series: Vec<Series>,
+}
+
+/// The values of one metric under one dimension set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: &'static str,
+    pub unit: Unit,
+    /// The dimension besides `Function`, e.g. (`Reason`, `invalid_signature`).
+    pub dimension: Option<(String, String)>,
+    pub values: Vec<f64>,
+}
+
+impl Series {
+    /// A metric whose single values matter (a latency, attempts per success), not only
+    /// their sum: exported as a histogram, where a count is exported as a sum.
+    pub fn is_distribution(&self) -> bool {
+        self.unit == Unit::Milliseconds || self.name == ATTEMPTS_PER_SUCCESS
+    }
 }
 
 impl Metrics {
     pub fn new(function: &str) -> Self {
         Self {
             function: function.to_owned(),
+            started_ms: crate::Timestamp::now().unix_millis(),
             values: BTreeMap::new(),
         }
     }
@@ -198,14 +229,30 @@ impl Metrics {
             .collect()
     }
 
-    /// Prints the documents, one per line, for Lambda to ship.
-    pub fn flush(&mut self) {
+    /// Prints the documents, one per line, for Lambda to ship, and hands back what they
+    /// held; the next values count from now.
+    pub fn flush(&mut self) -> Recorded {
         let now = crate::Timestamp::now().unix_millis();
         for line in self.render(now) {
             EMITTED_BYTES.fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::Relaxed);
             println!("{line}");
         }
-        self.values.clear();
+        let recorded = Recorded {
+            function: self.function.clone(),
+            start_ms: self.started_ms,
+            end_ms: now.max(self.started_ms),
+            series: std::mem::take(&mut self.values)
+                .into_iter()
+                .map(|((dimension, name), values)| Series {
+                    name,
+                    unit: unit_of(name),
+                    dimension,
+                    values,
+                })
+                .collect(),
+        };
+        self.started_ms = now;
+        recorded
     }
 }
 

@@ -154,3 +154,124 @@ async fn a_dead_collector_costs_no_failure() {
     assert_eq!(receiver.deliveries().len(), 2);
     assert!(stack.dead_letters().await.is_empty());
 }
+
+#[tokio::test]
+async fn metrics_go_to_the_collector_as_deltas_beside_emf() {
+    let stack = Stack::new().await;
+    let collector = Collector::start().await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[503], 200);
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+
+    let mut ingest_ctx = stack.ingest();
+    ingest_ctx.otlp = Some(collector.exporter(hookrelay_ingest::SERVICE_NAME));
+    assert_eq!(ingest(&ingest_ctx, &source).await.0, 202);
+    let refused = hookrelay_ingest::handle(
+        &ingest_ctx,
+        request("POST", "/in/src_none", &[], br#"{"event_type":"x"}"#),
+    )
+    .await;
+    assert_eq!(refused.status(), 404);
+
+    let received = collector.points_of("hookrelay-ingest", "hookrelay.events_received");
+    assert_eq!(received.len(), 1, "{received:?}");
+    let p = &received[0];
+    assert_eq!((p.value, p.count, p.unit.as_str()), (1.0, None, "1"));
+    assert!(p.delta, "a Lambda instance exports deltas");
+    assert_eq!(p.attr("function"), "ingest");
+    assert!(p.time_unix_nano >= p.start_unix_nano);
+    let rejected = collector.points_of("hookrelay-ingest", "hookrelay.events_rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].attr("reason"), "not_found");
+    let latency = collector.points_of("hookrelay-ingest", "hookrelay.ingest_latency");
+    assert_eq!(latency.len(), 2, "one histogram point per request");
+    assert!(latency.iter().all(|p| p.count == Some(1) && p.unit == "ms"));
+
+    let mut delivery = stack.delivery();
+    delivery.otlp = Some(collector.exporter(hookrelay_delivery::SERVICE_NAME));
+    stack.drain(&delivery).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    stack.drain(&delivery).await;
+    let total = |name: &str| -> f64 {
+        collector
+            .points_of("hookrelay-delivery", name)
+            .iter()
+            .map(|p| p.value)
+            .sum()
+    };
+    assert_eq!(total("hookrelay.deliveries_failed"), 1.0);
+    assert_eq!(total("hookrelay.deliveries_succeeded"), 1.0);
+    let attempts: u64 = collector
+        .points_of("hookrelay-delivery", "hookrelay.delivery_latency")
+        .iter()
+        .filter_map(|p| p.count)
+        .sum();
+    assert_eq!(attempts, 2, "a latency per attempt");
+
+    let mut sweeper = stack.sweeper();
+    sweeper.otlp = Some(collector.exporter(hookrelay_sweeper::SERVICE_NAME));
+    hookrelay_sweeper::handle(&sweeper, hookrelay_shared::Timestamp::now())
+        .await
+        .expect("sweep");
+    let duration = collector.points_of("hookrelay-sweeper", "hookrelay.sweep_duration");
+    assert_eq!(duration.len(), 1, "{:?}", collector.points());
+    assert_eq!(duration[0].attr("function"), "sweeper");
+    assert!(
+        collector
+            .content_types()
+            .iter()
+            .all(|c| c == "application/x-protobuf")
+    );
+}
+
+#[tokio::test]
+async fn an_event_published_through_the_admin_api_is_a_span_its_deliveries_continue() {
+    let stack = Stack::new().await;
+    let collector = Collector::start().await;
+    let receiver = Receiver::start().await;
+    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    let mut admin = stack.admin();
+    admin.otlp = Some(collector.exporter(hookrelay_admin::SERVICE_NAME));
+    let sent = format!("00-{TRACE}-{SENDER_SPAN}-01");
+    let resp = hookrelay_admin::handle(
+        &admin,
+        request(
+            "POST",
+            "/workspaces/default/events",
+            &[
+                (
+                    "authorization",
+                    &format!("Bearer {}", hookrelay_tests::ADMIN_KEY),
+                ),
+                ("content-type", "application/json"),
+                ("traceparent", &sent),
+            ],
+            br#"{"event_type":"order.created","data":{"id":1}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 202, "{}", resp.body());
+    let event_id = json_of(&resp)["id"].as_str().expect("id").to_owned();
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let published = &spans[0];
+    assert_eq!(published.service, "hookrelay-admin");
+    assert_eq!(published.name, "POST /workspaces/{workspace}/events");
+    assert_eq!(published.kind, SpanKind::Server);
+    assert_eq!(published.trace_id, TRACE);
+    assert_eq!(published.parent_span_id, SENDER_SPAN);
+    assert_eq!(published.attr("hookrelay.event.id"), event_id);
+    assert_eq!(published.attr("hookrelay.workspace"), "default");
+    assert_eq!(published.attr("http.response.status_code"), "202");
+
+    stack.drain(&stack.delivery()).await;
+    let got = receiver.deliveries();
+    assert_eq!(got.len(), 1);
+    let delivered = got[0].header("traceparent");
+    assert!(
+        delivered.starts_with(&format!("00-{TRACE}-")),
+        "{delivered}"
+    );
+    assert_ne!(span_of(&delivered), published.span_id, "a child span");
+}

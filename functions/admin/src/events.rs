@@ -178,6 +178,46 @@ struct PublishBody {
 /// `POST …/events`: publishes `{"event_type", "data"}` directly, fanned out like an ingested
 /// event; `Idempotency-Key` makes a retry of the same publish a no-op.
 pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<String>, ApiError> {
+    let start = std::time::SystemTime::now();
+    let trace = hookrelay_shared::trace_context::TraceContext::accepted(req.headers());
+    let answer = publish_traced(ctx, ws, req, trace.clone()).await;
+    if let Some(exporter) = &ctx.otlp {
+        let status = match &answer {
+            Ok(resp) => resp.status(),
+            Err(e) => e.status,
+        };
+        let span = hookrelay_shared::otlp::Span::server(
+            &trace,
+            req.headers(),
+            "POST",
+            "/workspaces/{workspace}/events",
+            status,
+            start,
+        )
+        .map(|s| {
+            let s = s.str("hookrelay.workspace", ws);
+            let id = answer
+                .as_ref()
+                .ok()
+                .and_then(|resp| serde_json::from_str::<serde_json::Value>(resp.body()).ok())
+                .and_then(|body| body["id"].as_str().map(str::to_owned));
+            match id {
+                Some(id) => s.str("hookrelay.event.id", id),
+                None => s,
+            }
+        });
+        exporter.export(span.into_iter().collect()).await;
+    }
+    answer
+}
+
+/// [`publish`] under `trace`: the event carries its span as the parent of its deliveries.
+async fn publish_traced(
+    ctx: &Context,
+    ws: &str,
+    req: &Request,
+    trace: hookrelay_shared::trace_context::TraceContext,
+) -> Result<Response<String>, ApiError> {
     // The ingest route's limit: what is stored must fit an event item and its tasks' reads.
     let len = req.body().as_ref().len();
     if len > ctx.settings.max_body_bytes {
@@ -240,9 +280,7 @@ pub async fn publish(ctx: &Context, ws: &str, req: &Request) -> Result<Response<
         payload: req.body().as_ref().to_vec(),
         content_type: None,
         hops: 0,
-        trace: Some(hookrelay_shared::trace_context::TraceContext::accepted(
-            req.headers(),
-        )),
+        trace: Some(trace),
     };
     let published = publish::publish(
         &ctx.store,

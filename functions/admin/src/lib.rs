@@ -50,6 +50,9 @@ pub enum ContextError {
     Sender(#[from] hookrelay_shared::outbound::SenderError),
 }
 
+/// The `service.name` of the spans, unless `OTEL_SERVICE_NAME` says otherwise.
+pub const SERVICE_NAME: &str = "hookrelay-admin";
+
 pub struct Context {
     /// Sends test pings exactly as deliveries go out: signed, through the SSRF guard.
     pub sender: hookrelay_shared::outbound::Sender,
@@ -60,6 +63,8 @@ pub struct Context {
     /// Events a recovery reads per step (and records its progress after).
     pub recovery_page: i32,
     admin_key: auth::AdminKey,
+    /// Published events' SERVER spans over OTLP, when a collector is configured.
+    pub otlp: Option<std::sync::Arc<hookrelay_shared::otlp::Exporter>>,
     /// Key hash → the key (or none), for the cache TTL: revocation takes that long. A
     /// workspace's deletion needs no wait: the workspace is read on every request and a key
     /// must match it (see `auth::Principal::holds`).
@@ -81,6 +86,7 @@ impl Context {
             recovery_page: endpoints::RECOVERY_PAGE,
             settings,
             admin_key: auth::AdminKey::new(admin_key)?,
+            otlp: hookrelay_shared::otlp::Exporter::from_env(SERVICE_NAME),
         })
     }
 
@@ -106,9 +112,15 @@ pub async fn handle_with_deadline(
     deadline: Deadline,
 ) -> Response<String> {
     let deadline = deadline.less(deadline::ANSWER_RESERVE);
-    let routed = tokio::time::timeout_at(deadline.instant().into(), route(ctx, &req, deadline))
-        .await
-        .unwrap_or_else(|_| Err(deadline_exceeded("the call")));
+    // On the heap: the router's future is as large as its largest handler's, and a caller
+    // that holds several admin calls in one future (a test, the config sync CLI) would
+    // otherwise carry them all on its stack.
+    let routed = tokio::time::timeout_at(
+        deadline.instant().into(),
+        Box::pin(route(ctx, &req, deadline)),
+    )
+    .await
+    .unwrap_or_else(|_| Err(deadline_exceeded("the call")));
     match routed {
         Ok(resp) => resp,
         Err(e) => {

@@ -422,6 +422,7 @@ pub async fn handle_traced(
     let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
 
     let attempts = attempts_of(&outcomes);
+    let recorded = outcome::flush_metrics(&outcomes);
     let spans = match &ctx.otlp {
         Some(_) => attempt_spans(&outcomes, &events),
         None => Vec::new(),
@@ -440,7 +441,7 @@ pub async fn handle_traced(
     // time and a dead one at most its timeout.
     let export = async {
         if let Some(exporter) = &ctx.otlp {
-            exporter.export(spans).await;
+            exporter.export_all(spans, recorded).await;
         }
     };
     tokio::join!(record, export);

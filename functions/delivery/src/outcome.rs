@@ -106,6 +106,17 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
     }
 }
 
+/// The batch's metrics, written as EMF lines; what they held is returned for OTLP.
+pub(crate) fn flush_metrics(
+    outcomes: &[(Received, Outcome)],
+) -> hookrelay_shared::metrics::Recorded {
+    let mut metrics = Metrics::new("delivery");
+    for (_, o) in outcomes {
+        record(&mut metrics, o);
+    }
+    metrics.flush()
+}
+
 pub(crate) async fn settle(
     ctx: &Context,
     outcomes: Vec<(Received, Outcome)>,
@@ -114,11 +125,6 @@ pub(crate) async fn settle(
     response: &mut SqsBatchResponse,
 ) {
     let now = Timestamp::now();
-    let mut metrics = Metrics::new("delivery");
-    for (_, o) in &outcomes {
-        record(&mut metrics, o);
-    }
-    metrics.flush();
     let mut delays = Vec::new();
     let mut requeue: Vec<(Received, DeliveryTask, Duration)> = Vec::new();
     let mut ops_out: Vec<OpsEvent> = Vec::new();

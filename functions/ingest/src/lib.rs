@@ -196,23 +196,19 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
         }
     };
     metrics.add(m::INGEST_LATENCY, started.elapsed().as_secs_f64() * 1000.0);
-    metrics.flush();
+    let recorded = metrics.flush();
     if let Some(exporter) = &ctx.otlp {
         exporter
-            .export(request_span(
-                &span,
-                &target,
-                req.headers(),
-                &resp,
-                start_time,
-            ))
+            .export_all(
+                request_span(&span, &target, req.headers(), &resp, start_time),
+                recorded,
+            )
             .await;
     }
     resp
 }
 
-/// The request's SERVER span: the span id the event carries, under the sender's span when
-/// its `traceparent` was continued. None when the sender's trace is not sampled.
+/// The request's SERVER span, with the event, source and workspace it concerned.
 fn request_span(
     span: &RequestSpan,
     target: &SourceRef,
@@ -220,29 +216,14 @@ fn request_span(
     resp: &Response<String>,
     start: std::time::SystemTime,
 ) -> Vec<otlp::Span> {
-    let trace = &span.trace;
-    if !trace.sampled {
-        return Vec::new();
-    }
     let route = match target {
         SourceRef::Id(_) => "/in/{source}",
         SourceRef::Path(path) => path.as_str(),
     };
-    let status = resp.status();
-    let mut s = otlp::Span::new(
-        otlp::Kind::Server,
-        format!("POST {route}"),
-        &trace.trace_id,
-        &trace.span_id,
-        start,
-    )
-    .str("http.request.method", "POST")
-    .str("http.route", route)
-    .int("http.response.status_code", i64::from(status.as_u16()));
-    s.trace_state = trace.state.clone();
-    if let Some(parent) = hookrelay_shared::trace_context::incoming_parent(headers) {
-        s = s.child_of(&parent, true);
-    }
+    let Some(mut s) = otlp::Span::server(&span.trace, headers, "POST", route, resp.status(), start)
+    else {
+        return Vec::new();
+    };
     if let Some(id) = resp
         .headers()
         .get("hookrelay-event-id")
@@ -256,10 +237,6 @@ fn request_span(
     }
     if let Some(ws) = &span.workspace {
         s = s.str("hookrelay.workspace", ws.as_str());
-    }
-    // A server span is an error only for what the server got wrong, not for a refusal.
-    if status.is_server_error() {
-        s = s.failed(status.canonical_reason().unwrap_or("server error"));
     }
     vec![s]
 }

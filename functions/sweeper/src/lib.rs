@@ -23,7 +23,12 @@ pub struct Context {
     pub ops: OpsEvents,
     /// Stranded events read per query: what the sweeper holds in memory at once.
     pub pending_page: i32,
+    /// The run's metrics over OTLP too, when a collector is configured.
+    pub otlp: Option<std::sync::Arc<hookrelay_shared::otlp::Exporter>>,
 }
+
+/// The `service.name` of the sweeper's exported metrics.
+pub const SERVICE_NAME: &str = "hookrelay-sweeper";
 
 /// Stranded events read per query of the `pending` index.
 pub const PENDING_PAGE: i32 = 200;
@@ -47,6 +52,7 @@ impl Context {
             queue: Queue::connect(aws, &settings),
             settings,
             pending_page: PENDING_PAGE,
+            otlp: hookrelay_shared::otlp::Exporter::from_env(SERVICE_NAME),
         }
     }
 }
@@ -215,7 +221,10 @@ pub async fn run_until(
             report.reenqueued_events as f64,
         );
         metrics.add(m::SWEEP_DURATION, report.duration_ms as f64);
-        metrics.flush();
+        let recorded = metrics.flush();
+        if let Some(exporter) = &ctx.otlp {
+            exporter.export_metrics(recorded).await;
+        }
     }
     tracing::info!(
         dry_run = report.dry_run,

@@ -1,7 +1,9 @@
-//! Spans exported over OTLP/HTTP (protobuf) when a collector is configured, the
-//! OpenTelemetry way: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`,
-//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`. With neither endpoint set nothing is
-//! built and the request path pays nothing.
+//! Spans and metrics exported over OTLP/HTTP (protobuf) when a collector is configured, the
+//! OpenTelemetry way: `OTEL_EXPORTER_OTLP_ENDPOINT` (a base for `/v1/traces` and
+//! `/v1/metrics`), or each signal's own `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT`;
+//! `OTEL_TRACES_EXPORTER=none` or `OTEL_METRICS_EXPORTER=none` turns one signal off,
+//! `OTEL_SERVICE_NAME` names the service. With no endpoint set nothing is built and the
+//! request path pays nothing. The metrics are the EMF metrics' values (EMF stays on).
 //!
 //! The spans carry the ids hookrelay already sends in `traceparent` headers, so they are
 //! built as `SpanData` from those ids and handed to the OTLP exporter directly: the SDK's
@@ -25,23 +27,35 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLink
 /// answers in about a millisecond; a collector that takes longer is treated as down.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
-const TRACES_PATH: &str = "/v1/traces";
+mod metrics;
+pub use metrics::otel_name;
 
-/// Where and as what spans are exported.
+const TRACES_PATH: &str = "/v1/traces";
+const METRICS_PATH: &str = "/v1/metrics";
+
+/// Where and as what spans and metrics are exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The URL spans are POSTed to, `…/v1/traces` included.
-    pub traces_endpoint: String,
+    /// The URL spans are POSTed to, `…/v1/traces` included; `None`: spans are not exported.
+    pub traces_endpoint: Option<String>,
+    /// The URL metrics are POSTed to, `…/v1/metrics` included.
+    pub metrics_endpoint: Option<String>,
+    /// Headers sent with the metrics (`OTEL_EXPORTER_OTLP_HEADERS`, then
+    /// `OTEL_EXPORTER_OTLP_METRICS_HEADERS`); the span exporter reads its own.
+    pub metrics_headers: Vec<(String, String)>,
     /// The `service.name` resource attribute.
     pub service_name: String,
     pub timeout: Duration,
 }
 
 impl Config {
-    /// A collector at `traces_endpoint` (the full URL).
-    pub fn new(traces_endpoint: impl Into<String>, service_name: impl Into<String>) -> Self {
+    /// A collector at `base` (what `OTEL_EXPORTER_OTLP_ENDPOINT` names): both signals.
+    pub fn new(base: &str, service_name: impl Into<String>) -> Self {
+        let base = base.trim_end_matches('/');
         Self {
-            traces_endpoint: traces_endpoint.into(),
+            traces_endpoint: Some(format!("{base}{TRACES_PATH}")),
+            metrics_endpoint: Some(format!("{base}{METRICS_PATH}")),
+            metrics_headers: Vec::new(),
             service_name: service_name.into(),
             timeout: EXPORT_TIMEOUT,
         }
@@ -65,13 +79,49 @@ impl Config {
         }
         // The signal's own variable is the URL as it is; the general one is a base that
         // each signal's path is appended to, as the specification says.
-        let traces_endpoint = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| {
-            set("OTEL_EXPORTER_OTLP_ENDPOINT")
-                .map(|base| format!("{}{TRACES_PATH}", base.trim_end_matches('/')))
-        })?;
-        let service_name = set("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_owned());
-        Some(Self::new(traces_endpoint, service_name))
+        let endpoint = |signal: &str, path: &str| {
+            if set(&format!("OTEL_{signal}_EXPORTER"))
+                .is_some_and(|v| v.eq_ignore_ascii_case("none"))
+            {
+                return None;
+            }
+            set(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")).or_else(|| {
+                set("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .map(|base| format!("{}{path}", base.trim_end_matches('/')))
+            })
+        };
+        let traces_endpoint = endpoint("TRACES", TRACES_PATH);
+        let metrics_endpoint = endpoint("METRICS", METRICS_PATH);
+        if traces_endpoint.is_none() && metrics_endpoint.is_none() {
+            return None;
+        }
+        let mut metrics_headers = headers(set("OTEL_EXPORTER_OTLP_HEADERS").as_deref());
+        for (k, v) in headers(set("OTEL_EXPORTER_OTLP_METRICS_HEADERS").as_deref()) {
+            metrics_headers.retain(|(known, _)| !known.eq_ignore_ascii_case(&k));
+            metrics_headers.push((k, v));
+        }
+        Some(Self {
+            traces_endpoint,
+            metrics_endpoint,
+            metrics_headers,
+            service_name: set("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_owned()),
+            timeout: EXPORT_TIMEOUT,
+        })
     }
+}
+
+/// `key=value,…` with percent-encoded values, as the OTLP exporter specification writes
+/// headers; a pair without `=` or with an empty key is skipped.
+fn headers(list: Option<&str>) -> Vec<(String, String)> {
+    list.unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let k = k.trim();
+            let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8_lossy();
+            (!k.is_empty()).then(|| (k.to_owned(), v.into_owned()))
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,12 +136,18 @@ pub enum OtlpError {
     },
 }
 
-/// The OTLP/HTTP span exporter of one function instance.
+/// The OTLP/HTTP exporter of one function instance.
 #[derive(Debug)]
 pub struct Exporter {
-    inner: opentelemetry_otlp::SpanExporter,
+    spans: Option<opentelemetry_otlp::SpanExporter>,
     scope: InstrumentationScope,
-    endpoint: String,
+    traces_endpoint: String,
+    /// Metrics are encoded here (the SDK's metric types are built only by its own readers)
+    /// and POSTed with the same client.
+    http: reqwest::Client,
+    metrics_endpoint: Option<String>,
+    metrics_headers: reqwest::header::HeaderMap,
+    service_name: String,
     timeout: Duration,
     /// A failure is logged once per environment: a collector that is down stays down, and a
     /// line per invocation would only cost log ingestion.
@@ -109,30 +165,49 @@ impl Exporter {
             .connect_timeout(config.timeout)
             .build()
             .map_err(OtlpError::Client)?;
-        let mut inner = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(http)
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(config.traces_endpoint.clone())
-            .with_timeout(config.timeout)
-            // The invocation cannot wait for a retry; the next invocation's spans go anyway.
-            .with_retry_policy(RetryPolicy::disabled())
-            .build()
-            .map_err(|source| OtlpError::Exporter {
-                endpoint: config.traces_endpoint.clone(),
-                source,
-            })?;
-        inner.set_resource(
-            &Resource::builder_empty()
-                .with_service_name(config.service_name.clone())
-                .build(),
-        );
+        let spans = match &config.traces_endpoint {
+            None => None,
+            Some(endpoint) => {
+                let mut spans = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_http_client(http.clone())
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(endpoint.clone())
+                    .with_timeout(config.timeout)
+                    // The invocation cannot wait for a retry; the next invocation's spans go
+                    // anyway.
+                    .with_retry_policy(RetryPolicy::disabled())
+                    .build()
+                    .map_err(|source| OtlpError::Exporter {
+                        endpoint: endpoint.clone(),
+                        source,
+                    })?;
+                spans.set_resource(
+                    &Resource::builder_empty()
+                        .with_service_name(config.service_name.clone())
+                        .build(),
+                );
+                Some(spans)
+            }
+        };
         Ok(Self {
-            inner,
+            spans,
             scope: InstrumentationScope::builder("hookrelay")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
-            endpoint: config.traces_endpoint.clone(),
+            traces_endpoint: config.traces_endpoint.clone().unwrap_or_default(),
+            http,
+            metrics_endpoint: config.metrics_endpoint.clone(),
+            metrics_headers: config
+                .metrics_headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).ok()?;
+                    let value = reqwest::header::HeaderValue::from_str(v).ok()?;
+                    Some((name, value))
+                })
+                .collect(),
+            service_name: config.service_name.clone(),
             timeout: config.timeout,
             warned: AtomicBool::new(false),
         })
@@ -154,9 +229,17 @@ impl Exporter {
         }
     }
 
-    /// Sends `spans` to the collector, waiting at most the configured timeout. Never fails:
-    /// a failure is logged at WARN, once per environment.
+    /// Sends an invocation's spans and metrics to the collector at once, waiting at most the
+    /// configured timeout. Never fails: a failure is logged at WARN, once per environment.
+    pub async fn export_all(&self, spans: Vec<Span>, metrics: crate::metrics::Recorded) {
+        tokio::join!(self.export(spans), self.export_metrics(metrics));
+    }
+
+    /// Sends `spans` to the collector (see [`Exporter::export_all`]).
     pub async fn export(&self, spans: Vec<Span>) {
+        let Some(exporter) = &self.spans else {
+            return;
+        };
         let batch: Vec<SpanData> = spans
             .into_iter()
             .filter_map(|s| s.into_data(&self.scope))
@@ -165,19 +248,51 @@ impl Exporter {
             return;
         }
         let count = batch.len();
-        let failure = match tokio::time::timeout(self.timeout, self.inner.export(batch)).await {
+        let failure = match tokio::time::timeout(self.timeout, exporter.export(batch)).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
         };
+        self.failed("spans", &self.traces_endpoint, count, &failure);
+    }
+
+    /// Sends one flush's metrics to the collector (see [`Exporter::export_all`]).
+    pub async fn export_metrics(&self, recorded: crate::metrics::Recorded) {
+        let Some(endpoint) = &self.metrics_endpoint else {
+            return;
+        };
+        let Some(request) =
+            metrics::request(&recorded, &self.service_name, env!("CARGO_PKG_VERSION"))
+        else {
+            return;
+        };
+        let count = recorded.series.len();
+        let sent = self
+            .http
+            .post(endpoint)
+            .headers(self.metrics_headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(prost::Message::encode_to_vec(&request))
+            .send();
+        let failure = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(resp)) if resp.status().is_success() => return,
+            Ok(Ok(resp)) => format!("the collector answered {}", resp.status()),
+            Ok(Err(e)) => crate::telemetry::error_chain(&e),
+            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+        };
+        self.failed("metrics", endpoint, count, &failure);
+    }
+
+    fn failed(&self, signal: &str, endpoint: &str, count: usize, failure: &str) {
         if self.warned.swap(true, Ordering::Relaxed) {
-            tracing::debug!(endpoint = %self.endpoint, spans = count, error = %failure, "spans not exported");
+            tracing::debug!(endpoint, signal, count, error = %failure, "telemetry not exported");
         } else {
             tracing::warn!(
-                endpoint = %self.endpoint,
-                spans = count,
+                endpoint,
+                signal,
+                count,
                 error = %failure,
-                "spans not exported to the OTLP collector; later failures in this environment are logged at DEBUG"
+                "telemetry not exported to the OTLP collector; later failures in this environment are logged at DEBUG"
             );
         }
     }
@@ -235,6 +350,41 @@ impl Span {
             error: None,
             attributes: Vec::new(),
         }
+    }
+
+    /// The SERVER span of a request that accepted an event under `trace`: the span id the
+    /// event carries, under the sender's span when its `traceparent` was continued. `None`
+    /// when the sender's trace is not sampled.
+    pub fn server(
+        trace: &crate::trace_context::TraceContext,
+        headers: &http::HeaderMap,
+        method: &str,
+        route: &str,
+        status: http::StatusCode,
+        start: SystemTime,
+    ) -> Option<Self> {
+        if !trace.sampled {
+            return None;
+        }
+        let mut s = Self::new(
+            Kind::Server,
+            format!("{method} {route}"),
+            &trace.trace_id,
+            &trace.span_id,
+            start,
+        )
+        .str("http.request.method", method)
+        .str("http.route", route)
+        .int("http.response.status_code", i64::from(status.as_u16()));
+        s.trace_state = trace.state.clone();
+        if let Some(parent) = crate::trace_context::incoming_parent(headers) {
+            s = s.child_of(&parent, true);
+        }
+        // A server span is an error only for what the server got wrong, not for a refusal.
+        if status.is_server_error() {
+            s = s.failed(status.canonical_reason().unwrap_or("server error"));
+        }
+        Some(s)
     }
 
     pub fn child_of(mut self, parent_span_id: &str, remote: bool) -> Self {
@@ -363,7 +513,18 @@ mod tests {
             "hookrelay-delivery",
         )
         .unwrap();
-        assert_eq!(c.traces_endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(
+            c.traces_endpoint.as_deref(),
+            Some("http://localhost:4318/v1/traces")
+        );
+        assert_eq!(
+            c.metrics_endpoint.as_deref(),
+            Some("http://localhost:4318/v1/metrics")
+        );
+        assert_eq!(
+            c,
+            Config::new("http://localhost:4318", "hookrelay-delivery")
+        );
         assert_eq!(c.service_name, "hookrelay-delivery");
         assert_eq!(c.timeout, EXPORT_TIMEOUT);
         let c = Config::from_vars(
@@ -378,8 +539,76 @@ mod tests {
             "hookrelay-delivery",
         )
         .unwrap();
-        assert_eq!(c.traces_endpoint, "https://c.example/otlp/traces");
+        assert_eq!(
+            c.traces_endpoint.as_deref(),
+            Some("https://c.example/otlp/traces")
+        );
+        assert_eq!(
+            c.metrics_endpoint.as_deref(),
+            Some("http://wrong:4318/v1/metrics")
+        );
         assert_eq!(c.service_name, "gateway");
+    }
+
+    #[test]
+    fn headers_are_read_as_the_specification_writes_them() {
+        let c = Config::from_vars(
+            vars(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "api-key=a%20b, x-team = one ,broken,=empty",
+                ),
+                ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "X-Team=two"),
+            ]),
+            "hookrelay-ingest",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics_headers,
+            vec![
+                ("api-key".to_owned(), "a b".to_owned()),
+                ("X-Team".to_owned(), "two".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_signal_can_be_turned_off_or_configured_alone() {
+        let c = Config::from_vars(
+            vars(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+                ("OTEL_METRICS_EXPORTER", "none"),
+            ]),
+            "hookrelay-ingest",
+        )
+        .unwrap();
+        assert!(c.traces_endpoint.is_some());
+        assert_eq!(c.metrics_endpoint, None);
+        let c = Config::from_vars(
+            vars(&[(
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://m:4318/v1/metrics",
+            )]),
+            "hookrelay-ingest",
+        )
+        .unwrap();
+        assert_eq!(c.traces_endpoint, None);
+        assert_eq!(
+            c.metrics_endpoint.as_deref(),
+            Some("http://m:4318/v1/metrics")
+        );
+        assert_eq!(
+            Config::from_vars(
+                vars(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+                    ("OTEL_METRICS_EXPORTER", "none"),
+                    ("OTEL_TRACES_EXPORTER", "none"),
+                ]),
+                "hookrelay-ingest"
+            ),
+            None
+        );
     }
 
     #[test]
