@@ -4,7 +4,7 @@ the cost model (dollars per million events at list prices, against the design's 
 cost growth and cold start, as bench/results/summary.md and summary.json.
 
 Reads what the benchmarks wrote: target/criterion/**/new/estimates.json,
-bench/results/{requests-*,growth,listing,coldstart,load}.json, and bench/prices.json.
+bench/results/{requests-*,growth,listing,coldstart,first-request,load}.json, and bench/prices.json.
 """
 
 import glob
@@ -290,6 +290,7 @@ def main():
     growth = load("growth.json")
     listing = load("listing.json")
     coldstart = load("coldstart.json") or []
+    first_request = load("first-request.json")
     load_test = load("load.json")
 
     ingest_ids = sorted(k for k in crit if k.startswith("ingest/"))
@@ -361,6 +362,7 @@ def main():
         "growth": growth,
         "listing": listing,
         "coldstart": coldstart,
+        "first_request": first_request,
         "load": load_test,
     }
     started = os.path.join(ROOT, "target", "bench-started")
@@ -466,12 +468,33 @@ def main():
             md.append(
                 f"| {c['function']} | {c['binary_bytes'] / 1048576:.1f} MiB | {c['init_ms_median']:.1f} ms | {c['init_ms_min']:.1f} ms | {c['init_ms_max']:.1f} ms |"
             )
+    if first_request:
+        md.extend(first_request_section(first_request))
     if load_test:
         md.extend(load_section(load_test))
     md.append("")
     with open(os.path.join(RESULTS, "summary.md"), "w") as f:
         f.write("\n".join(md))
     print("\n".join(md))
+
+
+def first_request_section(first):
+    """Init and the first request over TLS, without and with the connections warmed in init."""
+    md = [
+        "\n## The first request after a cold start (release build, TLS to the AWS emulator)\n",
+        f"Each run a new process given two requests; {first['tls']}. The second request, on "
+        "open connections, is the first one's cost without a cold start. Medians of "
+        f"{first['rows'][0]['runs'] if first['rows'] else 0} runs.\n",
+        "| function | connections warmed in init | init | first request | init + first request | second request |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in first["rows"]:
+        md.append(
+            f"| {r['function']} | {'yes' if r['warmed'] else 'no'} | {r['init_ms_median']:.1f} ms | "
+            f"{r['first_request_ms_median']:.1f} ms | {r['total_ms_median']:.1f} ms | "
+            f"{r['second_request_ms_median']:.1f} ms |"
+        )
+    return md
 
 
 if __name__ == "__main__":

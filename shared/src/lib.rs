@@ -38,6 +38,7 @@ pub mod store;
 pub mod telemetry;
 pub mod timestamp;
 pub mod trace_context;
+pub mod warm;
 
 pub use model::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, BatchTimer,

@@ -158,6 +158,19 @@ impl Queue {
         q
     }
 
+    /// One attribute of the delivery queue (a request, no message): the client's connection
+    /// to SQS, opened ahead of the first real request.
+    pub async fn warm(&self) -> Result<(), String> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::telemetry::error_chain(&e))
+    }
+
     pub fn batching_url(&self) -> Option<&str> {
         self.batching_url.as_deref()
     }

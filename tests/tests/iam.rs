@@ -94,6 +94,8 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
 
     // The management API: every kind of route, recovery and the dead-letter tools included.
     let before = requests::snapshot();
+    let admin = stack.admin();
+    hookrelay_shared::warm::connections(&admin.store, &admin.queue).await;
     let source = create_source(&stack, json!({"name": "s"})).await;
     let ops = create_endpoint(
         &stack,
@@ -198,6 +200,7 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
     // Ingest: new events, a duplicate by idempotency key, and a fan-out to every kind.
     let before = requests::snapshot();
     let ingest = stack.ingest();
+    hookrelay_shared::warm::connections(&ingest.store, &ingest.queue).await;
     for n in 0..3 {
         let body = format!(r#"{{"event_type": "order.created", "data": {{"n": {n}}}}}"#);
         send_event(&stack, &source, body.as_bytes()).await;
@@ -231,6 +234,7 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
     // the dead-letter queue, and the batching queue's collection.
     let before = requests::snapshot();
     let delivery = stack.delivery();
+    hookrelay_shared::warm::connections(&delivery.store, &delivery.queue).await;
     stack.deliver_once(&delivery, Duration::ZERO).await;
     for _ in 0..3 {
         stack.deliver_once(&delivery, Duration::from_secs(2)).await;

@@ -12,3 +12,4 @@ pub mod proc_cpu;
 pub mod process;
 pub mod provision;
 pub mod template;
+pub mod tls_front;

@@ -142,4 +142,21 @@ impl Store {
         Self::new(crate::requests::dynamodb(aws), &settings.table_name)
             .with_payloads(PayloadObjects::connect(aws, settings))
     }
+
+    /// One eventually consistent read of a key nothing is stored under (half a read unit):
+    /// the client's connection to the table, opened ahead of the first real request.
+    pub async fn warm(&self) -> Result<(), String> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, AttributeValue::S("warm".to_owned()))
+            .key(keys::SK, AttributeValue::S("warm".to_owned()))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", keys::PK)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::telemetry::error_chain(&e))
+    }
 }
