@@ -802,6 +802,9 @@ fn full_endpoint() -> Endpoint {
     e.delivery = Some(DeliveryConfig {
         mode: DeliveryMode::Batch,
         batch: Some(BatchConfig::default()),
+        // Every field written: not a valid combination with batches.
+        ordering: hookrelay_shared::DeliveryOrdering::Fifo,
+        ordering_key: Some("/data/customer_id".into()),
     });
     e.rate_limit = Some(hookrelay_shared::rate_limit::RateLimit {
         per_second: 10,
