@@ -45,6 +45,9 @@ pub struct Settings {
     pub dead_letter_queue_url: String,
     /// The queue where tasks of batch endpoints collect (`BATCHING_QUEUE_URL`).
     pub batching_queue_url: Option<String>,
+    /// The FIFO queue of ordered endpoints' tasks (`ORDERED_QUEUE_URL`); unset, ordered
+    /// endpoints are delivered unordered.
+    pub ordered_queue_url: Option<String>,
     /// The EventBridge bus operational events go to (`OPS_EVENT_BUS`, default `default`).
     pub ops_event_bus: String,
     pub retry: RetryPolicy,
@@ -110,6 +113,7 @@ impl Settings {
             batching_queue_url: env::var("BATCHING_QUEUE_URL")
                 .ok()
                 .filter(|u| !u.is_empty()),
+            ordered_queue_url: env::var("ORDERED_QUEUE_URL").ok().filter(|u| !u.is_empty()),
             ops_event_bus: env::var("OPS_EVENT_BUS")
                 .ok()
                 .filter(|b| !b.is_empty())
@@ -172,6 +176,7 @@ impl Settings {
             delivery_queue_url: queue_url.to_owned(),
             dead_letter_queue_url: dlq_url.to_owned(),
             batching_queue_url: None,
+            ordered_queue_url: None,
             ops_event_bus: "default".to_owned(),
             retry: RetryPolicy::default(),
             max_body_bytes: INLINE_PAYLOAD_MAX,

@@ -22,6 +22,7 @@ pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod ops_events;
+pub mod ordering;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "outbound")]
@@ -42,10 +43,10 @@ pub mod warm;
 
 pub use model::{
     Attempt, AttemptRequest, AttemptResponse, AttemptStatus, BatchConfig, BatchTimer,
-    DEFAULT_WORKSPACE, DeactivationWarning, DeadLetter, DeliveryConfig, DeliveryMode, DeliveryTask,
-    Endpoint, EndpointKind, Event, EventRef, FailingPolicy, HmacAlgorithm, LarkBot,
-    LarkMessageType, RetryConfig, SignatureEncoding, Source, SourceResponse, TaskBatch,
-    TriggerMode, Verification, Workspace, WorkspaceSettings,
+    DEFAULT_WORKSPACE, DeactivationWarning, DeadLetter, DeliveryConfig, DeliveryMode,
+    DeliveryOrdering, DeliveryTask, Endpoint, EndpointKind, Event, EventRef, FailingPolicy,
+    HmacAlgorithm, LarkBot, LarkMessageType, RetryConfig, SignatureEncoding, Source,
+    SourceResponse, TaskBatch, TriggerMode, Verification, Workspace, WorkspaceSettings,
 };
 pub use timestamp::Timestamp;
 

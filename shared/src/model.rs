@@ -480,6 +480,28 @@ pub struct DeliveryConfig {
     /// For `mode: batch`: when a batch is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchConfig>,
+    /// `fifo`: events arrive in accept order, one in flight at a time per line (see
+    /// `ordering`).
+    #[serde(default, skip_serializing_if = "DeliveryOrdering::is_unordered")]
+    pub ordering: DeliveryOrdering,
+    /// With `ordering: fifo`: a JSON pointer into the payload; each value found there is a
+    /// line of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOrdering {
+    #[default]
+    Unordered,
+    Fifo,
+}
+
+impl DeliveryOrdering {
+    pub fn is_unordered(&self) -> bool {
+        *self == DeliveryOrdering::Unordered
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -781,6 +803,10 @@ pub struct DeliveryTask {
     /// is re-queued in hops until it has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,
+    /// For an ordered endpoint: the line (SQS message group) the task waits in on the
+    /// ordered queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -830,6 +856,17 @@ impl DeliveryTask {
             batch: None,
             attempts: 0,
             not_before: None,
+            group: None,
+        }
+    }
+
+    /// The task for an endpoint, in its line when the endpoint is ordered.
+    pub fn for_endpoint(event: &Event, event_key: &str, endpoint: &Endpoint) -> Self {
+        Self {
+            group: endpoint
+                .ordered()
+                .map(|o| crate::ordering::group(&endpoint.id, &o, &event.payload)),
+            ..Self::new(event, event_key, &endpoint.id)
         }
     }
 }

@@ -262,8 +262,8 @@ impl OpsEvents {
         };
         let scope = format!("{OPS_SOURCE_ID}:{}", e.workspace);
         // The ops endpoint's kind is not read here: if it batches, the delivery function
-        // adds the task to its batch.
-        let batching = crate::publish::BatchTargets::new();
+        // adds the task to its batch; if it is ordered, moves it to its line.
+        let batching = crate::publish::Targets::default();
         match crate::publish::publish(
             &self.store,
             &self.queue,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::batching;
+use crate::ordering::Ordered;
 use crate::queue::Queue;
 use crate::store::{InsertOutcome, Store, StoreError};
 use crate::telemetry::error_chain;
@@ -30,6 +31,7 @@ pub struct Published {
 ///   not the stored one's, and delivery drops them;
 /// - SQS refuses tasks: the event is stored marked pending and the sweeper queues it.
 ///
+/// Ordered endpoints' tasks go to the ordered queue in their lines (see `ordering`).
 /// Endpoints in `batching` get no task: the event joins their open batch instead, after it
 /// is stored (marked pending until every batch has it), so a batch never holds an event
 /// that was refused or is a duplicate, and batches keep the order events were accepted in.
@@ -39,19 +41,26 @@ pub async fn publish(
     event: &Event,
     scope: &str,
     retention: Duration,
-    batching: &BatchTargets,
+    targets: &Targets,
 ) -> Result<Published, StoreError> {
     let event_key = Store::event_key(scope, &event.idempotency_key);
     let tasks: Vec<DeliveryTask> = event
         .endpoint_ids
         .iter()
-        .filter(|ep| !batching.contains_key(*ep))
-        .map(|ep| DeliveryTask::new(event, &event_key, ep))
+        .filter(|ep| !targets.batching.contains_key(*ep))
+        .map(|ep| {
+            let mut task = DeliveryTask::new(event, &event_key, ep);
+            task.group = targets
+                .ordered
+                .get(ep)
+                .map(|o| crate::ordering::group(ep, o, &event.payload));
+            task
+        })
         .collect();
     let batched: Vec<(&String, BatchConfig)> = event
         .endpoint_ids
         .iter()
-        .filter_map(|ep| batching.get(ep).map(|c| (ep, *c)))
+        .filter_map(|ep| targets.batching.get(ep).map(|c| (ep, *c)))
         .collect();
     let unsent = if tasks.is_empty() {
         Vec::new()
@@ -114,17 +123,31 @@ pub async fn publish(
     }
 }
 
-/// Batch endpoints by id, with their batching: the endpoints whose events join a batch.
-pub type BatchTargets = HashMap<String, BatchConfig>;
+/// Endpoints whose tasks take another way than one plain task on the deliveries queue.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// Batch endpoints by id, with their batching: their events join a batch.
+    pub batching: HashMap<String, BatchConfig>,
+    /// Ordered endpoints by id: their tasks wait in their line on the ordered queue.
+    pub ordered: HashMap<String, Ordered>,
+}
 
-/// The batch endpoints among `endpoints`, when the deployment has a batching queue (without
-/// one, batch endpoints get one request per event).
-pub fn batch_targets(queue: &Queue, endpoints: &[Endpoint]) -> BatchTargets {
-    if queue.batching_url().is_none() {
-        return BatchTargets::new();
+/// The batch and ordered endpoints among `endpoints`, for the queues the deployment has
+/// (without a batching queue batch endpoints get one request per event; without an ordered
+/// queue ordered endpoints are delivered unordered).
+pub fn targets(queue: &Queue, endpoints: &[Endpoint]) -> Targets {
+    let mut t = Targets::default();
+    if queue.batching_url().is_some() {
+        t.batching = endpoints
+            .iter()
+            .filter_map(|ep| ep.batching().map(|c| (ep.id.clone(), c)))
+            .collect();
     }
-    endpoints
-        .iter()
-        .filter_map(|ep| ep.batching().map(|c| (ep.id.clone(), c)))
-        .collect()
+    if queue.ordered_url().is_some() {
+        t.ordered = endpoints
+            .iter()
+            .filter_map(|ep| ep.ordered().map(|o| (ep.id.clone(), o)))
+            .collect();
+    }
+    t
 }

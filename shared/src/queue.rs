@@ -135,6 +135,9 @@ pub struct Queue {
     dlq_url: String,
     /// Where tasks for batch endpoints collect; unset, such endpoints get one request each.
     batching_url: Option<String>,
+    /// The FIFO queue of ordered endpoints' tasks; unset, their tasks go to the deliveries
+    /// queue and are delivered unordered.
+    ordered_url: Option<String>,
 }
 
 impl Queue {
@@ -144,6 +147,7 @@ impl Queue {
             url: url.into(),
             dlq_url: dlq_url.into(),
             batching_url: None,
+            ordered_url: None,
         }
     }
 
@@ -155,6 +159,7 @@ impl Queue {
             &settings.dead_letter_queue_url,
         );
         q.batching_url = settings.batching_queue_url.clone();
+        q.ordered_url = settings.ordered_queue_url.clone();
         q
     }
 
@@ -175,17 +180,106 @@ impl Queue {
         self.batching_url.as_deref()
     }
 
+    pub fn ordered_url(&self) -> Option<&str> {
+        self.ordered_url.as_deref()
+    }
+
+    /// Whether `task` goes to the ordered queue: it has a line and the deployment has the
+    /// queue.
+    pub fn is_ordered(&self, task: &DeliveryTask) -> bool {
+        task.group.is_some() && self.ordered_url.is_some()
+    }
+
     pub fn dlq_url(&self) -> &str {
         &self.dlq_url
     }
 
     /// Sends tasks in batches of ten, all batches at once. Answers the tasks SQS did not take
     /// (whole failed calls and failed entries), so the caller can keep them pending.
+    ///
+    /// A task with a line (an ordered endpoint's) goes to the ordered queue in its message
+    /// group, in the order given.
     pub async fn send_tasks(
         &self,
         tasks: &[DeliveryTask],
     ) -> Result<Vec<DeliveryTask>, QueueError> {
-        self.send_tasks_to(&self.url, tasks).await
+        self.send_routed(tasks, false).await
+    }
+
+    /// [`Queue::send_tasks`] for a task sent again as a new one (a redrive): on the ordered
+    /// queue it gets a deduplication id of its own, so SQS does not take it for a repeat of
+    /// the first send.
+    pub async fn send_tasks_again(
+        &self,
+        tasks: &[DeliveryTask],
+    ) -> Result<Vec<DeliveryTask>, QueueError> {
+        self.send_routed(tasks, true).await
+    }
+
+    async fn send_routed(
+        &self,
+        tasks: &[DeliveryTask],
+        fresh: bool,
+    ) -> Result<Vec<DeliveryTask>, QueueError> {
+        let (ordered, unordered): (Vec<DeliveryTask>, Vec<DeliveryTask>) =
+            tasks.iter().cloned().partition(|t| self.is_ordered(t));
+        let mut unsent = if unordered.is_empty() {
+            Vec::new()
+        } else {
+            self.send_tasks_to(&self.url, &unordered).await?
+        };
+        if !ordered.is_empty() {
+            unsent.extend(self.send_ordered(&ordered, fresh).await?);
+        }
+        Ok(unsent)
+    }
+
+    /// Sends ordered tasks to the ordered queue, each in its message group. A group's tasks
+    /// go in one call at a time, in the order given, so SQS keeps that order: a later call
+    /// starts only after the earlier one answered. Answers the tasks SQS did not take.
+    pub async fn send_ordered(
+        &self,
+        tasks: &[DeliveryTask],
+        fresh: bool,
+    ) -> Result<Vec<DeliveryTask>, QueueError> {
+        let Some(url) = self.ordered_url.as_deref() else {
+            return Ok(tasks.to_vec());
+        };
+        let mut unsent = Vec::new();
+        for chunk in tasks.chunks(SQS_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    Ok(SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(t)?)
+                        .message_group_id(t.group.clone().unwrap_or_else(|| t.endpoint_id.clone()))
+                        .message_deduplication_id(crate::ordering::dedup_id(t, fresh))
+                        .build()?)
+                })
+                .collect::<Result<Vec<_>, QueueError>>()?;
+            match self
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => unsent.extend(
+                    out.failed
+                        .iter()
+                        .filter_map(|f| f.id.parse::<usize>().ok())
+                        .filter_map(|i| chunk.get(i).cloned()),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SendMessageBatch to the ordered queue failed");
+                    unsent.extend(chunk.iter().cloned());
+                }
+            }
+        }
+        Ok(unsent)
     }
 
     /// [`Queue::send_tasks`] to another queue (the batching queue).
@@ -439,7 +533,7 @@ impl Queue {
             if tasks.is_empty() {
                 continue;
             }
-            let unsent = self.send_tasks(&tasks).await?;
+            let unsent = self.send_tasks_again(&tasks).await?;
             let sent: Vec<String> = tasks
                 .iter()
                 .zip(handles)

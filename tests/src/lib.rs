@@ -78,6 +78,8 @@ pub struct Stack {
     pub mapping: Mapping,
     /// The batching queue's event source mapping, as the template sets it.
     pub batching: Mapping,
+    /// The ordered (FIFO) queue's event source mapping, as the template sets it.
+    pub ordered: Mapping,
     /// The delivery function's `Timeout` from the template: the in-process event source
     /// mapping stops an invocation that runs longer and fails it, as Lambda does.
     pub delivery_function_timeout: Duration,
@@ -105,6 +107,12 @@ impl Stack {
             provisioned.table("Table").expect("table"),
             provisioned.queue("DeliveriesQueue").expect("queue"),
             provisioned.queue("DeadLetterQueue").expect("dlq"),
+        );
+        settings.ordered_queue_url = Some(
+            provisioned
+                .queue("OrderedDeliveriesQueue")
+                .expect("ordered queue")
+                .to_owned(),
         );
         settings.batching_queue_url = Some(
             provisioned
@@ -153,6 +161,7 @@ impl Stack {
                 batch_size: source.batch_size,
                 window: Duration::from_secs(source.batching_window_secs),
                 report_batch_item_failures: source.report_batch_item_failures,
+                fifo: Mapping::is_fifo_url(provisioned.queue(queue).expect("queue")),
             }
         };
         let delivery_function_timeout = template
@@ -161,6 +170,7 @@ impl Stack {
             .timeout;
         let mapping = mapping_of("DeliveriesQueue");
         let batching = mapping_of("BatchingQueue");
+        let ordered = mapping_of("OrderedDeliveriesQueue");
         // Not the functions' counting clients: what the harness reads is no function's request.
         let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name)
             .with_payloads(Some(
@@ -178,6 +188,7 @@ impl Stack {
             sqs,
             mapping,
             batching,
+            ordered,
             delivery_function_timeout,
         }
     }
@@ -245,6 +256,19 @@ impl Stack {
         })
         .await
         .expect("batching queue round")
+    }
+
+    /// One round of the ordered queue's mapping into the in-process delivery handler.
+    pub async fn deliver_ordered_once(
+        &self,
+        ctx: &hookrelay_delivery::Context,
+        wait: Duration,
+    ) -> Option<BatchResult> {
+        esm::run_once(&self.sqs, &self.ordered, wait, |event| {
+            self.invoke_delivery(ctx, event)
+        })
+        .await
+        .expect("ordered queue round")
     }
 
     /// Runs the mapping until a long poll finds nothing visible.

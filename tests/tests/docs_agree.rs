@@ -615,6 +615,14 @@ fn every_enum_matches_its_type() {
             unit_variants::<DeliveryMode>(),
         ),
         (
+            format!("{s}/DeliveryConfig/properties/ordering"),
+            unit_variants::<hookrelay_shared::DeliveryOrdering>(),
+        ),
+        (
+            format!("{s}/DeliveryConfigInput/properties/ordering"),
+            unit_variants::<hookrelay_shared::DeliveryOrdering>(),
+        ),
+        (
             format!("{s}/LarkBot/properties/msg_type"),
             unit_variants::<LarkMessageType>(),
         ),
@@ -802,6 +810,9 @@ fn full_endpoint() -> Endpoint {
     e.delivery = Some(DeliveryConfig {
         mode: DeliveryMode::Batch,
         batch: Some(BatchConfig::default()),
+        // Every field written: not a valid combination with batches.
+        ordering: hookrelay_shared::DeliveryOrdering::Fifo,
+        ordering_key: Some("/data/customer_id".into()),
     });
     e.rate_limit = Some(hookrelay_shared::rate_limit::RateLimit {
         per_second: 10,
@@ -933,6 +944,7 @@ fn dead_letter(full: bool) -> DeadLetter {
         task.manual = true;
         task.attempts = 3;
         task.not_before = Some(Timestamp::now());
+        task.group = Some("ep_1:0123456789abcdef0123456789abcdef".into());
         task.batch = Some(TaskBatch {
             id: "bat_1".into(),
             events: vec![EventRef {

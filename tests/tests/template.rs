@@ -187,6 +187,10 @@ async fn local_stack_matches_the_template() {
             "BatchingQueue",
             stack.settings.batching_queue_url.as_ref().unwrap(),
         ),
+        (
+            "OrderedDeliveriesQueue",
+            stack.settings.ordered_queue_url.as_ref().unwrap(),
+        ),
     ] {
         let q = &t.resource(logical).unwrap()["Properties"];
         let attrs = stack
@@ -210,6 +214,31 @@ async fn local_stack_matches_the_template() {
                 assert_eq!(attrs[&attr], n.to_string(), "{logical}.{prop}");
             }
         }
+        // A FIFO queue locally is a FIFO queue, with the template's deduplication.
+        let fifo = q
+            .get("FifoQueue")
+            .and_then(scalar)
+            .is_some_and(|v| v == "true");
+        assert_eq!(
+            attrs
+                .get(&QueueAttributeName::FifoQueue)
+                .map(String::as_str)
+                == Some("true"),
+            fifo,
+            "{logical}.FifoQueue"
+        );
+        if fifo {
+            assert!(url.ends_with(".fifo"), "{logical}: {url}");
+            assert_eq!(
+                attrs
+                    .get(&QueueAttributeName::ContentBasedDeduplication)
+                    .map(String::as_str),
+                q.get("ContentBasedDeduplication")
+                    .and_then(scalar)
+                    .as_deref(),
+                "{logical}.ContentBasedDeduplication"
+            );
+        }
     }
 
     // The event source mapping the local stack plays is the template's.
@@ -227,6 +256,73 @@ async fn local_stack_matches_the_template() {
         param(&ev["MaximumBatchingWindowInSeconds"])
     );
     assert!(stack.mapping.report_batch_item_failures);
+
+    // The ordered queue's mapping: a FIFO one, as the template's, without a window.
+    let ev =
+        &t.resource("DeliveryFunction").unwrap()["Properties"]["Events"]["Ordered"]["Properties"];
+    assert_eq!(
+        referenced(&ev["Queue"]).as_deref(),
+        Some("OrderedDeliveriesQueue")
+    );
+    assert!(stack.ordered.fifo);
+    assert_eq!(stack.ordered.batch_size as u64, param(&ev["BatchSize"]));
+    assert_eq!(stack.ordered.window, std::time::Duration::ZERO);
+    assert!(stack.ordered.report_batch_item_failures);
+    assert!(!stack.mapping.fifo && !stack.batching.fifo);
+}
+
+#[test]
+fn fifo_queues_follow_sqs_and_lambda_fifo_rules() {
+    let t = Template::workspace_default().unwrap();
+    let is_fifo = |logical: &str| {
+        t.resource(logical).unwrap()["Properties"]
+            .get("FifoQueue")
+            .and_then(scalar)
+            .is_some_and(|v| v == "true")
+    };
+    let ordered = &t.resource("OrderedDeliveriesQueue").unwrap()["Properties"];
+    assert!(is_fifo("OrderedDeliveriesQueue"));
+    // Deduplication by the task's own id (event and endpoint), not by its body.
+    assert_eq!(
+        ordered
+            .get("ContentBasedDeduplication")
+            .and_then(scalar)
+            .as_deref(),
+        Some("false")
+    );
+    // A FIFO queue's dead-letter queue must be FIFO too.
+    let dlq = referenced(&ordered["RedrivePolicy"]["deadLetterTargetArn"]).unwrap();
+    assert!(is_fifo(&dlq), "{dlq} is FIFO");
+    assert_eq!(
+        number(&ordered["RedrivePolicy"], "maxReceiveCount"),
+        Some(u64::from(hookrelay_delivery::ORDERED_MAX_RECEIVE_COUNT)),
+        "the function's receive guard is the queue's"
+    );
+    // Lambda: a FIFO event source takes at most 10 messages and no batching window.
+    let mut fifo_sources = 0;
+    for (_, e) in t.resource("DeliveryFunction").unwrap()["Properties"]["Events"]
+        .as_mapping()
+        .unwrap()
+    {
+        let p = &e["Properties"];
+        if e["Type"].as_str() != Some("SQS") || !is_fifo(&referenced(&p["Queue"]).unwrap()) {
+            continue;
+        }
+        fifo_sources += 1;
+        assert!(number(p, "BatchSize").unwrap_or(10) <= 10);
+        assert!(p.get("MaximumBatchingWindowInSeconds").is_none());
+        assert!(p["FunctionResponseTypes"].as_sequence().is_some_and(|s| {
+            s.iter()
+                .any(|v| v.as_str() == Some("ReportBatchItemFailures"))
+        }));
+    }
+    assert_eq!(fifo_sources, 1);
+    // Every function that queues tasks knows the ordered queue.
+    let globals = &t.root()["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        referenced(&globals["ORDERED_QUEUE_URL"]).as_deref(),
+        Some("OrderedDeliveriesQueue")
+    );
 }
 
 fn parameter(t: &Template, name: &str) -> Yaml {
@@ -411,7 +507,7 @@ fn queue_visibility_covers_every_consumer_and_its_batching_window() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2);
+    assert_eq!(checked, 3);
 }
 
 #[test]

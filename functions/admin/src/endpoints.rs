@@ -601,7 +601,7 @@ async fn recover(
             .filter(|(_, delivered)| !delivered)
             .map(|((key, event), _)| DeliveryTask {
                 manual: true,
-                ..DeliveryTask::new(event, key, &endpoint.id)
+                ..DeliveryTask::for_endpoint(event, key, endpoint)
             })
             .collect();
         let unsent = ctx

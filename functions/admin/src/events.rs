@@ -288,7 +288,7 @@ async fn publish_traced(
         &event,
         &format!("{PUBLISH_SOURCE}:{ws}"),
         ctx.settings.retention(),
-        &publish::batch_targets(&ctx.queue, &endpoints),
+        &publish::targets(&ctx.queue, &endpoints),
     )
     .await
     .map_err(store_error)?;
@@ -327,12 +327,14 @@ pub async fn retry(
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no event {id:?}")))?;
-    ctx.store
+    let endpoint = ctx
+        .store
         .get_endpoint(ws, endpoint_id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no endpoint {endpoint_id:?}")))?;
-    let mut task = DeliveryTask::new(&event, &event_key, endpoint_id);
+    // An ordered endpoint's retry joins the end of its line.
+    let mut task = DeliveryTask::for_endpoint(&event, &event_key, &endpoint);
     task.manual = true;
     let unsent = ctx
         .queue

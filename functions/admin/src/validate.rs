@@ -248,6 +248,23 @@ impl Problems {
                 }
                 _ => {}
             }
+            match (d.ordering, &d.ordering_key) {
+                (hookrelay_shared::DeliveryOrdering::Unordered, Some(_)) => {
+                    self.add("delivery.ordering_key", "is only read with ordering: fifo")
+                }
+                (hookrelay_shared::DeliveryOrdering::Fifo, key) => {
+                    if batching {
+                        // A batch is one request for many events: batches keep their own
+                        // order (see delivery.batch).
+                        self.add("delivery.ordering", "fifo is for mode: single");
+                    }
+                    if let Some(Err(e)) = key.as_deref().map(hookrelay_shared::ordering::check_key)
+                    {
+                        self.add("delivery.ordering_key", e);
+                    }
+                }
+                _ => {}
+            }
         }
         match kind {
             EndpointKind::Webhook => {

@@ -4,6 +4,7 @@
 
 mod batches;
 pub mod circuit;
+pub mod ordered;
 mod outcome;
 pub mod send;
 
@@ -154,40 +155,65 @@ pub async fn deliver_all(
     endpoints: &Endpoints,
 ) -> Vec<(Received, Outcome)> {
     futures::stream::iter(received)
-        .map(|r| {
-            // An event stored under another id belongs to an earlier request with the same
-            // idempotency key: this task is a duplicate's and is not delivered.
-            let found: Vec<&Event> = task_event_refs(&r.task)
-                .filter_map(|(key, id)| events.get(key).filter(|e| &e.id == id))
-                .collect();
-            let not_stored_yet = found.is_empty()
-                && task_event_refs(&r.task).any(|(key, _)| !events.contains_key(key))
-                && r.sent_at
-                    .is_some_and(|at| Timestamp::now().since(at) < STORE_GRACE);
-            let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
-            async move {
-                let outcome = if r.receive_count >= DELIVERIES_MAX_RECEIVE_COUNT {
-                    send::receive_limit(&r, endpoint)
-                } else if not_stored_yet {
-                    Outcome::NotStoredYet
-                } else if let Some(wait) = circuit::parked(ctx, &r, endpoint).await {
-                    Outcome::Parked(wait)
-                } else if let Some(wait) = rate_limited(ctx, &r, endpoint).await {
-                    Outcome::Deferred(wait)
-                } else {
-                    batches::wait_turn(ctx, &r.task, r.deadline).await;
-                    let outcome = send::deliver(ctx, &r, &found, endpoint).await;
-                    if !matches!(outcome, Outcome::Postponed) {
-                        batches::settle_turn(ctx, &r.task).await;
-                    }
-                    outcome
-                };
-                (r, outcome)
-            }
+        .map(|r| async move {
+            let outcome = deliver_one(ctx, &r, events, endpoints, Way::Unordered).await;
+            (r, outcome)
         })
         .buffer_unordered(ctx.settings.delivery_concurrency)
         .collect()
         .await
+}
+
+/// Which queue a task came from: what a task that cannot go now does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// The deliveries queue: a task that waits is queued again as a new, delayed message.
+    Unordered,
+    /// The ordered queue: a task that waits keeps its message and holds its line, so an open
+    /// circuit does not park it (its line's one message in flight is already its probe).
+    Ordered,
+}
+
+/// One task's delivery, or why it was not attempted.
+pub(crate) async fn deliver_one(
+    ctx: &Context,
+    r: &Received,
+    events: &Events,
+    endpoints: &Endpoints,
+    way: Way,
+) -> Outcome {
+    // An event stored under another id belongs to an earlier request with the same
+    // idempotency key: this task is a duplicate's and is not delivered.
+    let found: Vec<&Event> = task_event_refs(&r.task)
+        .filter_map(|(key, id)| events.get(key).filter(|e| &e.id == id))
+        .collect();
+    let not_stored_yet = found.is_empty()
+        && task_event_refs(&r.task).any(|(key, _)| !events.contains_key(key))
+        && r.sent_at
+            .is_some_and(|at| Timestamp::now().since(at) < STORE_GRACE);
+    let endpoint = endpoints.get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()));
+    let max_receives = match way {
+        Way::Unordered => DELIVERIES_MAX_RECEIVE_COUNT,
+        Way::Ordered => ORDERED_MAX_RECEIVE_COUNT,
+    };
+    if r.receive_count >= max_receives {
+        send::receive_limit(r, endpoint)
+    } else if not_stored_yet {
+        Outcome::NotStoredYet
+    } else if way == Way::Unordered
+        && let Some(wait) = circuit::parked(ctx, r, endpoint).await
+    {
+        Outcome::Parked(wait)
+    } else if let Some(wait) = rate_limited(ctx, r, endpoint).await {
+        Outcome::Deferred(wait)
+    } else {
+        batches::wait_turn(ctx, &r.task, r.deadline).await;
+        let outcome = send::deliver(ctx, r, &found, endpoint).await;
+        if !matches!(outcome, Outcome::Postponed) {
+            batches::settle_turn(ctx, &r.task).await;
+        }
+        outcome
+    }
 }
 
 /// How long a task waits when its endpoint's rate limit is reached; `None` when it may go.
@@ -239,6 +265,11 @@ const HOP_SLACK: Duration = Duration::from_secs(1);
 /// the two equal): on this receive a task that does not end is dead-lettered by the function
 /// itself, with its letter, instead of being moved bare by SQS on the next one.
 pub const DELIVERIES_MAX_RECEIVE_COUNT: u32 = 25;
+
+/// The ordered queue's `maxReceiveCount` (the template's; a test keeps the two equal). A
+/// message there is received once per attempt and once more each time the head of its line
+/// fails (it is handed back unsent with it), so the guard is SQS's largest.
+pub const ORDERED_MAX_RECEIVE_COUNT: u32 = 1000;
 
 /// Tasks are queued before their event is stored: a task this young whose event is not
 /// there yet waits for it instead of ending.
@@ -293,15 +324,36 @@ pub async fn handle_traced(
                 .is_some_and(|arn| arn.ends_with(suffix))
         })
     };
+    let ordered_url = ctx.queue.ordered_url().map(str::to_owned);
+    let ordered_arn_suffix = ordered_url
+        .as_deref()
+        .and_then(|u| u.rsplit('/').next())
+        .map(|name| format!(":{name}"));
+    let from_ordered = |msg: &SqsMessage| {
+        ordered_arn_suffix.as_deref().is_some_and(|suffix| {
+            msg.event_source_arn
+                .as_deref()
+                .is_some_and(|arn| arn.ends_with(suffix))
+        })
+    };
     // The batching queue carries timers (and, from before batches were kept in DynamoDB,
-    // tasks); the deliveries queue carries tasks.
+    // tasks); the deliveries queue and the ordered queue carry tasks.
     let mut timers = Vec::new();
     let mut received = Vec::new();
+    let mut in_line = Vec::new();
     for msg in &event.records {
         let Some(message_id) = msg.message_id.clone().filter(|id| !id.is_empty()) else {
             continue;
         };
         let body = msg.body.as_deref().unwrap_or_default();
+        if from_ordered(msg) {
+            if let Some(mut r) = parse_task(msg, message_id, body) {
+                r.trace_id = trace_id.map(str::to_owned);
+                r.deadline = deadline;
+                in_line.push((ordered::group_of(msg, &r.task), r));
+            }
+            continue;
+        }
         if from_batching(msg)
             && let Some(t) = batches::parse_timer(
                 &message_id,
@@ -319,6 +371,9 @@ pub async fn handle_traced(
         }
     }
     let mut response = SqsBatchResponse::default();
+    if let Some(url) = ordered_url.as_deref() {
+        ordered::handle(ctx, url, in_line, &mut response).await;
+    }
     // A long wait goes on in hops of at most SQS's longest delay, none of them an attempt.
     let now = Timestamp::now();
     let (hops, received): (Vec<Received>, Vec<Received>) = received.into_iter().partition(|r| {
@@ -418,6 +473,22 @@ pub async fn handle_traced(
     if !to_batch.is_empty() {
         batches::add_all(ctx, to_batch, &events, &endpoints, &mut response).await;
     }
+    // A task for an enabled ordered endpoint that came the unordered way (the sweeper's
+    // reconciliation, an operational event, a task queued before the endpoint was ordered)
+    // joins the end of its line.
+    let (to_line, received): (Vec<Received>, Vec<Received>) = received.into_iter().partition(|r| {
+        ordered_url.is_some()
+            && r.task.batch.is_none()
+            && events
+                .get(&r.task.event_key)
+                .is_some_and(|e| e.id == r.task.event_id)
+            && endpoints
+                .get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()))
+                .is_some_and(|ep| ep.enabled && ep.ordered().is_some())
+    });
+    if !to_line.is_empty() {
+        ordered::join_lines(ctx, to_line, &events, &endpoints, &mut response).await;
+    }
 
     let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
 
@@ -435,7 +506,7 @@ pub async fn handle_traced(
         {
             tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
         }
-        outcome::settle(ctx, outcomes, &events, &endpoints, &mut response).await;
+        outcome::settle(ctx, outcomes, &events, &endpoints, &mut response, None).await;
     };
     // The export overlaps the writes, so a healthy collector adds nothing to the batch's
     // time and a dead one at most its timeout.

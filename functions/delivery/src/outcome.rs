@@ -48,7 +48,26 @@ pub const MAX_DELAY: Duration = Duration::from_secs(900);
 /// How long a task whose event is not stored yet waits before it is read again.
 const NOT_STORED_DELAY: Duration = Duration::from_secs(5);
 
+/// SQS's longest visibility timeout: a message cannot wait longer unseen.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+
 impl Outcome {
+    /// How long the task waits before it is tried again, when it does not end here.
+    pub fn hold(&self) -> Option<Duration> {
+        match self {
+            Outcome::Retry { delay, .. } => Some(*delay),
+            Outcome::Parked(wait) | Outcome::Deferred(wait) => Some(*wait),
+            Outcome::Postponed => Some(Duration::ZERO),
+            Outcome::NotStoredYet => Some(NOT_STORED_DELAY),
+            Outcome::Delivered(_)
+            | Outcome::Exhausted(_)
+            | Outcome::Gone(_)
+            | Outcome::Canceled(_)
+            | Outcome::Denied(_)
+            | Outcome::Dropped => None,
+        }
+    }
+
     pub fn attempt(&self) -> Option<&Attempt> {
         match self {
             Outcome::Delivered(a)
@@ -123,6 +142,7 @@ pub(crate) async fn settle(
     events: &HashMap<String, Event>,
     endpoints: &HashMap<(String, String), Endpoint>,
     response: &mut SqsBatchResponse,
+    ordered_queue: Option<&str>,
 ) {
     let now = Timestamp::now();
     let mut delays = Vec::new();
@@ -137,6 +157,15 @@ pub(crate) async fn settle(
             Outcome::Retry { .. } | Outcome::Exhausted(_) | Outcome::Gone(_) | Outcome::Denied(_)
         ) {
             *failures.entry(key.clone()).or_default() += 1;
+        }
+        if ordered_queue.is_some()
+            && let Some(wait) = outcome.hold()
+        {
+            // On the ordered queue the message itself waits, keeping its place at the head
+            // of its line: SQS hands out none of the line's later messages meanwhile.
+            delays.push((r.receipt_handle.clone(), wait.min(MAX_VISIBILITY)));
+            response.add_failure(r.message_id.clone());
+            continue;
         }
         match outcome {
             Outcome::Delivered(_) => {
@@ -225,7 +254,11 @@ pub(crate) async fn settle(
         delays.extend(requeue_tasks(ctx, requeue, response).await);
     }
     if !delays.is_empty() {
-        match ctx.queue.delay(&delays).await {
+        let changed = match ordered_queue {
+            Some(url) => ctx.queue.delay_on(url, &delays).await,
+            None => ctx.queue.delay(&delays).await,
+        };
+        match changed {
             Ok(refused) if !refused.is_empty() => {
                 tracing::warn!(
                     refused = refused.len(),

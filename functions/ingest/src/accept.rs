@@ -12,7 +12,7 @@ use hookrelay_plugins::inbound::Inbound;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::model::subscribed;
-use hookrelay_shared::publish::{batch_targets, publish};
+use hookrelay_shared::publish::{self, publish};
 use hookrelay_shared::rate_limit::{self, Decision};
 use hookrelay_shared::trace_context::TraceContext;
 use hookrelay_shared::{Event, Source, Timestamp, ids};
@@ -202,7 +202,7 @@ pub async fn accept(
         &event,
         &source.id,
         ctx.settings.retention(),
-        &batch_targets(&ctx.queue, &endpoints),
+        &publish::targets(&ctx.queue, &endpoints),
     )
     .await
     .map_err(unavailable)?;

@@ -524,11 +524,26 @@ async fn reenqueue_one(ctx: &Context, event_key: &str) -> Result<Option<usize>, 
     let Some(event) = ctx.store.get_event_by_key(event_key).await? else {
         return Ok(None);
     };
-    let tasks: Vec<DeliveryTask> = event
-        .endpoint_ids
-        .iter()
-        .map(|ep| DeliveryTask::new(&event, event_key, ep))
-        .collect();
+    let mut tasks = Vec::with_capacity(event.endpoint_ids.len());
+    for ep in &event.endpoint_ids {
+        // An ordered endpoint's task goes to its line; one whose endpoint cannot be read
+        // goes plain, and the delivery function moves it to its line if it must.
+        let endpoint = if ctx.queue.ordered_url().is_some() {
+            ctx.store
+                .get_endpoint(&event.workspace, ep)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(endpoint.id = %ep, error = %error_chain(&e), "endpoint not read; its task goes unordered first");
+                    None
+                })
+        } else {
+            None
+        };
+        tasks.push(match endpoint {
+            Some(endpoint) => DeliveryTask::for_endpoint(&event, event_key, &endpoint),
+            None => DeliveryTask::new(&event, event_key, ep),
+        });
+    }
     let unsent = ctx.queue.send_tasks(&tasks).await?;
     if !unsent.is_empty() {
         tracing::warn!(event.id = %event.id, unsent = unsent.len(), "stranded event still not queued");

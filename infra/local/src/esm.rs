@@ -19,6 +19,19 @@ pub struct Mapping {
     pub batch_size: usize,
     pub window: Duration,
     pub report_batch_item_failures: bool,
+    /// A FIFO queue: a batch is one receive (at most ten messages, no batching window), as
+    /// Lambda's FIFO pollers take it. SQS hands out a message group's messages in order and
+    /// none of them while one is in flight, so with one batch in flight at a time per
+    /// mapping (this poller's) a group is never in two batches at once.
+    pub fifo: bool,
+}
+
+impl Mapping {
+    /// Whether the queue at `url` is a FIFO queue: SQS requires their names to end in
+    /// `.fifo`.
+    pub fn is_fifo_url(url: &str) -> bool {
+        url.ends_with(".fifo")
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,6 +48,18 @@ pub struct BatchResult {
 /// does not mean an empty queue (the local stack's emulator samples short polls too): a
 /// mapping that short-polled could see nothing while tasks wait.
 pub async fn receive_batch(sqs: &Client, m: &Mapping, wait: Duration) -> Result<Vec<Message>> {
+    if m.fifo {
+        let out = sqs
+            .receive_message()
+            .queue_url(&m.queue_url)
+            .max_number_of_messages(m.batch_size.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs_f64().ceil().clamp(1.0, 20.0) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(aws_sdk_sqs::Error::from)?;
+        return Ok(out.messages.unwrap_or_default());
+    }
     let started = Instant::now();
     let mut batch: Vec<Message> = Vec::new();
     loop {

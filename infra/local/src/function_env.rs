@@ -98,6 +98,7 @@ mod tests {
             "DeliveriesQueue",
             "DeadLetterQueue",
             "BatchingQueue",
+            "OrderedDeliveriesQueue",
             "PayloadBucket",
         ] {
             b.refs.insert(r.into(), format!("local-{r}"));
@@ -161,6 +162,7 @@ mod tests {
         // Resources of the stack and the admin key, which `make dev` sets its own way.
         let own = [
             "BATCHING_QUEUE_URL",
+            "ORDERED_QUEUE_URL",
             "PAYLOAD_BUCKET",
             "HOOKRELAY_ADMIN_KEY",
         ];

@@ -161,6 +161,7 @@ async fn main() -> Result<()> {
             batch_size: source.batch_size,
             window: Duration::from_secs(source.batching_window_secs),
             report_batch_item_failures: source.report_batch_item_failures,
+            fifo: Mapping::is_fifo_url(prov.queue(&source.queue)?),
         };
         let (sqs, lambda) = (sqs.clone(), lambda.clone());
         tokio::spawn(async move {

@@ -96,7 +96,12 @@ pub async fn provision(t: &Template, aws: &SdkConfig, prefix: &str) -> Result<Pr
                 still.push(logical);
                 continue;
             };
-            let name = format!("{prefix}-{logical}");
+            // SQS requires a FIFO queue's name to end in `.fifo`.
+            let name = if is_fifo(&props) {
+                format!("{prefix}-{logical}.fifo")
+            } else {
+                format!("{prefix}-{logical}")
+            };
             let (url, arn) = create_queue(&sqs, &name, &props)
                 .await
                 .with_context(|| format!("creating queue {logical}"))?;
@@ -249,6 +254,22 @@ async fn create_queue(
             req = req.attributes(attr, n.to_string());
         }
     }
+    for (prop, attr) in [
+        ("FifoQueue", QueueAttributeName::FifoQueue),
+        (
+            "ContentBasedDeduplication",
+            QueueAttributeName::ContentBasedDeduplication,
+        ),
+        ("DeduplicationScope", QueueAttributeName::DeduplicationScope),
+        (
+            "FifoThroughputLimit",
+            QueueAttributeName::FifoThroughputLimit,
+        ),
+    ] {
+        if let Some(v) = props.get(prop).and_then(scalar) {
+            req = req.attributes(attr, v);
+        }
+    }
     if let Some(policy) = props.get("RedrivePolicy") {
         let json = serde_json::json!({
             "deadLetterTargetArn": policy.get("deadLetterTargetArn").and_then(scalar),
@@ -273,6 +294,14 @@ async fn create_queue(
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| anyhow!("queue {name} has no ARN"))?;
     Ok((url, arn))
+}
+
+/// Whether the template's queue is a FIFO queue.
+pub fn is_fifo(props: &Value) -> bool {
+    props
+        .get("FifoQueue")
+        .and_then(scalar)
+        .is_some_and(|v| v == "true")
 }
 
 fn seq<'a>(v: &'a Value, key: &str) -> Vec<&'a Value> {

@@ -442,9 +442,11 @@ mod tests {
             binary: "ingest".into()
         }));
         let sources = t.sqs_event_sources().unwrap();
-        assert_eq!(sources.len(), 2);
+        assert_eq!(sources.len(), 3);
         assert_eq!(sources[0].queue, "DeliveriesQueue");
         assert_eq!(sources[1].queue, "BatchingQueue");
+        assert_eq!(sources[2].queue, "OrderedDeliveriesQueue");
+        assert_eq!(sources[2].batching_window_secs, 0);
         assert_eq!(sources[1].batch_size, 100);
         assert_eq!(sources[0].binary, "delivery");
         assert!(sources[0].report_batch_item_failures);
