@@ -72,6 +72,7 @@ pub async fn measure(release: &Path, api: &str, rt: &Runtime) -> Result<Value> {
         batch_size: 1,
         window: Duration::ZERO,
         report_batch_item_failures: true,
+        fifo: false,
     };
     let sqs = aws_sdk_sqs::Client::new(&aws);
 
