@@ -459,32 +459,21 @@ pub async fn handle_traced(
     }
     // A single task for an enabled batch endpoint joins its open batch; one whose event is
     // missing goes the single way, which waits for it or ends it.
-    let (to_batch, received): (Vec<Received>, Vec<Received>) =
-        received.into_iter().partition(|r| {
-            batching_url.is_some()
-                && r.task.batch.is_none()
-                && events
-                    .get(&r.task.event_key)
-                    .is_some_and(|e| e.id == r.task.event_id)
-                && endpoints
-                    .get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()))
-                    .is_some_and(|ep| ep.enabled && ep.batching().is_some())
-        });
+    let (to_batch, received) = divert(
+        received,
+        batching_url.is_some(),
+        &events,
+        &endpoints,
+        |ep| ep.batching().is_some(),
+    );
     if !to_batch.is_empty() {
         batches::add_all(ctx, to_batch, &events, &endpoints, &mut response).await;
     }
     // A task for an enabled ordered endpoint that came the unordered way (the sweeper's
     // reconciliation, an operational event, a task queued before the endpoint was ordered)
     // joins the end of its line.
-    let (to_line, received): (Vec<Received>, Vec<Received>) = received.into_iter().partition(|r| {
-        ordered_url.is_some()
-            && r.task.batch.is_none()
-            && events
-                .get(&r.task.event_key)
-                .is_some_and(|e| e.id == r.task.event_id)
-            && endpoints
-                .get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()))
-                .is_some_and(|ep| ep.enabled && ep.ordered().is_some())
+    let (to_line, received) = divert(received, ordered_url.is_some(), &events, &endpoints, |ep| {
+        ep.ordered().is_some()
     });
     if !to_line.is_empty() {
         ordered::join_lines(ctx, to_line, &events, &endpoints, &mut response).await;
@@ -517,6 +506,28 @@ pub async fn handle_traced(
     };
     tokio::join!(record, export);
     response
+}
+
+/// Splits off the single tasks that go another way (a batch, an ordered line): those whose
+/// queue is configured (`way_open`), whose event is stored, and whose endpoint is enabled and
+/// `takes` them.
+fn divert(
+    received: Vec<Received>,
+    way_open: bool,
+    events: &Events,
+    endpoints: &Endpoints,
+    takes: impl Fn(&hookrelay_shared::Endpoint) -> bool,
+) -> (Vec<Received>, Vec<Received>) {
+    received.into_iter().partition(|r| {
+        way_open
+            && r.task.batch.is_none()
+            && events
+                .get(&r.task.event_key)
+                .is_some_and(|e| e.id == r.task.event_id)
+            && endpoints
+                .get(&(r.task.workspace.clone(), r.task.endpoint_id.clone()))
+                .is_some_and(|ep| ep.enabled && takes(ep))
+    })
 }
 
 /// One CLIENT span per request made: the span id of the `traceparent` it carried, under the
