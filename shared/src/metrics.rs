@@ -168,6 +168,12 @@ impl Metrics {
         }
     }
 
+    /// Values counted since `start_ms` (the work's start), not since this value was made.
+    pub fn since(mut self, start_ms: i64) -> Self {
+        self.started_ms = start_ms;
+        self
+    }
+
     pub fn add(&mut self, name: &'static str, value: f64) {
         self.values.entry((None, name)).or_default().push(value);
     }

@@ -1,8 +1,10 @@
 //! Connections opened during a function's init. The first request an SDK client sends pays
 //! for credentials, endpoint resolution, a TCP connect and a TLS handshake; on a small Lambda
-//! that is most of a cold start's first request. Init runs before the first event is handed
-//! over, so paying it there keeps it out of the first caller's latency. One cheap request per
-//! service leaves a pooled connection behind for the handler.
+//! that is most of a cold start's first request. One cheap request per service, both at
+//! once, leaves a pooled connection behind for the handler. An on-demand cold start's first
+//! caller still waits for init, so it gains the two handshakes done side by side rather than
+//! one after the other; an environment started before its first event (provisioned
+//! concurrency, proactive initialisation) has them done before anyone waits.
 
 use std::time::Duration;
 

@@ -50,6 +50,8 @@ impl ExportedSpan {
 #[derive(Debug, Clone)]
 pub struct ExportedPoint {
     pub service: String,
+    /// The `service.instance.id` of the resource it came with.
+    pub instance: String,
     pub name: String,
     pub unit: String,
     pub attributes: BTreeMap<String, String>,
@@ -148,10 +150,17 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 fn service_of(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
+    resource_attr(resource, "service.name")
+}
+
+fn resource_attr(
+    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+    key: &str,
+) -> String {
     resource
         .iter()
         .flat_map(|r| &r.attributes)
-        .find(|kv| kv.key == "service.name")
+        .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref())
         .and_then(|v| v.value.as_ref())
         .map(text)
@@ -181,9 +190,11 @@ async fn metrics(
     seen.content_types.push(content_type(&headers));
     for rm in request.resource_metrics {
         let service = service_of(rm.resource.as_ref());
+        let instance = resource_attr(rm.resource.as_ref(), "service.instance.id");
         for m in rm.scope_metrics.into_iter().flat_map(|s| s.metrics) {
             let point = |attrs: &[_], value, count, temporality: i32, start, time| ExportedPoint {
                 service: service.clone(),
+                instance: instance.clone(),
                 name: m.name.clone(),
                 unit: m.unit.clone(),
                 attributes: attributes(attrs),

@@ -217,6 +217,18 @@ async fn metrics_go_to_the_collector_as_deltas_beside_emf() {
     let duration = collector.points_of("hookrelay-sweeper", "hookrelay.sweep_duration");
     assert_eq!(duration.len(), 1, "{:?}", collector.points());
     assert_eq!(duration[0].attr("function"), "sweeper");
+
+    // One writer per series: each instance names itself, so concurrent ones stay apart.
+    let mut second_instance = stack.ingest();
+    second_instance.otlp = Some(collector.exporter(hookrelay_ingest::SERVICE_NAME));
+    assert_eq!(ingest(&second_instance, &source).await.0, 202);
+    let instances: std::collections::BTreeSet<String> = collector
+        .points_of("hookrelay-ingest", "hookrelay.events_received")
+        .into_iter()
+        .map(|p| p.instance)
+        .collect();
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    assert!(instances.iter().all(|i| i.len() == 26));
     assert!(
         collector
             .content_types()
@@ -274,4 +286,50 @@ async fn an_event_published_through_the_admin_api_is_a_span_its_deliveries_conti
         "{delivered}"
     );
     assert_ne!(span_of(&delivered), published.span_id, "a child span");
+}
+
+#[tokio::test]
+async fn an_ordered_endpoints_attempts_are_measured_and_traced_like_any_other() {
+    let stack = Stack::new().await;
+    let collector = Collector::start().await;
+    let receiver = Receiver::start().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    create_endpoint(
+        &stack,
+        json!({"name": "r", "url": receiver.url, "delivery": {"ordering": "fifo"}}),
+    )
+    .await;
+    let (status, event_id) = ingest(&stack.ingest(), &source).await;
+    assert_eq!(status, 202);
+
+    let mut delivery = stack.delivery();
+    delivery.otlp = Some(collector.exporter(hookrelay_delivery::SERVICE_NAME));
+    let mut rounds = 0;
+    while receiver.deliveries().is_empty() && rounds < 5 {
+        stack
+            .deliver_ordered_once(&delivery, Duration::from_secs(1))
+            .await;
+        rounds += 1;
+    }
+    assert_eq!(receiver.deliveries().len(), 1, "delivered through its line");
+    let attempts: Vec<_> = collector
+        .spans()
+        .into_iter()
+        .filter(|s| s.service == "hookrelay-delivery")
+        .collect();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].kind, SpanKind::Client);
+    assert_eq!(attempts[0].attr("hookrelay.event.id"), event_id);
+    let succeeded: f64 = collector
+        .points_of("hookrelay-delivery", "hookrelay.deliveries_succeeded")
+        .iter()
+        .map(|p| p.value)
+        .sum();
+    assert_eq!(succeeded, 1.0);
+    let latency: Vec<_> = collector.points_of("hookrelay-delivery", "hookrelay.delivery_latency");
+    assert_eq!(latency.len(), 1);
+    assert!(
+        latency[0].time_unix_nano > latency[0].start_unix_nano,
+        "the delta spans the batch's work"
+    );
 }

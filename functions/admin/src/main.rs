@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     // `default` needs no write at cold start: the store answers for it whether or not it
     // was ever written.
     let ctx: &'static Context = Box::leak(Box::new(Context::new(&sdk, settings, admin_key)?));
-    // Init, not the first caller, pays for the connections' handshakes.
+    // The connections' handshakes in init, side by side (see shared/src/warm.rs).
     hookrelay_shared::warm::connections(&ctx.store, &ctx.queue).await;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(hookrelay_admin::handle(ctx, req).await.map(Body::from))

@@ -312,6 +312,7 @@ pub async fn handle_traced(
     trace_id: Option<&str>,
     deadline: Option<std::time::Instant>,
 ) -> SqsBatchResponse {
+    let started = Timestamp::now();
     let batching_url = ctx.queue.batching_url().map(str::to_owned);
     let batching_arn_suffix = batching_url
         .as_deref()
@@ -482,7 +483,7 @@ pub async fn handle_traced(
     let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
 
     let attempts = attempts_of(&outcomes);
-    let recorded = outcome::flush_metrics(&outcomes);
+    let recorded = outcome::flush_metrics(&outcomes, started);
     let spans = match &ctx.otlp {
         Some(_) => attempt_spans(&outcomes, &events),
         None => Vec::new(),
@@ -532,7 +533,7 @@ fn divert(
 
 /// One CLIENT span per request made: the span id of the `traceparent` it carried, under the
 /// span that accepted its (first) event.
-fn attempt_spans(
+pub(crate) fn attempt_spans(
     outcomes: &[(Received, Outcome)],
     events: &Events,
 ) -> Vec<hookrelay_shared::otlp::Span> {

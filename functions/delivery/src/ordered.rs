@@ -95,6 +95,7 @@ pub async fn handle(
     if received.is_empty() {
         return;
     }
+    let started = hookrelay_shared::Timestamp::now();
     let event_keys = received
         .iter()
         .flat_map(|(_, r)| crate::task_event_keys(&r.task).cloned())
@@ -133,14 +134,28 @@ pub async fn handle(
         }
     }
     let attempts = crate::attempts_of(&outcomes);
-    if let Err(e) = ctx
-        .store
-        .put_attempts(&attempts, ctx.settings.retention())
-        .await
-    {
-        tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
-    }
-    outcome::settle(ctx, outcomes, &events, &endpoints, response, Some(url)).await;
+    let recorded = outcome::flush_metrics(&outcomes, started);
+    let spans = match &ctx.otlp {
+        Some(_) => crate::attempt_spans(&outcomes, &events),
+        None => Vec::new(),
+    };
+    let record = async {
+        if let Err(e) = ctx
+            .store
+            .put_attempts(&attempts, ctx.settings.retention())
+            .await
+        {
+            tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
+        }
+        outcome::settle(ctx, outcomes, &events, &endpoints, response, Some(url)).await;
+    };
+    // As on the deliveries queue: the export overlaps the writes.
+    let export = async {
+        if let Some(exporter) = &ctx.otlp {
+            exporter.export_all(spans, recorded).await;
+        }
+    };
+    tokio::join!(record, export);
     // Visible again, and held by SQS until their head is deleted or visible again.
     if !behind.is_empty()
         && let Err(e) = ctx.queue.delay_on(url, &behind).await

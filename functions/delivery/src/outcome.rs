@@ -128,8 +128,9 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
 /// The batch's metrics, written as EMF lines; what they held is returned for OTLP.
 pub(crate) fn flush_metrics(
     outcomes: &[(Received, Outcome)],
+    started: Timestamp,
 ) -> hookrelay_shared::metrics::Recorded {
-    let mut metrics = Metrics::new("delivery");
+    let mut metrics = Metrics::new("delivery").since(started.unix_millis());
     for (_, o) in outcomes {
         record(&mut metrics, o);
     }

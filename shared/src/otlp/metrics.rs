@@ -57,7 +57,7 @@ fn nanos(ms: i64) -> u64 {
 /// The request for `recorded`, `None` when it holds nothing.
 pub fn request(
     recorded: &Recorded,
-    service_name: &str,
+    resource: &[(&'static str, String)],
     scope_version: &str,
 ) -> Option<ExportMetricsServiceRequest> {
     if recorded.series.is_empty() {
@@ -70,12 +70,7 @@ pub fn request(
         .iter()
         .map(|s| metric(s, &recorded.function, start, time))
         .collect();
-    let mut resource = vec![string("service.name", service_name)];
-    // Lambda names the instance's function; the collector can tell deployments apart by it.
-    if let Ok(name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
-        resource.push(string("cloud.provider", "aws"));
-        resource.push(string("faas.name", &name));
-    }
+    let resource = resource.iter().map(|(k, v)| string(k, v)).collect();
     Some(ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
@@ -186,7 +181,8 @@ mod tests {
         m.add_by(EVENTS_REJECTED, "Reason", "invalid_signature", 1.0);
         let recorded = m.flush();
         assert!(recorded.end_ms >= recorded.start_ms);
-        let req = request(&recorded, "hookrelay-delivery", "1.0.0").unwrap();
+        let who = [("service.name", "hookrelay-delivery".to_owned())];
+        let req = request(&recorded, &who, "1.0.0").unwrap();
         let rm = &req.resource_metrics[0];
         let metrics = &rm.scope_metrics[0].metrics;
         assert_eq!(metrics.len(), 3);
@@ -243,7 +239,7 @@ mod tests {
     fn an_empty_flush_exports_nothing_and_the_next_delta_starts_where_it_ended() {
         let mut m = Metrics::new("ingest");
         let first = m.flush();
-        assert!(request(&first, "s", "v").is_none());
+        assert!(request(&first, &[], "v").is_none());
         m.add(INGEST_LATENCY, 1.0);
         let second = m.flush();
         assert_eq!(second.start_ms, first.end_ms);

@@ -110,6 +110,28 @@ impl Config {
     }
 }
 
+/// The resource of every export. Each function instance writes its own delta series, and
+/// OTLP wants one writer per series: `service.instance.id` (new per process) and, on Lambda,
+/// `faas.instance` (the environment's log stream) keep concurrent instances apart.
+fn resource_attributes(service_name: &str) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("service.name", service_name.to_owned()),
+        (
+            "service.instance.id",
+            ulid::Ulid::new().to_string().to_lowercase(),
+        ),
+    ];
+    let lambda = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(function) = lambda("AWS_LAMBDA_FUNCTION_NAME") {
+        out.push(("cloud.provider", "aws".to_owned()));
+        out.push(("faas.name", function));
+        if let Some(stream) = lambda("AWS_LAMBDA_LOG_STREAM_NAME") {
+            out.push(("faas.instance", stream));
+        }
+    }
+    out
+}
+
 /// `key=value,…` with percent-encoded values, as the OTLP exporter specification writes
 /// headers; a pair without `=` or with an empty key is skipped.
 fn headers(list: Option<&str>) -> Vec<(String, String)> {
@@ -146,8 +168,9 @@ pub struct Exporter {
     /// and POSTed with the same client.
     http: reqwest::Client,
     metrics_endpoint: Option<String>,
+    /// Who is exporting: the service, this process, the Lambda function and environment.
+    resource: Vec<(&'static str, String)>,
     metrics_headers: reqwest::header::HeaderMap,
-    service_name: String,
     timeout: Duration,
     /// A failure is logged once per environment: a collector that is down stays down, and a
     /// line per invocation would only cost log ingestion.
@@ -165,6 +188,7 @@ impl Exporter {
             .connect_timeout(config.timeout)
             .build()
             .map_err(OtlpError::Client)?;
+        let resource = resource_attributes(&config.service_name);
         let spans = match &config.traces_endpoint {
             None => None,
             Some(endpoint) => {
@@ -184,7 +208,7 @@ impl Exporter {
                     })?;
                 spans.set_resource(
                     &Resource::builder_empty()
-                        .with_service_name(config.service_name.clone())
+                        .with_attributes(resource.iter().map(|(k, v)| KeyValue::new(*k, v.clone())))
                         .build(),
                 );
                 Some(spans)
@@ -198,6 +222,7 @@ impl Exporter {
             traces_endpoint: config.traces_endpoint.clone().unwrap_or_default(),
             http,
             metrics_endpoint: config.metrics_endpoint.clone(),
+            resource,
             metrics_headers: config
                 .metrics_headers
                 .iter()
@@ -207,7 +232,6 @@ impl Exporter {
                     Some((name, value))
                 })
                 .collect(),
-            service_name: config.service_name.clone(),
             timeout: config.timeout,
             warned: AtomicBool::new(false),
         })
@@ -261,8 +285,7 @@ impl Exporter {
         let Some(endpoint) = &self.metrics_endpoint else {
             return;
         };
-        let Some(request) =
-            metrics::request(&recorded, &self.service_name, env!("CARGO_PKG_VERSION"))
+        let Some(request) = metrics::request(&recorded, &self.resource, env!("CARGO_PKG_VERSION"))
         else {
             return;
         };
