@@ -245,8 +245,20 @@ impl Queue {
         let Some(url) = self.ordered_url.as_deref() else {
             return Ok(tasks.to_vec());
         };
+        let group_of = |t: &DeliveryTask| t.group.clone().unwrap_or_else(|| t.endpoint_id.clone());
         let mut unsent = Vec::new();
+        // A group with a task SQS did not take sends none of its later tasks: queued behind
+        // it now, they would reach their endpoint before it when it is sent again.
+        let mut stopped: std::collections::HashSet<String> = std::collections::HashSet::new();
         for chunk in tasks.chunks(SQS_BATCH) {
+            let (held, chunk): (Vec<DeliveryTask>, Vec<DeliveryTask>) = chunk
+                .iter()
+                .cloned()
+                .partition(|t| stopped.contains(&group_of(t)));
+            unsent.extend(held);
+            if chunk.is_empty() {
+                continue;
+            }
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -254,12 +266,12 @@ impl Queue {
                     Ok(SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(serde_json::to_string(t)?)
-                        .message_group_id(t.group.clone().unwrap_or_else(|| t.endpoint_id.clone()))
+                        .message_group_id(group_of(t))
                         .message_deduplication_id(crate::ordering::dedup_id(t, fresh))
                         .build()?)
                 })
                 .collect::<Result<Vec<_>, QueueError>>()?;
-            match self
+            let failed: Vec<DeliveryTask> = match self
                 .client
                 .send_message_batch()
                 .queue_url(url)
@@ -267,17 +279,19 @@ impl Queue {
                 .send()
                 .await
             {
-                Ok(out) => unsent.extend(
-                    out.failed
-                        .iter()
-                        .filter_map(|f| f.id.parse::<usize>().ok())
-                        .filter_map(|i| chunk.get(i).cloned()),
-                ),
+                Ok(out) => out
+                    .failed
+                    .iter()
+                    .filter_map(|f| f.id.parse::<usize>().ok())
+                    .filter_map(|i| chunk.get(i).cloned())
+                    .collect(),
                 Err(e) => {
                     tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "SendMessageBatch to the ordered queue failed");
-                    unsent.extend(chunk.iter().cloned());
+                    chunk.clone()
                 }
-            }
+            };
+            stopped.extend(failed.iter().map(group_of));
+            unsent.extend(failed);
         }
         Ok(unsent)
     }
