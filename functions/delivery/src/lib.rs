@@ -482,13 +482,37 @@ pub async fn handle_traced(
 
     let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
 
+    record(
+        ctx,
+        outcomes,
+        (&events, &endpoints),
+        &mut response,
+        None,
+        started,
+    )
+    .await;
+    response
+}
+
+/// Writes the attempts and settles the outcomes (deletes, retries, letters) of a batch read
+/// from the deliveries queue, or the ordered queue at `ordered_url`, while its metrics and
+/// spans go to the collector: a healthy one adds nothing to the batch's time, and a dead one
+/// at most its timeout.
+pub(crate) async fn record(
+    ctx: &Context,
+    outcomes: Vec<(Received, Outcome)>,
+    (events, endpoints): (&Events, &Endpoints),
+    response: &mut SqsBatchResponse,
+    ordered_url: Option<&str>,
+    started: Timestamp,
+) {
     let attempts = attempts_of(&outcomes);
     let recorded = outcome::flush_metrics(&outcomes, started);
     let spans = match &ctx.otlp {
-        Some(_) => attempt_spans(&outcomes, &events),
+        Some(_) => attempt_spans(&outcomes, events),
         None => Vec::new(),
     };
-    let record = async {
+    let write = async {
         if let Err(e) = ctx
             .store
             .put_attempts(&attempts, ctx.settings.retention())
@@ -496,17 +520,14 @@ pub async fn handle_traced(
         {
             tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
         }
-        outcome::settle(ctx, outcomes, &events, &endpoints, &mut response, None).await;
+        outcome::settle(ctx, outcomes, events, endpoints, response, ordered_url).await;
     };
-    // The export overlaps the writes, so a healthy collector adds nothing to the batch's
-    // time and a dead one at most its timeout.
     let export = async {
         if let Some(exporter) = &ctx.otlp {
             exporter.export_all(spans, recorded).await;
         }
     };
-    tokio::join!(record, export);
-    response
+    tokio::join!(write, export);
 }
 
 /// Splits off the single tasks that go another way (a batch, an ordered line): those whose
@@ -533,7 +554,7 @@ fn divert(
 
 /// One CLIENT span per request made: the span id of the `traceparent` it carried, under the
 /// span that accepted its (first) event.
-pub(crate) fn attempt_spans(
+fn attempt_spans(
     outcomes: &[(Received, Outcome)],
     events: &Events,
 ) -> Vec<hookrelay_shared::otlp::Span> {

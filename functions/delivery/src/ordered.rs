@@ -25,7 +25,6 @@ use hookrelay_shared::store::{AttemptFilter, PageRequest};
 use hookrelay_shared::telemetry::error_chain;
 use hookrelay_shared::{AttemptStatus, DeliveryTask, TriggerMode};
 
-use crate::outcome;
 use crate::{Context, Endpoints, Events, Outcome, Received, Way, deliver_one};
 
 /// One line's messages in a batch, in the order SQS handed them out.
@@ -133,29 +132,15 @@ pub async fn handle(
             behind.push((r.receipt_handle, Duration::ZERO));
         }
     }
-    let attempts = crate::attempts_of(&outcomes);
-    let recorded = outcome::flush_metrics(&outcomes, started);
-    let spans = match &ctx.otlp {
-        Some(_) => crate::attempt_spans(&outcomes, &events),
-        None => Vec::new(),
-    };
-    let record = async {
-        if let Err(e) = ctx
-            .store
-            .put_attempts(&attempts, ctx.settings.retention())
-            .await
-        {
-            tracing::error!(error = %error_chain(&e), attempts = attempts.len(), "attempt history not written");
-        }
-        outcome::settle(ctx, outcomes, &events, &endpoints, response, Some(url)).await;
-    };
-    // As on the deliveries queue: the export overlaps the writes.
-    let export = async {
-        if let Some(exporter) = &ctx.otlp {
-            exporter.export_all(spans, recorded).await;
-        }
-    };
-    tokio::join!(record, export);
+    crate::record(
+        ctx,
+        outcomes,
+        (&events, &endpoints),
+        response,
+        Some(url),
+        started,
+    )
+    .await;
     // Visible again, and held by SQS until their head is deleted or visible again.
     if !behind.is_empty()
         && let Err(e) = ctx.queue.delay_on(url, &behind).await
