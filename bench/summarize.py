@@ -274,6 +274,24 @@ def levers(lines, floor, detail):
     ]
 
 
+def item_units_section(item_units, prices):
+    """An event item's write units by payload size, its payload as it came and as stored."""
+    wru = prices["dynamodb_on_demand_per_million_write_units"]
+    md = [
+        "Event item write units by payload size (realistic JSON webhooks, 100 of each; the store keeps "
+        "a payload zstd-compressed when that saves a unit; index copies are one unit each whatever the size):\n",
+        "| payload | units as it came | units stored | event write $ per million, as came → stored |",
+        "|---|---|---|---|",
+    ]
+    for r in item_units["rows"]:
+        md.append(
+            f"| {r['payload_kib']} KiB | {r['write_units_as_came']:.2f} | {r['write_units_stored']:.2f} | "
+            f"{r['write_units_as_came'] * wru:.2f} → {r['write_units_stored'] * wru:.2f} |"
+        )
+    md.append("")
+    return md
+
+
 def fmt_requests(d, n):
     return ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(d.items())) or "none"
 
@@ -287,6 +305,7 @@ def main():
         key=lambda r: (r["scenario"]["fanout"], r["scenario"]["failure_ratio"]),
     )
     large = load("large-payload.json")
+    item_units = load("event-item-units.json")
     growth = load("growth.json")
     listing = load("listing.json")
     coldstart = load("coldstart.json") or []
@@ -439,6 +458,8 @@ def main():
             f"${lp['cost_per_million']['s3_requests']:.2f} and 30 days of storage ${lp['cost_per_million']['s3_storage']:.2f} "
             f"({lp['note']}).\n"
         )
+    if item_units:
+        md.extend(item_units_section(item_units, prices))
     if growth:
         md.append("## Cost growth\n")
         md.append("| sweeper: endpoints | stale | requests | seconds |\n|---|---|---|---|")

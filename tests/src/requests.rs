@@ -88,33 +88,8 @@ pub struct ItemBytes {
     pub attempt: usize,
 }
 
-/// An item's size as DynamoDB counts it: attribute names plus values.
-pub fn item_size(
-    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-) -> usize {
-    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
-}
-
-fn value_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
-    match v {
-        A::S(s) => s.len(),
-        A::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
-        A::B(b) => b.as_ref().len(),
-        A::Bool(_) | A::Null(_) => 1,
-        A::L(l) => 3 + l.iter().map(|x| 1 + value_size(x)).sum::<usize>(),
-        A::M(m) => {
-            3 + m
-                .iter()
-                .map(|(k, x)| 1 + k.len() + value_size(x))
-                .sum::<usize>()
-        }
-        A::Ss(s) => s.iter().map(String::len).sum(),
-        A::Ns(n) => n.iter().map(|x| x.len().div_ceil(2) + 1).sum(),
-        A::Bs(b) => b.iter().map(|x| x.as_ref().len()).sum(),
-        _ => 0,
-    }
-}
+/// An item's size as DynamoDB counts it against write units: the store's own measure.
+pub use hookrelay_shared::store::item_bytes as item_size;
 
 impl Phase {
     fn of(counts: Counts, seconds: f64, log_bytes: u64, metric_bytes: u64) -> Self {
@@ -175,7 +150,6 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         receivers.push(r);
     }
     let source = create_source(&stack, json!({"name": "s"})).await;
-    let filler = "x".repeat(scenario.body_bytes.saturating_sub(60));
     let ingest = stack.ingest();
     let delivery = stack.delivery();
 
@@ -191,11 +165,9 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         let mark = Mark::now();
         futures::stream::iter(round.iter().copied())
             .for_each_concurrent(8, |n| {
-                let (ingest, source, filler) = (&ingest, &source, &filler);
+                let (ingest, source) = (&ingest, &source);
                 async move {
-                    let body = format!(
-                        r#"{{"event_type":"load.test","data":{{"n":{n},"f":"{filler}"}}}}"#
-                    );
+                    let body = crate::bodies::invoice_event(n as u64, scenario.body_bytes);
                     let resp = hookrelay_ingest::handle(
                         ingest,
                         request("POST", &format!("/in/{source}"), &[], body.as_bytes()),

@@ -74,6 +74,52 @@ async fn bench_large_payload() {
     write("large-payload.json", &serde_json::to_value(&r).unwrap());
 }
 
+/// Write units of one event's item by payload size, its payload kept as it came and as the
+/// store keeps it (compressed when that saves a unit), for realistic JSON webhooks: what the
+/// cost model's DynamoDB writes scale with. No AWS call is made.
+#[test]
+#[ignore = "a benchmark: make bench"]
+fn bench_event_item_units() {
+    let units = |bytes: usize| bytes.div_ceil(1024).max(1);
+    let retention = Duration::from_secs(30 * 86_400);
+    let mut rows = Vec::new();
+    for kib in [1, 2, 4, 8, 16, 64] {
+        let (mut as_came, mut stored) = (0, 0);
+        const SAMPLES: usize = 100;
+        for n in 0..SAMPLES {
+            let id = hookrelay_shared::ids::new_id(hookrelay_shared::ids::EVENT);
+            let source = hookrelay_shared::ids::new_id(hookrelay_shared::ids::SOURCE);
+            let event = hookrelay_shared::Event {
+                workspace: "default".into(),
+                source_id: source.clone(),
+                event_type: "invoice.paid".into(),
+                idempotency_key: id.clone(),
+                received_at: Timestamp::now(),
+                payload: hookrelay_tests::bodies::invoice_event(n as u64, kib * 1024).into_bytes(),
+                endpoint_ids: vec![hookrelay_shared::ids::new_id(
+                    hookrelay_shared::ids::ENDPOINT,
+                )],
+                content_type: None,
+                hops: 0,
+                trace: Some(hookrelay_shared::trace_context::TraceContext::start()),
+                id,
+            };
+            let mut item =
+                hookrelay_shared::store::Store::event_item(&event, &source, false, retention)
+                    .expect("item");
+            stored += units(hookrelay_shared::store::item_bytes(&item));
+            hookrelay_shared::store::inflate_payload(&mut item).expect("inflate");
+            as_came += units(hookrelay_shared::store::item_bytes(&item));
+        }
+        rows.push(json!({
+            "payload_kib": kib,
+            "write_units_as_came": as_came as f64 / SAMPLES as f64,
+            "write_units_stored": stored as f64 / SAMPLES as f64,
+        }));
+    }
+    write("event-item-units.json", &json!({ "rows": rows }));
+}
+
 /// The scenarios this run measures: all four, or the ones `HOOKRELAY_BENCH_SCENARIOS` names
 /// (`fanout:failure ratio`, comma-separated), so `make bench` can run them in two processes,
 /// each with its own emulator, at once.

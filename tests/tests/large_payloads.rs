@@ -1,5 +1,6 @@
 //! Payloads up to 6 MB: over 256 KiB they are kept in S3 (the event item names the object),
-//! under it in the item, and either way they are delivered, listed and shown byte for byte.
+//! under it in the item (zstd-compressed when that saves a write unit), and either way they
+//! are delivered, listed and shown byte for byte.
 //! Sent through the local stack's API Gateway, which applies Lambda's 6 MB invocation limit
 //! to the event it builds (the body escaped or base64-encoded, with the headers).
 
@@ -121,10 +122,16 @@ async fn payloads_over_256_kib_go_to_s3_and_come_back_byte_for_byte() {
         let item = item_of(&stack, id).await;
         let key = PayloadObjects::key("default", id);
         if len <= INLINE_PAYLOAD_MAX {
-            assert!(item.contains_key("payload"), "{len} bytes stay in the item");
+            assert!(
+                item.contains_key("payload_zstd"),
+                "{len} bytes stay in the item, compressed"
+            );
             assert!(!item.contains_key("payload_object"));
         } else {
-            assert!(!item.contains_key("payload"), "{len} bytes leave the item");
+            assert!(
+                !item.contains_key("payload") && !item.contains_key("payload_zstd"),
+                "{len} bytes leave the item"
+            );
             assert_eq!(item["payload_object"], AttributeValue::S(key.clone()));
             assert_eq!(item["payload_size"], AttributeValue::N(len.to_string()));
             assert_eq!(objects.get(&key).await.expect("the object"), json_body(len));
@@ -148,6 +155,65 @@ async fn payloads_over_256_kib_go_to_s3_and_come_back_byte_for_byte() {
     for id in &ids {
         assert!(listed.contains(&id.as_str()), "{id} listed");
     }
+}
+
+/// A 2 KiB JSON webhook and its event's attributes take three write units as they came; the
+/// item keeps the payload compressed in two. A small one is kept as it came. Both are
+/// delivered, shown and listed as they came.
+#[tokio::test]
+async fn a_payload_is_compressed_in_its_item_when_that_saves_a_write_unit() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    let base = gateway::serve(&stack).await;
+
+    let bodies = [
+        hookrelay_tests::bodies::invoice_event(1, 2 * KIB),
+        hookrelay_tests::bodies::invoice_event(2, 400),
+    ];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        let (status, answer) = post(
+            &base,
+            &format!("/in/{source}"),
+            "application/json",
+            body.clone().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        ids.push(answer["id"].as_str().expect("id").to_owned());
+    }
+
+    let two_kib = item_of(&stack, &ids[0]).await;
+    assert!(two_kib.contains_key("payload_zstd") && !two_kib.contains_key("payload"));
+    let bytes = hookrelay_shared::store::item_bytes(&two_kib);
+    assert!(bytes <= 2 * KIB, "two write units: {bytes} bytes");
+    let small = item_of(&stack, &ids[1]).await;
+    assert!(small.contains_key("payload") && !small.contains_key("payload_zstd"));
+
+    deliver_all(&stack, &receiver, bodies.len()).await;
+    let mut delivered: Vec<Vec<u8>> = receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.body.to_vec())
+        .collect();
+    delivered.sort();
+    let mut sent: Vec<Vec<u8>> = bodies.iter().map(|b| b.clone().into_bytes()).collect();
+    sent.sort();
+    assert_eq!(delivered, sent, "delivered byte for byte");
+    for (id, body) in ids.iter().zip(&bodies) {
+        let view = get(&base, &format!("/workspaces/default/events/{id}")).await;
+        assert_eq!(view["payload_encoding"], "json");
+        assert_eq!(
+            view["payload"],
+            serde_json::from_str::<Value>(body).expect("JSON"),
+            "shown as it came"
+        );
+    }
+    let listed = get(&base, "/workspaces/default/events").await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test]

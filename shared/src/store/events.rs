@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::codec::{from_item, to_item};
+use super::compressed_payload::{PAYLOAD, PAYLOAD_ZSTD, compress_if_cheaper};
 use super::keys::{
     self, EXPIRES_AT, Item, LINK_INDEX, LINK_PK, LISTING_INDEX, LISTING_PK, LISTING_SK, PENDING_AT,
     PENDING_SHARD, PK, SK, TYPE_INDEX, TYPE_PK, s,
@@ -17,8 +18,6 @@ use super::{Result, Store, StoreError};
 use crate::payload_objects::{INLINE_PAYLOAD_MAX, PayloadObjectError, PayloadObjects};
 use crate::{Endpoint, Event};
 
-/// The item attribute an inline payload is kept in (the model's field).
-const PAYLOAD: &str = "payload";
 /// The S3 key of a payload kept outside the item, and its size.
 const PAYLOAD_OBJECT: &str = "payload_object";
 const PAYLOAD_SIZE: &str = "payload_size";
@@ -75,6 +74,9 @@ impl Store {
             item.insert(PENDING_SHARD.into(), s(keys::shard_of(&event.id)));
             item.insert(PENDING_AT.into(), s(event.received_at.to_string()));
         }
+        if event.payload.len() <= INLINE_PAYLOAD_MAX {
+            compress_if_cheaper(&mut item);
+        }
         Ok(item)
     }
 
@@ -99,6 +101,7 @@ impl Store {
                 .put(&key, &event.payload, event.content_type.as_deref())
                 .await?;
             item.remove(PAYLOAD);
+            item.remove(PAYLOAD_ZSTD);
             item.insert(PAYLOAD_OBJECT.into(), s(key));
             item.insert(
                 PAYLOAD_SIZE.into(),

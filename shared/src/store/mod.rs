@@ -12,6 +12,9 @@
 //! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                  |                           |             |
 //! | rate window | `RATE#{scope}#{window}` | `RATE`  |                  |                           |             |
 //!
+//! An inline payload is kept zstd-compressed (`payload_zstd`) when that makes its event item
+//! cost fewer write units, and every read inflates it ([`compressed_payload`]).
+//!
 //! A payload over 256 KiB is not in its event item: the item names an S3 object
 //! (`payload_object`, see [`crate::payload_objects`]) and reads of the event bring the bytes
 //! back, except listings, which never show payloads.
@@ -35,6 +38,7 @@
 mod attempts;
 mod batches;
 mod codec;
+mod compressed_payload;
 mod config_stamp;
 mod endpoints;
 mod events;
@@ -56,7 +60,9 @@ use crate::payload_objects::PayloadObjects;
 
 pub use attempts::AttemptFilter;
 pub use batches::{Added, BatchLimits, BatchState, NewMember};
+pub use compressed_payload::inflate as inflate_payload;
 pub use events::{EventFilter, InsertOutcome};
+pub use item_size::item_bytes;
 pub use keys::{
     FAILING_INDEX, LINK_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX, TYPE_INDEX,
 };
@@ -95,6 +101,11 @@ pub enum StoreError {
     /// A versioned write found another version than the one it was made from.
     #[error("the item changed since it was read")]
     Conflict,
+    #[error("a stored event's compressed payload could not be inflated")]
+    Inflate {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("an event's payload object could not be kept or read")]
     Payload(#[from] crate::payload_objects::PayloadObjectError),
 }
