@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::batching;
 use crate::ordering::Ordered;
 use crate::queue::Queue;
-use crate::store::{InsertOutcome, Store, StoreError};
+use crate::store::{InsertOutcome, Pending, Store, StoreError};
 use crate::telemetry::error_chain;
 use crate::{BatchConfig, DeliveryTask, Endpoint, Event, EventRef};
 
@@ -75,8 +75,20 @@ pub async fn publish(
             }
         }
     };
-    let pending = !unsent.is_empty() || !batched.is_empty();
-    match store.insert_event(event, scope, pending, retention).await? {
+    // What reconciliation must send again: the tasks SQS did not take, and the batches the
+    // event joins only after it is stored. The rest are queued and are not sent twice.
+    let unconfirmed: Vec<String> = unsent
+        .iter()
+        .map(|t| t.endpoint_id.clone())
+        .chain(batched.iter().map(|(ep, _)| (*ep).clone()))
+        .collect();
+    let pending = !unconfirmed.is_empty();
+    let marker = if pending {
+        Pending::Endpoints(&unconfirmed)
+    } else {
+        Pending::No
+    };
+    match store.insert_event(event, scope, marker, retention).await? {
         InsertOutcome::Duplicate(original) => {
             tracing::info!(event.id = %original.id, scope, "duplicate event");
             Ok(Published {

@@ -334,3 +334,76 @@ async fn bad_ordering_settings_are_answered_400() {
     .await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// An event whose ordered task SQS would not take is stored pending for that endpoint only:
+/// reconciliation sends its task and nothing else, so the unordered endpoint, whose task was
+/// queued, gets the event once, and the ordered line gets it once, in its place.
+#[tokio::test]
+async fn reconciliation_sends_only_the_tasks_that_were_never_queued() {
+    let mut stack = Stack::new().await;
+    let ordered = Receiver::start().await;
+    let plain = Receiver::start().await;
+    let source = create_source(&stack, json!({"name": "src"})).await;
+    create_endpoint(
+        &stack,
+        json!({"name": "ordered", "url": ordered.url, "events": ["*"],
+               "delivery": {"ordering": "fifo"}}),
+    )
+    .await;
+    create_endpoint(
+        &stack,
+        json!({"name": "plain", "url": plain.url, "events": ["*"]}),
+    )
+    .await;
+
+    // The ordered queue refuses the send (it does not exist for this ingest).
+    let working = stack.settings.ordered_queue_url.clone();
+    stack.settings.ordered_queue_url = working.as_ref().map(|u| format!("{u}-missing.fifo"));
+    let id = send_event(
+        &stack,
+        &source,
+        json!({"event_type": "x", "data": {"seq": 0}})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    stack.settings.ordered_queue_url = working;
+
+    let delivery = stack.delivery();
+    stack.drain(&delivery).await;
+    assert_eq!(plain.deliveries().len(), 1, "the queued task is delivered");
+    assert!(ordered.deliveries().is_empty(), "the refused one is not");
+
+    let later = hookrelay_shared::Timestamp::now().plus(stack.settings.reconcile_after * 2);
+    let report = hookrelay_sweeper::handle(&stack.sweeper(), later)
+        .await
+        .expect("sweep");
+    assert_eq!((report.pending_found, report.reenqueued_tasks), (1, 1));
+    stack.drain(&delivery).await;
+    for _ in 0..5 {
+        stack
+            .deliver_ordered_once(&delivery, Duration::from_secs(1))
+            .await;
+        if !ordered.deliveries().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        ordered.deliveries().len(),
+        1,
+        "the ordered endpoint gets it"
+    );
+    assert_eq!(plain.deliveries().len(), 1, "the plain endpoint not twice");
+    assert_eq!(
+        ordered.deliveries()[0]
+            .headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok()),
+        Some(id.as_str())
+    );
+
+    let again = hookrelay_sweeper::handle(&stack.sweeper(), later)
+        .await
+        .expect("sweep");
+    assert_eq!(again.pending_found, 0, "no longer pending");
+}

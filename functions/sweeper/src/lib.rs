@@ -519,13 +519,23 @@ async fn reenqueue_stranded(
     }
 }
 
-/// Answers how many tasks were queued, or `None` when nothing could be done this run.
+/// Answers how many tasks were queued, or `None` when nothing could be done this run. Only
+/// the endpoints whose tasks were never confirmed queued get one: the others already have
+/// theirs, and for an ordered endpoint a second copy would arrive after later events.
 async fn reenqueue_one(ctx: &Context, event_key: &str) -> Result<Option<usize>, SweepError> {
-    let Some(event) = ctx.store.get_event_by_key(event_key).await? else {
+    let Some((event, unconfirmed)) = ctx.store.pending_event(event_key).await? else {
         return Ok(None);
     };
-    let mut tasks = Vec::with_capacity(event.endpoint_ids.len());
-    for ep in &event.endpoint_ids {
+    let targets: Vec<&String> = match &unconfirmed {
+        Some(endpoints) => event
+            .endpoint_ids
+            .iter()
+            .filter(|ep| endpoints.contains(ep))
+            .collect(),
+        None => event.endpoint_ids.iter().collect(),
+    };
+    let mut tasks = Vec::with_capacity(targets.len());
+    for ep in targets {
         // An ordered endpoint's task goes to its line; one whose endpoint cannot be read
         // goes plain, and the delivery function moves it to its line if it must.
         let endpoint = if ctx.queue.ordered_url().is_some() {
@@ -547,6 +557,10 @@ async fn reenqueue_one(ctx: &Context, event_key: &str) -> Result<Option<usize>, 
     let unsent = ctx.queue.send_tasks(&tasks).await?;
     if !unsent.is_empty() {
         tracing::warn!(event.id = %event.id, unsent = unsent.len(), "stranded event still not queued");
+        if unsent.len() < tasks.len() {
+            let left: Vec<String> = unsent.iter().map(|t| t.endpoint_id.clone()).collect();
+            ctx.store.narrow_pending(event_key, &left).await?;
+        }
         return Ok(None);
     }
     ctx.store.clear_pending(event_key).await?;

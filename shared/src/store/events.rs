@@ -30,6 +30,28 @@ pub struct EventFilter {
     pub until: Option<crate::Timestamp>,
 }
 
+/// Which of an event's tasks were not confirmed queued when it was stored: the sweeper's
+/// reconciliation sends those again, and only those.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Pending<'a> {
+    /// Every task was queued: the event is not pending.
+    #[default]
+    No,
+    /// Not known which: the sweeper sends the task of every endpoint again.
+    All,
+    /// These endpoints' tasks (or their batches' memberships) were not confirmed.
+    Endpoints(&'a [String]),
+}
+
+impl From<bool> for Pending<'_> {
+    fn from(pending: bool) -> Self {
+        if pending { Pending::All } else { Pending::No }
+    }
+}
+
+/// The attribute a pending event's unconfirmed endpoints are kept in.
+const PENDING_ENDPOINTS: &str = "pending_endpoints";
+
 #[derive(Debug)]
 pub enum InsertOutcome {
     /// Stored; the event's item key, which delivery tasks carry.
@@ -41,6 +63,10 @@ pub enum InsertOutcome {
 /// How often a batch read or write re-asks for what DynamoDB left unprocessed.
 const UNPROCESSED_RETRIES: u32 = 5;
 
+fn endpoint_list(endpoints: &[String]) -> AttributeValue {
+    AttributeValue::L(endpoints.iter().map(|e| s(e.as_str())).collect())
+}
+
 impl Store {
     /// The item key of the event with `idempotency_key` in `scope`: what tasks carry.
     pub fn event_key(scope: &str, idempotency_key: &str) -> String {
@@ -48,10 +74,10 @@ impl Store {
     }
 
     /// The item an event is stored as.
-    pub fn event_item(
+    pub fn event_item<'a>(
         event: &Event,
         scope: &str,
-        pending: bool,
+        pending: impl Into<Pending<'a>>,
         retention: Duration,
     ) -> Result<Item> {
         let (pk, sk) = keys::event(scope, &event.idempotency_key);
@@ -70,9 +96,13 @@ impl Store {
             EXPIRES_AT.into(),
             AttributeValue::N(event.received_at.plus(retention).unix_seconds().to_string()),
         );
-        if pending {
+        let pending = pending.into();
+        if !matches!(pending, Pending::No) {
             item.insert(PENDING_SHARD.into(), s(keys::shard_of(&event.id)));
             item.insert(PENDING_AT.into(), s(event.received_at.to_string()));
+        }
+        if let Pending::Endpoints(endpoints) = pending {
+            item.insert(PENDING_ENDPOINTS.into(), endpoint_list(endpoints));
         }
         if event.payload.len() <= INLINE_PAYLOAD_MAX {
             compress_if_cheaper(&mut item);
@@ -80,14 +110,14 @@ impl Store {
         Ok(item)
     }
 
-    /// Stores an event once per idempotency key within `scope`. With `pending` (its tasks
-    /// could not be queued), the event is also placed in the sparse `pending` index, where
-    /// the sweeper finds it, queues it and calls [`Store::clear_pending`].
-    pub async fn insert_event(
+    /// Stores an event once per idempotency key within `scope`. When `pending` (some of its
+    /// tasks could not be queued), the event is also placed in the sparse `pending` index,
+    /// where the sweeper finds it, queues what was not and calls [`Store::clear_pending`].
+    pub async fn insert_event<'a>(
         &self,
         event: &Event,
         scope: &str,
-        pending: bool,
+        pending: impl Into<Pending<'a>>,
         retention: Duration,
     ) -> Result<InsertOutcome> {
         let pk = Self::event_key(scope, &event.idempotency_key);
@@ -152,12 +182,53 @@ impl Store {
                 event_key.to_owned(),
                 keys::EVENT_SK.to_owned(),
             )))
-            .update_expression("REMOVE pending_shard, pending_at")
+            .update_expression("REMOVE pending_shard, pending_at, pending_endpoints")
             .condition_expression("attribute_exists(pk)")
             .send()
             .await
             .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
         Ok(())
+    }
+
+    /// Keeps a pending event pending for `endpoints` only: the others' tasks are now queued.
+    pub async fn narrow_pending(&self, event_key: &str, endpoints: &[String]) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::key(
+                event_key.to_owned(),
+                keys::EVENT_SK.to_owned(),
+            )))
+            .update_expression("SET pending_endpoints = :endpoints")
+            .condition_expression("attribute_exists(pending_shard)")
+            .expression_attribute_values(":endpoints", endpoint_list(endpoints))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// A pending event by its item key, with the endpoints whose tasks were not confirmed
+    /// queued; `None` for those when not known (all of them, then).
+    pub async fn pending_event(
+        &self,
+        event_key: &str,
+    ) -> Result<Option<(Event, Option<Vec<String>>)>> {
+        let Some(mut item) = self
+            .get((event_key.to_owned(), keys::EVENT_SK.to_owned()), true)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let endpoints = match item.remove(PENDING_ENDPOINTS) {
+            Some(AttributeValue::L(list)) => Some(
+                list.into_iter()
+                    .filter_map(|v| v.as_s().ok().cloned())
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Ok(Some((self.event_of(item).await?, endpoints)))
     }
 
     pub async fn get_event_by_key(&self, event_key: &str) -> Result<Option<Event>> {

@@ -5,7 +5,7 @@
 //! | workspace | `WS#{name}`             | `WS`        | `WS` / id        |                           |             |
 //! | source    | `SRC#{id}`              | `SRC`       | `{ws}#SRC` / id  |                           |             |
 //! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                  |                           | `sweep` while enabled, `failing` in a failure streak |
-//! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id  | link `{ws}#EVT#SRC#{source}`, type `{ws}#EVT#TYPE#{type}` | `pending` until queued |
+//! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id  | link `{ws}#EVT#SRC#{source}`, type `{ws}#EVT#TYPE#{type}` | `pending` until queued, naming the endpoints not yet (`pending_endpoints`) |
 //! | attempt   | `ATT#{event id}`        | id          | `{ws}#ATT` / id  | link `{ws}#ATT#EP#{endpoint}` |         |
 //! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                  |                           |             |
 //! | config stamp | `CFG#{ws}`          | `CFG`       |                  |                           |             |
@@ -61,7 +61,7 @@ use crate::payload_objects::PayloadObjects;
 pub use attempts::AttemptFilter;
 pub use batches::{Added, BatchLimits, BatchState, NewMember};
 pub use compressed_payload::inflate as inflate_payload;
-pub use events::{EventFilter, InsertOutcome};
+pub use events::{EventFilter, InsertOutcome, Pending};
 pub use item_size::item_bytes;
 pub use keys::{
     FAILING_INDEX, LINK_INDEX, LISTING_INDEX, PENDING_INDEX, SHARDS, SWEEP_INDEX, TYPE_INDEX,
