@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTION_BINS := ingest delivery sweeper admin
 
-.PHONY: dev test lint fmt build venv clean bench soak fairness fixtures sync wrk deploy deploy-check admin-key
+.PHONY: dev test lint fmt build venv clean bench bench-peer soak fairness fixtures sync wrk deploy deploy-check admin-key
 
 ## Install the pinned tools (moto's server, cargo-lambda, SAM CLI, cfn-lint, standardwebhooks).
 venv: $(STAMP)
@@ -111,6 +111,20 @@ soak: $(STAMP)
 fairness: $(STAMP)
 	$(DEV_BUILD)
 	./target/debug/hookrelay-fairness $(FAIRNESS_ARGS)
+
+## Side by side with Svix's open-source server: bench/peer/svix.sh fetches svix-server's
+## public source (PEER_DIR, default ~/.cache/hookrelay-peer; about 11 minutes to build on 2
+## cores the first time) and runs it on Debian's PostgreSQL and Redis (postgresql-15 and
+## redis-server installed); the same workload goes through it and the local stack (release
+## builds), then the EC2 cost comparison. Tables in bench/results/peer.md and peer-cost.md
+## (and .json). PEER_ARGS="--rates 10,25 --seconds 20". By hand only: not in bench or CI.
+bench-peer: $(STAMP)
+	bash bench/peer/svix.sh build
+	cargo build --release $(foreach f,$(FUNCTION_BINS),--bin $(f))
+	cargo build --release -p hookrelay-local --bin hookrelay-local
+	cargo build -p hookrelay-local --bin hookrelay-peer
+	./target/debug/hookrelay-peer $(PEER_ARGS)
+	$(VENV)/bin/python3 bench/peer/ec2_cost.py
 
 # The load test's generator, from Debian's packages.
 wrk:

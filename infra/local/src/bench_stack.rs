@@ -40,10 +40,24 @@ pub fn start_stack(
     env: &[(&str, String)],
     log: &Path,
 ) -> Result<Child> {
-    let bin = root.join("target/debug/hookrelay-local");
+    start_stack_from(&root.join("target/debug"), root, ports, admin_key, env, log)
+}
+
+/// As [`start_stack`], with `hookrelay-local` and the functions it runs (they sit beside it)
+/// taken from `bin_dir`: `target/release` for a bench that compares release builds.
+pub fn start_stack_from(
+    bin_dir: &Path,
+    root: &Path,
+    ports: &Ports,
+    admin_key: &str,
+    env: &[(&str, String)],
+    log: &Path,
+) -> Result<Child> {
+    let bin = bin_dir.join("hookrelay-local");
     if !bin.exists() {
         bail!(
-            "{} is missing; build it as make dev does (cargo build -p hookrelay-local)",
+            "{} is missing; build it and the functions beside it \
+             (cargo build -p hookrelay-local, cargo build --bin ingest …)",
             bin.display()
         );
     }

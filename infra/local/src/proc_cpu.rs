@@ -1,7 +1,8 @@
 //! CPU time of the local stack's processes, from Linux's `/proc`, grouped by the part of the
 //! system each one plays: the AWS emulator, the functions (hookrelay's own code), the local
 //! Lambda runtime, and the gateway with its queue poller. The load test reads it before and
-//! after a level to say where the machine's time went.
+//! after a level to say where the machine's time went. The side-by-side bench also reads
+//! whole process trees of another system (a server, its database) and their memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -46,6 +47,8 @@ struct Proc {
     comm: String,
     cmdline: String,
     cpu_ticks: u64,
+    /// CPU of children that ended and were reaped (a database's short-lived workers).
+    reaped_ticks: u64,
 }
 
 /// The CPU of `root` and every process below it, grouped by part.
@@ -64,6 +67,46 @@ pub fn sample(root: u32) -> Result<CpuByPart> {
         *by_part.0.entry(part).or_default() += p.cpu_ticks as f64 / ticks_per_second;
     }
     Ok(by_part)
+}
+
+/// Proportional set size (shared pages split among their users, so a sum over processes
+/// is not inflated by shared memory) of `root` and every process below it, by part.
+pub fn memory(root: u32) -> Result<BTreeMap<&'static str, u64>> {
+    let procs = read_all(Path::new("/proc"))?;
+    let mut out = BTreeMap::new();
+    for (pid, p) in &procs {
+        if descends_from(*pid, root, &procs) {
+            let part = classify(*pid == root, &p.comm, &p.cmdline);
+            *out.entry(part).or_default() += pss_bytes(*pid);
+        }
+    }
+    Ok(out)
+}
+
+/// CPU seconds of `root` and every process below it, ended children included, and the
+/// tree's proportional set size in bytes: one figure each for a whole server.
+pub fn tree(root: u32) -> Result<(f64, u64)> {
+    let procs = read_all(Path::new("/proc"))?;
+    let (mut ticks, mut pss) = (0u64, 0u64);
+    for (pid, p) in &procs {
+        if descends_from(*pid, root, &procs) {
+            ticks += p.cpu_ticks + p.reaped_ticks;
+            pss += pss_bytes(*pid);
+        }
+    }
+    Ok((ticks as f64 / clock_ticks(), pss))
+}
+
+/// `Pss:` of `/proc/<pid>/smaps_rollup`, in bytes; 0 when the process has gone or hides it.
+fn pss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn classify(is_root: bool, comm: &str, cmdline: &str) -> &'static str {
@@ -126,15 +169,16 @@ fn parse_stat(stat: &str) -> Option<Proc> {
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_owned();
     let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    // rest[0] is field 3 (state); utime and stime are fields 14 and 15, the reaped
+    // children's cutime and cstime 16 and 17.
     let ppid = rest.get(1)?.parse().ok()?;
-    let utime: u64 = rest.get(11)?.parse().ok()?;
-    let stime: u64 = rest.get(12)?.parse().ok()?;
+    let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
     Some(Proc {
         ppid,
         comm,
         cmdline: String::new(),
-        cpu_ticks: utime + stime,
+        cpu_ticks: field(11)? + field(12)?,
+        reaped_ticks: field(13).unwrap_or(0) + field(14).unwrap_or(0),
     })
 }
 
@@ -159,6 +203,7 @@ mod tests {
         assert_eq!(p.comm, "tokio (runtime) x");
         assert_eq!(p.ppid, 17);
         assert_eq!(p.cpu_ticks, 281);
+        assert_eq!(p.reaped_ticks, 0);
     }
 
     #[test]
@@ -196,5 +241,8 @@ mod tests {
         assert_ne!(x, 1);
         assert!(s.0[GATEWAY] > 0.0, "{s:?}");
         assert_eq!(s.since(&s).per_event_ms(10)["total"], 0.0);
+        let (cpu, pss) = tree(std::process::id()).unwrap();
+        assert!(cpu > 0.0 && pss > 0, "{cpu} {pss}");
+        assert!(memory(std::process::id()).unwrap()[GATEWAY] > 0);
     }
 }
