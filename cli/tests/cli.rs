@@ -163,13 +163,41 @@ async fn the_everyday_commands_work_against_the_api() {
     let dump = ok(&url, &["dump"]).await;
     assert!(dump.contains("orders") && dump.contains("audit"), "{dump}");
 
+    // A letter the delivery function dead-lettered: shown, then sent back and delivered.
+    let (key, stored) = stack
+        .store
+        .get_event("default", &event)
+        .await
+        .expect("read")
+        .expect("stored");
+    let queue = hookrelay_shared::queue::Queue::connect(&stack.aws, &stack.settings);
+    queue
+        .dead_letter(&hookrelay_shared::DeadLetter {
+            task: hookrelay_shared::DeliveryTask::new(&stored, &key, &endpoint),
+            reason: "exhausted".into(),
+            attempts: 3,
+            last_status: Some(500),
+            last_error_code: None,
+            endpoint_url: receiver.url.clone(),
+            event_type: "push".into(),
+            failed_at: hookrelay_shared::Timestamp::now(),
+        })
+        .await
+        .expect("dead-lettered");
+    let peek = ok(&url, &["dlq", "peek"]).await;
+    assert!(peek.contains("1 letter(s) on the queue"), "{peek}");
     assert!(
-        ok(&url, &["dlq", "peek"])
-            .await
-            .contains("letter(s) on the queue")
+        peek.contains(&event) && peek.contains("exhausted"),
+        "{peek}"
     );
+    let ordered = ok(&url, &["dlq", "peek", "--ordered"]).await;
+    assert!(ordered.contains("0 letter(s) on the queue"), "{ordered}");
+    let redriven = ok(&url, &["dlq", "redrive", "--limit", "5"]).await;
+    assert!(redriven.starts_with("redrove 1 letter(s)"), "{redriven}");
+    stack.drain(&stack.delivery()).await;
+    assert_eq!(receiver.deliveries().len(), 3, "the redriven letter too");
     assert!(
-        ok(&url, &["dlq", "redrive", "--limit", "5"])
+        ok(&url, &["dlq", "redrive", "--ordered"])
             .await
             .starts_with("redrove 0")
     );

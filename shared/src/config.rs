@@ -48,6 +48,9 @@ pub struct Settings {
     /// The FIFO queue of ordered endpoints' tasks (`ORDERED_QUEUE_URL`); unset, ordered
     /// endpoints are delivered unordered.
     pub ordered_queue_url: Option<String>,
+    /// The ordered queue's dead-letter queue (`ORDERED_DLQ_URL`), which the admin API reads
+    /// and redrives; unset, it has no route.
+    pub ordered_dead_letter_queue_url: Option<String>,
     /// The EventBridge bus operational events go to (`OPS_EVENT_BUS`, default `default`).
     pub ops_event_bus: String,
     pub retry: RetryPolicy,
@@ -114,6 +117,9 @@ impl Settings {
                 .ok()
                 .filter(|u| !u.is_empty()),
             ordered_queue_url: env::var("ORDERED_QUEUE_URL").ok().filter(|u| !u.is_empty()),
+            ordered_dead_letter_queue_url: env::var("ORDERED_DLQ_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
             ops_event_bus: env::var("OPS_EVENT_BUS")
                 .ok()
                 .filter(|b| !b.is_empty())
@@ -177,6 +183,7 @@ impl Settings {
             dead_letter_queue_url: dlq_url.to_owned(),
             batching_queue_url: None,
             ordered_queue_url: None,
+            ordered_dead_letter_queue_url: None,
             ops_event_bus: "default".to_owned(),
             retry: RetryPolicy::default(),
             max_body_bytes: INLINE_PAYLOAD_MAX,

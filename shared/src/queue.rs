@@ -138,6 +138,9 @@ pub struct Queue {
     /// The FIFO queue of ordered endpoints' tasks; unset, their tasks go to the deliveries
     /// queue and are delivered unordered.
     ordered_url: Option<String>,
+    /// The ordered queue's own dead-letter queue (FIFO, as SQS requires): tasks whose
+    /// invocations kept crashing. Exhausted ordered tasks go to the main DLQ with a reason.
+    ordered_dlq_url: Option<String>,
 }
 
 impl Queue {
@@ -148,6 +151,7 @@ impl Queue {
             dlq_url: dlq_url.into(),
             batching_url: None,
             ordered_url: None,
+            ordered_dlq_url: None,
         }
     }
 
@@ -160,6 +164,7 @@ impl Queue {
         );
         q.batching_url = settings.batching_queue_url.clone();
         q.ordered_url = settings.ordered_queue_url.clone();
+        q.ordered_dlq_url = settings.ordered_dead_letter_queue_url.clone();
         q
     }
 
@@ -192,6 +197,11 @@ impl Queue {
 
     pub fn dlq_url(&self) -> &str {
         &self.dlq_url
+    }
+
+    /// The ordered queue's dead-letter queue, when the deployment has one.
+    pub fn ordered_dlq_url(&self) -> Option<&str> {
+        self.ordered_dlq_url.as_deref()
     }
 
     /// Sends tasks in batches of ten, all batches at once. Answers the tasks SQS did not take
@@ -438,13 +448,14 @@ impl Queue {
     /// sample and often answers nothing from a queue of fewer than 1 000 messages.
     pub async fn peek_dead_letters(
         &self,
+        dlq_url: &str,
         max: i32,
         wait: Duration,
     ) -> Result<Vec<DeadLetterView>, QueueError> {
         let out = self
             .client
             .receive_message()
-            .queue_url(&self.dlq_url)
+            .queue_url(dlq_url)
             .max_number_of_messages(max.clamp(1, 10))
             .visibility_timeout(0)
             .wait_time_seconds(poll_seconds(wait))
@@ -462,9 +473,10 @@ impl Queue {
             .collect())
     }
 
-    /// Moves up to `limit` dead letters back to the deliveries queue as fresh tasks (their
-    /// attempts count from one again), ten at a time, starting a round only while `deadline`
-    /// leaves [`REDRIVE_ROUND`] for it.
+    /// Moves up to `limit` dead letters of `dlq_url` (the DLQ or the ordered queue's) back
+    /// as fresh tasks (their attempts count from one again), each to the queue its task
+    /// belongs on, ten at a time, starting a round only while `deadline` leaves
+    /// [`REDRIVE_ROUND`] for it.
     ///
     /// A round receives letters, sends their tasks in one `SendMessageBatch` and at once
     /// deletes the letters whose task SQS took with one `DeleteMessageBatch`. Each letter is
@@ -479,6 +491,7 @@ impl Queue {
     /// visibility timeout ends.
     pub async fn redrive(
         &self,
+        dlq_url: &str,
         limit: usize,
         deadline: std::time::Instant,
     ) -> Result<RedriveProgress, QueueError> {
@@ -503,7 +516,7 @@ impl Queue {
             let out = self
                 .client
                 .receive_message()
-                .queue_url(&self.dlq_url)
+                .queue_url(dlq_url)
                 .max_number_of_messages((limit - progress.moved).min(SQS_BATCH) as i32)
                 .visibility_timeout(hold)
                 .wait_time_seconds(poll_seconds(wait))
@@ -524,7 +537,7 @@ impl Queue {
                     .filter_map(|m| m.receipt_handle.clone())
                     .map(|h| (h, Duration::ZERO))
                     .collect();
-                self.delay_on(&self.dlq_url, &back).await?;
+                self.delay_on(dlq_url, &back).await?;
             }
             if messages.is_empty() {
                 progress.drained = true;
@@ -554,7 +567,7 @@ impl Queue {
                 .filter(|(task, _)| !unsent.contains(task))
                 .map(|(_, handle)| handle)
                 .collect();
-            self.delete_dead_letters(&sent).await?;
+            self.delete_dead_letters(dlq_url, &sent).await?;
             progress.moved += sent.len();
             if !unsent.is_empty() {
                 // SQS is refusing sends: stop here rather than hold more letters.
@@ -567,7 +580,11 @@ impl Queue {
 
     /// Deletes received dead letters in one `DeleteMessageBatch`, re-asking for entries SQS
     /// reports failed: a letter left behind after its task was sent would be redriven twice.
-    async fn delete_dead_letters(&self, handles: &[String]) -> Result<(), QueueError> {
+    async fn delete_dead_letters(
+        &self,
+        dlq_url: &str,
+        handles: &[String],
+    ) -> Result<(), QueueError> {
         let mut left: Vec<&String> = handles.iter().collect();
         for round in 0..DELETE_TRIES {
             if left.is_empty() {
@@ -586,7 +603,7 @@ impl Queue {
             let failed = match self
                 .client
                 .delete_message_batch()
-                .queue_url(&self.dlq_url)
+                .queue_url(dlq_url)
                 .set_entries(Some(entries))
                 .send()
                 .await

@@ -115,6 +115,12 @@ impl Stack {
                 .expect("ordered queue")
                 .to_owned(),
         );
+        settings.ordered_dead_letter_queue_url = Some(
+            provisioned
+                .queue("OrderedDeadLetterQueue")
+                .expect("ordered dlq")
+                .to_owned(),
+        );
         settings.batching_queue_url = Some(
             provisioned
                 .queue("BatchingQueue")

@@ -615,6 +615,10 @@ fn every_enum_matches_its_type() {
             unit_variants::<DeliveryMode>(),
         ),
         (
+            "/components/parameters/DeadLetterQueue/schema".into(),
+            set(hookrelay_admin::DEAD_LETTER_QUEUES.iter()),
+        ),
+        (
             format!("{s}/DeliveryConfig/properties/ordering"),
             unit_variants::<hookrelay_shared::DeliveryOrdering>(),
         ),

@@ -315,6 +315,8 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
             format!("/workspaces/default/events/{event_id}/retry?endpoint_id={ok_id}"),
         ),
         ("POST", "/dlq/redrive".to_owned()),
+        ("GET", "/dlq?queue=ordered".to_owned()),
+        ("POST", "/dlq/redrive?queue=ordered".to_owned()),
         (
             "POST",
             format!(
@@ -328,7 +330,74 @@ async fn every_request_a_function_sends_is_allowed_by_its_policy() {
         let (s, body) = call(&stack, method, &path, None).await;
         assert!(s < 300, "{method} {path}: {s} {body}");
     }
-    check("AdminFunction", &requests::since(&before), &policies);
+    // A letter dead-lettered while a redrive runs (a task it moved that failed again) is put
+    // back for the next call, not moved: the one path that changes a letter's visibility.
+    let (key, stored) = stack
+        .store
+        .get_event("default", &event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = stack.admin();
+    let redrive = tokio::spawn(async move {
+        hookrelay_admin::handle(&admin, admin_request("POST", "/dlq/redrive", None)).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hookrelay_shared::queue::Queue::connect(&stack.aws, &stack.settings)
+        .dead_letter(&hookrelay_shared::DeadLetter {
+            task: hookrelay_shared::DeliveryTask::new(&stored, &key, failing_id),
+            reason: "exhausted".into(),
+            attempts: 1,
+            last_status: Some(500),
+            last_error_code: None,
+            endpoint_url: bad.url.clone(),
+            event_type: stored.event_type.clone(),
+            failed_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(redrive.await.unwrap().status(), 200);
+    let sent = requests::since(&before);
+    assert!(
+        sent.contains_key(&("SQS".to_owned(), "ChangeMessageVisibilityBatch".to_owned())),
+        "the late letter was put back: {sent:?}"
+    );
+    check("AdminFunction", &sent, &policies);
+}
+
+/// The admin API receives, deletes and puts back letters on both dead-letter queues: the
+/// counter sees operations, not which queue they went to.
+#[test]
+fn the_admin_policy_covers_both_dead_letter_queues() {
+    use serde_yaml_ng::Value as Yaml;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let template: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let wanted = [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    ];
+    for queue in ["DeadLetterQueue", "OrderedDeadLetterQueue"] {
+        let mut allowed = BTreeSet::new();
+        for policy in template["Resources"]["AdminFunction"]["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+        {
+            for statement in policy["Statement"].as_sequence().unwrap() {
+                let resources = serde_yaml_ng::to_string(&statement["Resource"]).unwrap();
+                if !resources.contains(&format!("GetAtt {queue}.Arn")) {
+                    continue;
+                }
+                for a in statement["Action"].as_sequence().into_iter().flatten() {
+                    allowed.insert(a.as_str().unwrap().to_owned());
+                }
+            }
+        }
+        for action in wanted {
+            assert!(allowed.contains(action), "{action} on {queue}: {allowed:?}");
+        }
+    }
 }
 
 /// The counter sees operations, not resources: an index the admin API pages through but its

@@ -407,3 +407,97 @@ async fn reconciliation_sends_only_the_tasks_that_were_never_queued() {
         .expect("sweep");
     assert_eq!(again.pending_found, 0, "no longer pending");
 }
+
+/// The ordered queue's own dead-letter queue (where SQS moves a task whose invocations keep
+/// crashing) is read and redriven through the admin API like the main one, and a redriven
+/// task goes back to its line.
+#[tokio::test]
+async fn the_ordered_dead_letter_queue_is_read_and_redriven_into_its_line() {
+    let mut stack = Stack::new().await;
+    let receiver = Receiver::start().await;
+    let source = create_source(&stack, json!({"name": "src"})).await;
+    create_endpoint(
+        &stack,
+        json!({"name": "ordered", "url": receiver.url, "events": ["*"],
+               "delivery": {"ordering": "fifo"}}),
+    )
+    .await;
+    let id = send_event(
+        &stack,
+        &source,
+        json!({"event_type": "x", "data": {"seq": 0}})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+
+    // What SQS's redrive policy does after maxReceiveCount crashed receives: the message,
+    // body intact, onto the dead-letter queue.
+    let ordered_url = stack.settings.ordered_queue_url.clone().expect("ordered");
+    let dlq_url = stack
+        .settings
+        .ordered_dead_letter_queue_url
+        .clone()
+        .expect("ordered dlq");
+    let received = stack
+        .sqs
+        .receive_message()
+        .queue_url(&ordered_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    let message = received.messages().first().expect("the task").clone();
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&dlq_url)
+        .message_body(message.body().expect("body"))
+        .message_group_id("crashed")
+        .message_deduplication_id(message.message_id().expect("id"))
+        .send()
+        .await
+        .expect("dead-lettered");
+    stack
+        .sqs
+        .delete_message()
+        .queue_url(&ordered_url)
+        .receipt_handle(message.receipt_handle().expect("handle"))
+        .send()
+        .await
+        .expect("moved off the queue");
+
+    let (status, peek) = admin_call(&stack, "GET", "/dlq?queue=ordered", None).await;
+    assert_eq!(status, 200, "{peek}");
+    assert_eq!(peek["data"][0]["task"]["event_id"], id.as_str(), "{peek}");
+    let (_, main) = admin_call(&stack, "GET", "/dlq", None).await;
+    assert_eq!(main["data"], json!([]), "the main DLQ is another queue");
+
+    let (status, redriven) = admin_call(&stack, "POST", "/dlq/redrive?queue=ordered", None).await;
+    assert_eq!(status, 200, "{redriven}");
+    assert_eq!(redriven["moved"], 1, "{redriven}");
+    let delivery = stack.delivery();
+    let started = Instant::now();
+    while receiver.deliveries().is_empty() && started.elapsed() < Duration::from_secs(10) {
+        stack
+            .deliver_ordered_once(&delivery, Duration::from_secs(1))
+            .await;
+    }
+    assert_eq!(
+        receiver.deliveries().len(),
+        1,
+        "back in its line and delivered"
+    );
+
+    let (status, bad) = admin_call(&stack, "GET", "/dlq?queue=fifo", None).await;
+    assert_eq!(
+        (status, &bad["error"]["code"]),
+        (400, &json!("invalid_queue"))
+    );
+    stack.settings.ordered_dead_letter_queue_url = None;
+    let (status, none) = admin_call(&stack, "POST", "/dlq/redrive?queue=ordered", None).await;
+    assert_eq!(
+        (status, &none["error"]["code"]),
+        (404, &json!("no_ordered_queue"))
+    );
+}

@@ -30,6 +30,8 @@ pub use console::{
     CONTENT_SECURITY_POLICY as CONSOLE_CONTENT_SECURITY_POLICY, FILE_NAMES as CONSOLE_FILES,
 };
 pub use deadline::Deadline;
+/// What `/dlq?queue=` takes.
+pub use dlq::QUEUES as DEAD_LETTER_QUEUES;
 
 /// The answers whose shape differs from the model, so the OpenAPI document can be checked
 /// against what the code really writes.
@@ -167,7 +169,7 @@ async fn route(
         .filter(|(pre, _)| !pre.contains("/workspaces"))
     {
         return match (dlq_path, m) {
-            ("", &Method::GET) => dlq::peek(ctx, deadline).await,
+            ("", &Method::GET) => dlq::peek(ctx, req, deadline).await,
             ("/redrive", &Method::POST) => dlq::redrive(ctx, req, deadline).await,
             ("", _) => Err(not_allowed("GET")),
             ("/redrive", _) => Err(not_allowed("POST")),

@@ -99,6 +99,7 @@ mod tests {
             "DeadLetterQueue",
             "BatchingQueue",
             "OrderedDeliveriesQueue",
+            "OrderedDeadLetterQueue",
             "PayloadBucket",
         ] {
             b.refs.insert(r.into(), format!("local-{r}"));
@@ -163,6 +164,7 @@ mod tests {
         let own = [
             "BATCHING_QUEUE_URL",
             "ORDERED_QUEUE_URL",
+            "ORDERED_DLQ_URL",
             "PAYLOAD_BUCKET",
             "HOOKRELAY_ADMIN_KEY",
         ];
