@@ -281,7 +281,7 @@ async function render() {
       case "attempts":
         if (parts[1]) return await attemptPage(parts[1]);
         return await attemptsPage(params);
-      case "dlq": return await dlqPage();
+      case "dlq": return await dlqPage(params);
       case "config": return await configPage();
       default: return setPage("Not found", h("p", {}, "No such page."));
     }
@@ -635,20 +635,26 @@ async function attemptPage(id) {
 
 // ---------- dead letters ----------
 
-async function dlqPage() {
-  const peek = await get("/dlq");
+async function dlqPage(params) {
+  // The deliveries' DLQ holds every exhausted task; the ordered queue's own holds ordered
+  // endpoints' tasks whose invocations kept crashing.
+  const queue = params.get("queue") === "ordered" ? "ordered" : "";
+  const peek = await get(`/dlq${query({ queue })}`);
   const limit = h("input", { id: "redrive-limit", type: "number", min: 1, max: 1000, value: 100 });
   const form = h("form", { class: "card row" }, field("Letters to move back", limit),
     h("button", { type: "submit", id: "redrive" }, "Redrive"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     act(form.querySelector("button"), "Redrive", async () => {
-      const { json } = await api("POST", `/dlq/redrive${query({ limit: limit.value })}`);
+      const { json } = await api("POST", `/dlq/redrive${query({ limit: limit.value, queue })}`);
       return `Redrive: ${json.moved} moved, ${json.unsent} unsent, ${json.unreadable} unreadable, about ${json.remaining_estimate} left${json.complete ? "" : " (not complete: redrive again)"}.`;
     });
   });
+  const which = h("p", { id: "dlq-queue" },
+    queue ? link("#/dlq", "Deliveries queue") : h("strong", {}, "Deliveries queue"), " · ",
+    queue ? h("strong", {}, "Ordered queue") : link("#/dlq?queue=ordered", "Ordered queue"));
   const d = peek.depth || {};
-  setPage("Dead letters",
+  setPage("Dead letters", which,
     h("p", {}, `In the queue: ${d.visible ?? 0} visible, ${d.in_flight ?? 0} in flight, ${d.delayed ?? 0} delayed. Below: the letters one peek returned (they stay in the queue).`),
     form,
     table(["Failed", "Event", "Endpoint", "Reason", "Attempts", "Last answer"], peek.data.map((l) => [

@@ -398,6 +398,10 @@ async fn an_operator_runs_the_whole_day_from_the_console() {
     b.shot("dead-letters").await;
     b.click("#redrive").await;
     b.wait_text("#flash", "1 moved").await;
+    // The ordered queue's own dead-letter queue, one click away, is empty.
+    b.click("#dlq-queue a").await;
+    b.wait_text("#dlq-queue strong", "Ordered queue").await;
+    b.wait_text("main", "The dead-letter queue is empty.").await;
 
     // Config: the dump, and a sync previewed without changing anything.
     b.go(&base, "#/config").await;
