@@ -117,7 +117,8 @@ fairness: $(STAMP)
 ## cores the first time) and runs it on Debian's PostgreSQL and Redis (postgresql-15 and
 ## redis-server installed); the same workload goes through it and the local stack (release
 ## builds), then the EC2 cost comparison. Tables in bench/results/peer.md and peer-cost.md
-## (and .json). PEER_ARGS="--rates 10,25 --seconds 20". By hand only: not in bench or CI.
+## (and .json). PEER_ARGS="--rates 5,10 --seconds 20" (the defaults); about 10 minutes.
+## By hand only: not part of `make bench`, `make test` or CI.
 bench-peer: $(STAMP)
 	bash bench/peer/svix.sh build
 	cargo build --release $(foreach f,$(FUNCTION_BINS),--bin $(f))

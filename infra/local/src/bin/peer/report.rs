@@ -178,7 +178,9 @@ pub fn to_json(
     runs: &[RunResult],
 ) -> Value {
     json!({
-        "commit": git(root, &["rev-parse", "--short", "HEAD"]),
+        // A copy exported with `git archive` has no repository: HOOKRELAY_COMMIT names it.
+        "commit": git(root, &["rev-parse", "--short", "HEAD"])
+            .or_else(|| std::env::var("HOOKRELAY_COMMIT").ok()),
         "svix_server_revision": svix_revision,
         "machine": machine(),
         "date": today(),
