@@ -155,7 +155,8 @@ def markdown(r, hr_run):
         "at every rate, plus its alarms' fixed cost and"
         + (" DynamoDB storage for the retention period" if not r["hookrelay_storage_in_summary"]
            else " nothing else (storage is in the model)")
-        + "; a month without events costs only the alarms.",
+        + "; a month without events costs only the alarms. It is not sized from the peer run: "
+        "there its store and queue are an emulator, on AWS they are billed per request.",
         "",
         "| events/s | events a month | svix-server: EC2 + RDS + ElastiCache | svix-server a month | svix-server per million | hookrelay a month | hookrelay per million |",
         "|---|---|---|---|---|---|---|",

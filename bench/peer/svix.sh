@@ -66,10 +66,10 @@ prepare_sources() {
     export_tree "$(git_dir "$EXECMETA_GIT" rust-executable-metadata)" "$EXECMETA_REV" \
         "$SRC/rust-executable-metadata"
     local server=$SRC/svix/server
-    # hyper is patched to a fork at a revision no public snapshot holds: use crates.io's hyper.
+    # hyper is patched to a fork at a revision no public snapshot holds: use the released hyper.
     # The fork only adds a public HeaderCaseMap (case-preserving outgoing header names);
     # without it header names go out lower-case, which a benchmark does not notice.
-    sed -i '/^\[patch.crates-io\]/,$d' "$server/Cargo.toml"
+    sed -i '/^\[patch\./,$d' "$server/Cargo.toml"
     local client=$server/svix-server/src/core/webhook_http_client.rs
     sed -i 's|^use hyper::{Uri, body::Incoming, ext::HeaderCaseMap};|use hyper::{Uri, body::Incoming};\ntype HeaderCaseMap = hyper::HeaderMap<bytes::Bytes>;|' "$client"
     sed -i 's|hyper::ext::HeaderCaseMap|HeaderCaseMap|' "$client"

@@ -43,8 +43,8 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut a = Args {
         // Rates both systems sustain on the 2-core machine the results come from. The local
-        // stack is the bound: its AWS emulator spends 80 to 140 ms of CPU per event at fan-out
-        // 10, and at 15 events/s (150 deliveries/s) its deliveries fell seconds behind.
+        // stack is the bound: its AWS emulator spends 55 to 140 ms of CPU per event at fan-out
+        // 10; at 15 events/s its deliveries fell seconds behind, and at 10 with refusals too.
         rates: vec![5, 10],
         seconds: 20,
         scenarios: vec![(1, 0), (10, 0), (1, 30), (10, 30)],

@@ -253,11 +253,14 @@ const CAVEATS: &str = "
   concurrent environment, as Lambda runs them) plus the local stack's stand-ins for API
   Gateway, the Lambda runtime and the SQS event source poller (`hookrelay-local`, release
   build). On AWS those stand-ins are API Gateway and Lambda's own machinery.
-- svix-server is built from its public source with crates.io's hyper instead of Svix's fork,
+- svix-server is built from its public source with the released hyper instead of Svix's fork,
   so the header names of its deliveries go out lower-case; nothing else is changed. It runs
   its API and its worker in one process.
 - Times are from the client's 2xx answer to the receiver's, on one clock; a delivery that
-  arrives before the answer counts as 0 ms. Peak memory is sampled every 250 ms.
+  arrives before the answer counts as 0 ms. A row whose first attempts take seconds fell
+  behind its rate on this machine. Peak memory is sampled every 250 ms.
+- CPU per event includes what each system does while idle over the run (pollers, background
+  tasks), so a lower rate, and a run with refusals that waits 5 s for its retries, shows more.
 ";
 
 /// One table per scenario, a row per system and rate.
