@@ -8,6 +8,7 @@
 #   svix.sh rev     the svix-webhooks revision it builds
 #   svix.sh dbsize  the bytes of the server's database (its stored messages and attempts)
 # Everything lives under PEER_DIR (default ~/.cache/hookrelay-peer), outside this repository.
+# start and stop drive Debian's PostgreSQL cluster, so they run as root (or as postgres).
 # Pre-fetched sources: SVIX_GIT, OMNIQUEUE_GIT, EXECMETA_GIT may name local git repositories
 # (bare or not) instead of the GitHub URLs.
 set -euo pipefail
