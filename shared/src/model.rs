@@ -378,6 +378,11 @@ pub struct Endpoint {
     /// the next probe may go. Tasks meanwhile wait on the queue, not sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_at: Option<Timestamp>,
+    /// While its circuit is open: the probes sent so far. Each failed one doubles the wait
+    /// before the next; a success clears it. Counted apart from `consecutive_failures`,
+    /// which a batch of failures can raise by many at once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probes: u32,
     /// When the endpoint was last turned back on: counts as activity for the sweeper.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled_at: Option<Timestamp>,
@@ -583,6 +588,7 @@ impl Endpoint {
             disabled_at: None,
             failing_since: None,
             probe_at: None,
+            probes: 0,
             enabled_at: None,
             deactivation_warned_at: None,
             recovery: None,
@@ -628,6 +634,8 @@ impl Endpoint {
         self.disabled_at = None;
         self.consecutive_failures = 0;
         self.failing_since = None;
+        self.probe_at = None;
+        self.probes = 0;
         self.enabled_at = Some(now);
         self.updated_at = now;
     }

@@ -845,6 +845,7 @@ fn full_endpoint() -> Endpoint {
     e.disabled_at = Some(t());
     e.failing_since = Some(t());
     e.probe_at = Some(t());
+    e.probes = 2;
     e.enabled_at = Some(t());
     e.deactivation_warned_at = Some(t());
     e.recovery = Some(hookrelay_shared::model::Recovery {

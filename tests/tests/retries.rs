@@ -381,3 +381,76 @@ async fn a_letter_moved_back_by_sqs_itself_is_delivered() {
     assert_eq!(a[0]["attempt_number"], 1, "attempts count afresh");
     assert_eq!(receiver.deliveries().len(), 2);
 }
+
+/// A batch that fails at once raises the failure streak by as many tasks as it held; the
+/// first probe after the circuit opens still waits the base interval, and each failed probe
+/// doubles the wait from there. (Measured from the streak, a blip of one batch pushed the
+/// first probe out to the 15-minute cap.)
+#[tokio::test]
+async fn the_probe_wait_doubles_per_failed_probe_not_per_failure() {
+    let stack = Stack::new().await;
+    let dead = Receiver::start().await;
+    dead.script(&[], 500);
+    let source = create_source(&stack, json!({"name": "src"})).await;
+    let ep = create_endpoint(
+        &stack,
+        json!({"name": "dead", "url": dead.url, "events": ["*"], "retry": {"schedule": [1, 1, 1]}}),
+    )
+    .await;
+    let ep_id = ep["id"].as_str().expect("id").to_owned();
+    let mut settings = stack.settings.clone();
+    settings.circuit_breaker_after = 2;
+    settings.circuit_probe_interval = Duration::from_secs(2);
+    let delivery = hookrelay_delivery::Context::new(&stack.aws, settings).unwrap();
+
+    // Ten failures in one batch: the streak is 10, five times the threshold.
+    for n in 0..10 {
+        send_event(
+            &stack,
+            &source,
+            json!({"event_type": "x", "n": n}).to_string().as_bytes(),
+        )
+        .await;
+    }
+    stack.deliver_once(&delivery, Duration::from_secs(1)).await;
+    assert_eq!(dead.deliveries().len(), 10);
+    let streak = |e: &hookrelay_shared::Endpoint| (e.consecutive_failures, e.probes);
+    let read = || async {
+        stack
+            .store
+            .get_endpoint("default", &ep_id)
+            .await
+            .expect("read")
+            .expect("stored")
+    };
+    assert_eq!(streak(&read().await), (10, 0));
+
+    // The retries come back: one goes as the probe, due again after the base interval.
+    let started = Instant::now();
+    while dead.deliveries().len() < 11 && started.elapsed() < Duration::from_secs(10) {
+        stack
+            .deliver_once(&delivery, Duration::from_millis(500))
+            .await;
+    }
+    let now = Timestamp::now();
+    let after_one = read().await;
+    assert_eq!(after_one.probes, 1, "one probe sent");
+    let wait = after_one.probe_at.expect("next probe").since(now);
+    assert!(
+        wait <= Duration::from_secs(2),
+        "the first probe's wait is the base interval, not the streak's: {wait:?}"
+    );
+
+    // The second probe, after the first failed, is due within twice that.
+    let started = Instant::now();
+    while read().await.probes < 2 && started.elapsed() < Duration::from_secs(20) {
+        stack
+            .deliver_once(&delivery, Duration::from_millis(500))
+            .await;
+    }
+    let now = Timestamp::now();
+    let after_two = read().await;
+    assert_eq!(after_two.probes, 2, "a second probe after the first failed");
+    let wait = after_two.probe_at.expect("next probe").since(now);
+    assert!(wait <= Duration::from_secs(4), "doubled once: {wait:?}");
+}

@@ -22,15 +22,14 @@ pub fn is_open(ctx: &Context, endpoint: &Endpoint) -> bool {
     after > 0 && endpoint.enabled && endpoint.consecutive_failures >= after
 }
 
-/// The wait between probes after `streak` failures in a row: the base interval, doubled for
-/// each failed probe.
-pub fn probe_interval(ctx: &Context, streak: u32) -> Duration {
-    let failed_probes = streak
-        .saturating_sub(ctx.settings.circuit_breaker_after)
-        .min(10);
+/// The wait before the next probe once `probes` have been sent since the circuit opened:
+/// the base interval, doubled for each failed probe. The failure streak is not the measure:
+/// a batch that fails at once raises it by as many tasks as it held, and would push the
+/// first probe out by minutes after a blip of a second.
+pub fn probe_interval(ctx: &Context, probes: u32) -> Duration {
     ctx.settings
         .circuit_probe_interval
-        .saturating_mul(1 << failed_probes)
+        .saturating_mul(1 << probes.min(10))
         .min(MAX_PROBE_INTERVAL)
 }
 
@@ -42,7 +41,7 @@ pub async fn parked(ctx: &Context, r: &Received, endpoint: Option<&Endpoint>) ->
         return None;
     }
     let now = Timestamp::now();
-    let interval = probe_interval(ctx, ep.consecutive_failures);
+    let interval = probe_interval(ctx, ep.probes);
     let next = now.plus(interval);
     // A probe known to be taken (the endpoint as read, or this instance's last claim) costs
     // no conditional write that is bound to fail.

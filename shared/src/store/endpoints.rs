@@ -105,7 +105,7 @@ impl Store {
             // sweep_at only matters while sweep_shard exists (enabled endpoints), so setting
             // it unconditionally never puts a disabled endpoint back in the index.
             .update_expression(
-                "SET last_success_at = :now, sweep_at = :now, consecutive_failures = :zero REMOVE failing_since, failing_shard, probe_at",
+                "SET last_success_at = :now, sweep_at = :now, consecutive_failures = :zero REMOVE failing_since, failing_shard, probe_at, probes",
             )
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(last_success_at) OR last_success_at < :cutoff OR consecutive_failures > :zero)",
@@ -120,7 +120,7 @@ impl Store {
 
     /// Claims the next probe of an open circuit: answers true for the one caller that may
     /// send now (the circuit is still open and no probe is due later than `now`), which
-    /// moves the next probe to `next`.
+    /// moves the next probe to `next` and counts the probe.
     pub async fn claim_probe(
         &self,
         ws: &str,
@@ -134,7 +134,7 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(keys::key_of(keys::endpoint(ws, id))))
-            .update_expression("SET probe_at = :next")
+            .update_expression("SET probe_at = :next ADD probes :one")
             .condition_expression(
                 "attribute_exists(pk) AND consecutive_failures >= :after \
                  AND (attribute_not_exists(probe_at) OR probe_at <= :now)",
@@ -142,6 +142,7 @@ impl Store {
             .expression_attribute_values(":after", AttributeValue::N(open_after.to_string()))
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":next", s(next.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await;
         condition_held(result)
