@@ -175,33 +175,47 @@ impl Store {
 
     /// Marks an event's tasks as queued: it leaves the `pending` index.
     pub async fn clear_pending(&self, event_key: &str) -> Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::key(
-                event_key.to_owned(),
-                keys::EVENT_SK.to_owned(),
-            )))
-            .update_expression("REMOVE pending_shard, pending_at, pending_endpoints")
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
-        Ok(())
+        self.update_event(
+            event_key,
+            "REMOVE pending_shard, pending_at, pending_endpoints",
+            "attribute_exists(pk)",
+            None,
+        )
+        .await
     }
 
     /// Keeps a pending event pending for `endpoints` only: the others' tasks are now queued.
     pub async fn narrow_pending(&self, event_key: &str, endpoints: &[String]) -> Result<()> {
-        self.client
+        self.update_event(
+            event_key,
+            "SET pending_endpoints = :endpoints",
+            "attribute_exists(pending_shard)",
+            Some((":endpoints", endpoint_list(endpoints))),
+        )
+        .await
+    }
+
+    async fn update_event(
+        &self,
+        event_key: &str,
+        update: &str,
+        condition: &str,
+        value: Option<(&str, AttributeValue)>,
+    ) -> Result<()> {
+        let mut request = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(keys::key(
                 event_key.to_owned(),
                 keys::EVENT_SK.to_owned(),
             )))
-            .update_expression("SET pending_endpoints = :endpoints")
-            .condition_expression("attribute_exists(pending_shard)")
-            .expression_attribute_values(":endpoints", endpoint_list(endpoints))
+            .update_expression(update)
+            .condition_expression(condition);
+        if let Some((name, v)) = value {
+            request = request.expression_attribute_values(name, v);
+        }
+        request
             .send()
             .await
             .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
