@@ -6,6 +6,7 @@
 //! drop the very warnings and errors the setting is meant to keep.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
@@ -22,19 +23,27 @@ pub fn init() {
         .try_init();
 }
 
-static LOG_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static LOG_BYTES: AtomicU64 = AtomicU64::new(0);
+static WARN_LOG_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Bytes of log lines (the same JSON the functions write) counted by [`init_counting`].
 pub fn log_bytes() -> u64 {
-    LOG_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    LOG_BYTES.load(Ordering::Relaxed)
+}
+
+/// Of [`log_bytes`], the lines at WARN or above: what `LogLevel=WARN` keeps.
+pub fn warn_log_bytes() -> u64 {
+    WARN_LOG_BYTES.load(Ordering::Relaxed)
 }
 
 /// A sink that counts what it is given and keeps nothing.
-struct Counting;
+struct Counting(&'static AtomicU64);
 
 impl std::io::Write for Counting {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG_BYTES.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -50,7 +59,10 @@ pub fn init_counting() {
         .with_env_filter(EnvFilter::new("info"))
         .with_current_span(false)
         .with_target(false)
-        .with_writer(|| Counting)
+        .with_writer(
+            (|| Counting(&LOG_BYTES))
+                .and((|| Counting(&WARN_LOG_BYTES)).with_max_level(tracing::Level::WARN)),
+        )
         .try_init();
 }
 

@@ -34,6 +34,8 @@ pub struct Phase {
     pub log_bytes: u64,
     /// Of which metric (EMF) lines: they pass any application log level.
     pub metric_bytes: u64,
+    /// Of which lines at WARN or above: with the metric lines, what `LogLevel=WARN` keeps.
+    pub warn_log_bytes: u64,
 }
 
 /// A mark to measure a phase from.
@@ -41,6 +43,7 @@ pub struct Mark {
     counts: Counts,
     logs: u64,
     metrics: u64,
+    warnings: u64,
     at: Instant,
 }
 
@@ -50,6 +53,7 @@ impl Mark {
             counts: requests::snapshot(),
             logs: logged(),
             metrics: hookrelay_shared::metrics::emitted_bytes(),
+            warnings: hookrelay_shared::telemetry::warn_log_bytes(),
             at: Instant::now(),
         }
     }
@@ -60,6 +64,7 @@ impl Mark {
             self.at.elapsed().as_secs_f64(),
             logged() - self.logs,
             hookrelay_shared::metrics::emitted_bytes() - self.metrics,
+            hookrelay_shared::telemetry::warn_log_bytes() - self.warnings,
         )
     }
 }
@@ -92,7 +97,13 @@ pub struct ItemBytes {
 pub use hookrelay_shared::store::item_bytes as item_size;
 
 impl Phase {
-    fn of(counts: Counts, seconds: f64, log_bytes: u64, metric_bytes: u64) -> Self {
+    fn of(
+        counts: Counts,
+        seconds: f64,
+        log_bytes: u64,
+        metric_bytes: u64,
+        warn_log_bytes: u64,
+    ) -> Self {
         Self {
             requests: counts
                 .into_iter()
@@ -101,11 +112,12 @@ impl Phase {
             seconds,
             log_bytes,
             metric_bytes,
+            warn_log_bytes,
         }
     }
 
     pub fn empty() -> Self {
-        Self::of(Counts::new(), 0.0, 0, 0)
+        Self::of(Counts::new(), 0.0, 0, 0, 0)
     }
 
     pub fn add(&mut self, other: Phase) {
@@ -115,6 +127,7 @@ impl Phase {
         self.seconds += other.seconds;
         self.log_bytes += other.log_bytes;
         self.metric_bytes += other.metric_bytes;
+        self.warn_log_bytes += other.warn_log_bytes;
     }
 
     pub fn get(&self, op: &str) -> u64 {
