@@ -85,12 +85,37 @@ pub struct RequestReport {
     pub delivery: Phase,
     /// DynamoDB item sizes (its own rules), which set write and read units.
     pub item_bytes: ItemBytes,
+    /// Write units of the attempt listing pages the run wrote (the workspace's and every
+    /// endpoint's), each page costing one per started KB.
+    pub attempt_page_write_units: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemBytes {
     pub event: usize,
     pub attempt: usize,
+}
+
+/// Write units of the page items under partitions starting with `prefix`.
+async fn page_write_units(stack: &Stack, prefix: &str) -> u64 {
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let mut pages = ddb
+        .scan()
+        .table_name(&stack.settings.table_name)
+        .filter_expression("begins_with(pk, :p)")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S(prefix.to_owned()),
+        )
+        .into_paginator()
+        .items()
+        .send();
+    let mut units = 0;
+    while let Some(item) = pages.next().await {
+        let item = item.expect("scan");
+        units += item_size(&item).div_ceil(1024).max(1) as u64;
+    }
+    units
 }
 
 /// An item's size as DynamoDB counts it against write units: the store's own measure.
@@ -249,8 +274,10 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         event: item_size(&Store::event_item(&event, &source, false, retention).expect("item")),
         attempt: item_size(&Store::attempt_item(&attempt, retention).expect("item")),
     };
+    let attempt_page_write_units = page_write_units(&stack, "PAGE#default#ATT").await;
     RequestReport {
         item_bytes,
+        attempt_page_write_units,
         tasks,
         deliveries: receivers.iter().map(|r| r.seen().len()).sum(),
         delivery_invocations: invocations,

@@ -2,15 +2,18 @@
 //! binary because they count requests, and the counter is the process's: each test holds
 //! [`COUNTING`] throughout, so they run one at a time.
 
+#[path = "listing/attempt_pages.rs"]
+mod attempt_pages;
 #[path = "listing/filtered.rs"]
 mod filtered;
 
 /// Held by every test of this binary for its whole run.
 static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Every event and attempt is also written to the listing index, so the index must hold no
-/// payload: a copy of it would cost as many write units as the item itself. A page is read
-/// back with one `Query` and one `BatchGetItem`, and still shows whole items.
+/// Every event is also written to the listing index, so the index must hold no payload: a
+/// copy of it would cost as many write units as the item itself. Attempts are listed on
+/// pages instead, which name them and hold nothing else. A page is read back with one
+/// `Query` and one `BatchGetItem`, and still shows whole items.
 #[tokio::test]
 async fn the_listing_index_copies_no_payload_and_a_page_costs_two_requests() {
     let _one_at_a_time = COUNTING.lock().await;
@@ -38,7 +41,23 @@ async fn the_listing_index_copies_no_payload_and_a_page_costs_two_requests() {
     stack.drain(&stack.delivery()).await;
 
     let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
-    for partition in ["default#EVT", "default#ATT"] {
+    let pages = ddb
+        .query()
+        .table_name(&stack.settings.table_name)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S("PAGE#default#ATT".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert!(!pages.is_empty());
+    for page in &pages {
+        let mut names: Vec<&str> = page.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["entries", "expires_at", "pk", "sk"]);
+    }
+    for partition in ["default#EVT"] {
         let items = ddb
             .query()
             .table_name(&stack.settings.table_name)

@@ -101,6 +101,9 @@ pub struct SweepReport {
     pub pending_complete: bool,
     pub reenqueued_events: usize,
     pub reenqueued_tasks: usize,
+    /// Attempts written before listing pages, moved onto them this run (once, after an
+    /// upgrade; see `page_legacy_attempts`).
+    pub legacy_attempts_paged: usize,
     /// In a dry run, what a real run would do.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Planned>,
@@ -198,6 +201,7 @@ pub async fn run_until(
     warn_before_deactivation(ctx, now, opts, &mut report, &mut ops).await?;
     ctx.ops.emit(&ops).await;
     reenqueue_stranded(ctx, now, opts, deadline, &mut report).await?;
+    page_legacy_attempts(ctx, opts, deadline, &mut report).await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     if !opts.dry_run {
         let mut metrics = Metrics::new("sweeper");
@@ -353,6 +357,54 @@ async fn deactivate_failing(
         if report.deactivation(&ep.workspace, &ep.id, disabled_reason::FAILING, result) {
             ops.push(OpsEvent::deactivated(&ep, disabled_reason::FAILING, now));
         }
+    }
+    Ok(())
+}
+
+/// Legacy attempts moved per request.
+const LEGACY_PAGE: i32 = 200;
+
+/// Moves attempts written before listing pages onto them, a workspace at a time while the
+/// run's time lasts, then marks the move done so no later run reads for it again. Until
+/// then, the attempt listings show what was moved and everything written since; every
+/// attempt stays readable by id and among its event's attempts throughout.
+async fn page_legacy_attempts(
+    ctx: &Context,
+    opts: SweepOptions,
+    deadline: Instant,
+    report: &mut SweepReport,
+) -> Result<(), SweepError> {
+    if opts.dry_run || ctx.store.legacy_attempts_paged().await? {
+        return Ok(());
+    }
+    let retention = ctx.settings.retention();
+    let mut page = PageRequest::default();
+    loop {
+        let workspaces = ctx.store.list_workspaces(&page).await?;
+        for w in workspaces.data {
+            loop {
+                if Instant::now() + PAGE_RESERVE >= deadline {
+                    return Ok(());
+                }
+                let moved = ctx
+                    .store
+                    .page_legacy_attempts(&w.name, LEGACY_PAGE, retention)
+                    .await?;
+                report.legacy_attempts_paged += moved;
+                if moved < LEGACY_PAGE as usize {
+                    break;
+                }
+            }
+        }
+        match workspaces.next {
+            Some(next) => page.cursor = Some(next),
+            None => break,
+        }
+    }
+    // A pass that moved nothing found nothing left: a pass that moved some may have raced
+    // an instance of the previous version still writing copies, so the next run looks again.
+    if report.legacy_attempts_paged == 0 {
+        ctx.store.mark_legacy_attempts_paged().await?;
     }
     Ok(())
 }

@@ -2,14 +2,13 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
-use super::codec::to_item;
+use super::attempt_pages::{self, Entry, Listed};
+use super::codec::{from_item, to_item};
 use super::events::backoff;
 use super::item_size::{MAX_ITEM_BYTES, item_bytes};
-use super::keys::{
-    self, EXPIRES_AT, LINK_INDEX, LINK_PK, LISTING_INDEX, LISTING_PK, LISTING_SK, s,
-};
+use super::keys::{self, EXPIRES_AT, Item, LISTING_INDEX, PK, SK, s};
 use super::ops::with_key;
-use super::page::{Page, PageRequest};
+use super::page::{self, Page, PageRequest};
 use super::{Result, Store, StoreError};
 use crate::Attempt;
 
@@ -65,12 +64,6 @@ impl Store {
             to_item("attempt", a)?,
             (keys::attempts_of_event(&a.event_id), a.id.clone()),
         );
-        item.insert(LISTING_PK.into(), s(keys::attempts_list(&a.workspace)));
-        item.insert(LISTING_SK.into(), s(&a.id));
-        item.insert(
-            LINK_PK.into(),
-            s(keys::attempts_of_endpoint(&a.workspace, &a.endpoint_id)),
-        );
         item.insert(
             EXPIRES_AT.into(),
             AttributeValue::N(a.attempted_at.plus(retention).unix_seconds().to_string()),
@@ -78,11 +71,23 @@ impl Store {
         Ok(item)
     }
 
-    /// Writes attempts in batches of 25, retrying what DynamoDB leaves unprocessed.
+    /// Writes attempts, and the listing pages that name them, in batches of 25, retrying
+    /// what DynamoDB leaves unprocessed.
     pub async fn put_attempts(&self, attempts: &[Attempt], retention: Duration) -> Result<()> {
-        let mut writes = Vec::with_capacity(attempts.len());
+        let mut items = Vec::with_capacity(attempts.len() + 2);
         for a in attempts {
-            let item = Self::attempt_item(a, retention)?;
+            items.push(Self::attempt_item(a, retention)?);
+        }
+        let listed: Vec<Listed> = attempts.iter().map(|a| Listed::of(a, retention)).collect();
+        items.extend(attempt_pages::page_items(&listed)?);
+        self.put_items(items).await
+    }
+
+    /// Writes items in batches of 25, retrying what DynamoDB leaves unprocessed; a batch
+    /// DynamoDB refuses whole is written one item at a time.
+    pub(super) async fn put_items(&self, items: Vec<Item>) -> Result<()> {
+        let mut writes = Vec::with_capacity(items.len());
+        for item in items {
             writes.push(
                 WriteRequest::builder()
                     .put_request(PutRequest::builder().set_item(Some(item)).build()?)
@@ -138,57 +143,96 @@ impl Store {
 
     /// Attempts of a workspace, newest first, optionally of one event, one endpoint or one
     /// status. An event's attempts are its own table partition (a few per endpoint), so an
-    /// endpoint given too is a filter; an endpoint alone is its `link` index partition; a
-    /// status is always a filter.
+    /// endpoint given too is a filter there; otherwise the workspace's or the endpoint's
+    /// listing pages ([`attempt_pages`]) are read, a status checked on their entries, and
+    /// the page is read back from the table with one `BatchGetItem`.
     pub async fn find_attempts(
         &self,
         ws: &str,
         filter: &AttemptFilter,
         req: &PageRequest,
     ) -> Result<Page<Attempt>> {
-        let mut conditions = Vec::new();
-        let mut query = match (&filter.event_id, &filter.endpoint_id) {
-            (Some(event_id), endpoint_id) => {
-                // Event ids are global: the workspace check keeps another's attempts out.
-                conditions.push("workspace = :ws");
-                let mut q = self
-                    .client
-                    .query()
-                    .key_condition_expression("#pk = :pk")
-                    .expression_attribute_names("#pk", keys::PK)
-                    .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
-                    .expression_attribute_values(":ws", s(ws));
-                if let Some(ep) = endpoint_id {
-                    conditions.push("endpoint_id = :ep");
-                    q = q.expression_attribute_values(":ep", s(ep));
-                }
-                q
-            }
-            (None, Some(ep)) => self
-                .client
-                .query()
-                .index_name(LINK_INDEX)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", LINK_PK)
-                .expression_attribute_values(":pk", s(keys::attempts_of_endpoint(ws, ep))),
-            (None, None) => self
-                .client
-                .query()
-                .index_name(LISTING_INDEX)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", LISTING_PK)
-                .expression_attribute_values(":pk", s(keys::attempts_list(ws))),
+        if let Some(event_id) = &filter.event_id {
+            return self.find_attempts_of_event(ws, event_id, filter, req).await;
+        }
+        let pages = match &filter.endpoint_id {
+            Some(ep) => keys::attempt_pages_of_endpoint(ws, ep),
+            None => keys::attempt_pages(ws),
         };
+        let below = match req.start_key()? {
+            None => None,
+            Some(key) => {
+                if keys::get_s(&key, PK) != Some(pages.as_str()) || key.len() != 2 {
+                    return Err(StoreError::BadCursor);
+                }
+                Some(
+                    keys::get_s(&key, SK)
+                        .ok_or(StoreError::BadCursor)?
+                        .to_owned(),
+                )
+            }
+        };
+        let limit = usize::try_from(req.limit()).unwrap_or(1);
+        let status = filter.status.map(crate::AttemptStatus::as_str);
+        let keep = |e: &Entry| status.is_none_or(|st| e.status() == st);
+        let mut found = self
+            .read_attempt_pages(&pages, below.as_deref(), limit + 1, &keep)
+            .await?;
+        let next_below = if found.entries.len() > limit {
+            found.entries.truncate(limit);
+            found.entries.last().map(|e| e.id().to_owned())
+        } else {
+            found.resume_below
+        };
+        let wanted: Vec<Item> = found
+            .entries
+            .iter()
+            .map(|e| keys::key_of(e.item_key()))
+            .collect();
+        let data = self
+            .in_table(wanted)
+            .await?
+            .into_iter()
+            .map(|i| from_item("attempt", i))
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            data,
+            next: next_below.and_then(|sk| page::encode(&keys::key(pages, sk))),
+        })
+    }
+
+    async fn find_attempts_of_event(
+        &self,
+        ws: &str,
+        event_id: &str,
+        filter: &AttemptFilter,
+        req: &PageRequest,
+    ) -> Result<Page<Attempt>> {
+        // Event ids are global: the workspace check keeps another's attempts out.
+        let mut conditions = vec!["workspace = :ws"];
+        let mut query = self
+            .client
+            .query()
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_values(":pk", s(keys::attempts_of_event(event_id)))
+            .expression_attribute_values(":ws", s(ws));
+        if let Some(ep) = &filter.endpoint_id {
+            conditions.push("endpoint_id = :ep");
+            query = query.expression_attribute_values(":ep", s(ep));
+        }
         if let Some(st) = filter.status {
             conditions.push("#status = :st");
             query = query
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":st", s(st.as_str()));
         }
-        if !conditions.is_empty() {
-            query = query.filter_expression(conditions.join(" AND "));
-        }
-        self.page("attempt", query, req).await
+        self.page(
+            "attempt",
+            query.filter_expression(conditions.join(" AND ")),
+            req,
+        )
+        .await
     }
 
     /// Whether the event was ever delivered to the endpoint: a successful attempt among all
@@ -218,8 +262,16 @@ impl Store {
         Ok(false)
     }
 
-    /// One attempt of a workspace.
+    /// One attempt of a workspace: found on the listing pages of its second, or for an
+    /// attempt written before pages, through the `listing` index.
     pub async fn get_attempt(&self, ws: &str, id: &str) -> Result<Option<Attempt>> {
+        if let Some(entry) = self.attempt_page_entry(ws, id).await? {
+            let item = self.get(entry.item_key(), false).await?;
+            return item
+                .filter(|i| keys::get_s(i, "workspace") == Some(ws))
+                .map(|i| from_item("attempt", i))
+                .transpose();
+        }
         let out = self
             .client
             .query()
@@ -233,7 +285,7 @@ impl Store {
             .map_err(|e| StoreError::dynamo("Query", e))?;
         self.one_in_table(out.items.unwrap_or_default().into_iter().next())
             .await?
-            .map(|i| super::codec::from_item("attempt", i))
+            .map(|i| from_item("attempt", i))
             .transpose()
     }
 }

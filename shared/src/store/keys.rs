@@ -49,6 +49,11 @@ pub fn api_keys_list(ws: &str) -> String {
     format!("{ws}#KEY")
 }
 
+/// A one-time migration's mark that it is done.
+pub fn migration(name: &str) -> (String, String) {
+    (format!("MIGRATION#{name}"), "MIGRATION".to_owned())
+}
+
 /// A custom mount path of a source: the path is global, like a route.
 pub fn source_path(path: &str) -> (String, String) {
     (format!("PATH#{path}"), "PATH".to_owned())
@@ -99,11 +104,6 @@ pub fn events_of_source(ws: &str, source_id: &str) -> String {
 pub fn events_of_type(ws: &str, event_type: &str) -> String {
     format!("{ws}#EVT#TYPE#{}", tail(event_type))
 }
-/// Attempts to one endpoint (the `link` index).
-pub fn attempts_of_endpoint(ws: &str, endpoint_id: &str) -> String {
-    format!("{ws}#ATT#EP#{}", tail(endpoint_id))
-}
-
 /// A user-chosen last key segment, with `#` escaped: a workspace name may hold `#` too, so
 /// without it `{ws}#EVT#TYPE#{t}` of one workspace could spell another workspace's key.
 fn tail(segment: &str) -> std::borrow::Cow<'_, str> {
@@ -125,9 +125,20 @@ pub fn key_attributes(index: Option<&str>) -> Option<(&'static str, &'static str
     }
 }
 
+pub const ATTEMPTS_OF_EVENT_PREFIX: &str = "ATT#";
 pub fn attempts_of_event(event_id: &str) -> String {
-    format!("ATT#{event_id}")
+    format!("{ATTEMPTS_OF_EVENT_PREFIX}{event_id}")
 }
+/// The pages of a workspace's attempt listing (see `attempt_pages`).
+pub fn attempt_pages(ws: &str) -> String {
+    format!("PAGE#{ws}#ATT")
+}
+/// The pages of one endpoint's attempt listing.
+pub fn attempt_pages_of_endpoint(ws: &str, endpoint_id: &str) -> String {
+    format!("PAGE#{ws}#ATT#EP#{}", tail(endpoint_id))
+}
+/// The legacy partition of a workspace's attempts in the `listing` index, from before
+/// listing pages; the sweeper empties it.
 pub fn attempts_list(ws: &str) -> String {
     format!("{ws}#ATT")
 }

@@ -6,7 +6,9 @@
 //! | source    | `SRC#{id}`              | `SRC`       | `{ws}#SRC` / id  |                           |             |
 //! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                  |                           | `sweep` while enabled, `failing` in a failure streak |
 //! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id  | link `{ws}#EVT#SRC#{source}`, type `{ws}#EVT#TYPE#{type}` | `pending` until queued, naming the endpoints not yet (`pending_endpoints`) |
-//! | attempt   | `ATT#{event id}`        | id          | `{ws}#ATT` / id  | link `{ws}#ATT#EP#{endpoint}` |         |
+//! | attempt   | `ATT#{event id}`        | id          |                  |                           |             |
+//! | attempt listing page | `PAGE#{ws}#ATT`, `PAGE#{ws}#ATT#EP#{endpoint}` | newest id on it | | |   |
+//! | migration mark | `MIGRATION#{name}` | `MIGRATION` |               |                           |             |
 //! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                  |                           |             |
 //! | config stamp | `CFG#{ws}`          | `CFG`       |                  |                           |             |
 //! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                  |                           |             |
@@ -24,17 +26,23 @@
 //! index's key attributes keep the names `gsi1pk` / `gsi1sk` they had when it was `gsi1`.
 //!
 //! The `listing` index copies keys and the few attributes listings filter on, never a
-//! payload: every event and attempt is written to it, so a full copy would double their write
-//! units. A page is read back from the table with one `BatchGetItem`.
+//! payload: every event is written to it, so a full copy would double its write units. A
+//! page is read back from the table with one `BatchGetItem`.
 //!
 //! The filter indexes, `link` (`link_pk`) and `type` (`type_pk`), sort by the same `gsi1sk`
 //! and copy keys plus what a combined filter still checks (`status`, `source_id`), so a
 //! filtered listing is a key condition: a full page in one `Query` and one `BatchGetItem`,
 //! however rare its items are in the workspace. Each copy is a write unit: an event costs 3
-//! index write units, an attempt 2. Items written before these indexes existed lack their keys
-//! and show in unfiltered listings only, until they expire. Attempts of one event are the
-//! table's own `ATT#{event id}` partition. How a page is filled: [`pager`].
+//! index write units. Items written before these indexes existed lack their keys and show
+//! in unfiltered listings only, until they expire. How a page is filled: [`pager`].
+//!
+//! Attempts are not copied to any index: each delivery batch writes, with its attempts, one
+//! listing page for the workspace and one per endpoint, naming them ([`attempt_pages`]); ten
+//! attempts cost two write units of listing where copies cost twenty, and an endpoint's
+//! listing is still its own partition. Attempts of one event are the table's own
+//! `ATT#{event id}` partition.
 
+mod attempt_pages;
 mod attempts;
 mod batches;
 mod codec;

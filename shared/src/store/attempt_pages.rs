@@ -1,0 +1,381 @@
+//! The attempt listings, kept a page at a time. The delivery function writes an invocation's
+//! attempts in one `BatchWriteItem`; with them go one page item for the workspace's listing
+//! and one per endpoint, naming the attempts, instead of two index copies per attempt (a
+//! write unit each). A page of ten attempts is one write unit, so a batch of ten pays two
+//! units for its listings where the copies cost twenty.
+//!
+//! A page's key is its listing's partition and the largest id it names; the ids on one page
+//! lie within one second of each other (a batch that spans a second boundary writes a page
+//! per second). Reading pages by key, newest first, every entry above the next page's key is
+//! therefore final and can be shown; and a listing resuming below an id need only re-read
+//! the pages of that id's second. Attempts of one event stay the table's own partition.
+//!
+//! Attempts written before pages existed carry keys of the `listing` and `link` indexes
+//! instead; the sweeper moves them onto pages ([`Store::page_legacy_attempts`]).
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+use futures::StreamExt;
+
+use super::keys::{
+    self, EXPIRES_AT, Item, LINK_PK, LISTING_INDEX, LISTING_PK, LISTING_SK, PK, SK, s,
+};
+use super::{Result, Store, StoreError};
+use crate::Attempt;
+
+/// The id time one page spans.
+const SPAN_MS: u64 = 1000;
+/// The most entries one page holds (about 80 bytes each): far under DynamoDB's item limit.
+const MAX_ENTRIES: usize = 500;
+const ENTRIES: &str = "entries";
+/// Queries one read may send before it answers with what is final so far.
+pub(super) const PAGE_QUERY_BUDGET: u32 = 4;
+/// The name of the move of legacy attempts onto pages.
+const PAGING_MIGRATION: &str = "attempt-pages";
+/// The most pages one query reads.
+const MAX_PAGES_PER_QUERY: usize = 1000;
+
+/// One attempt on a page: its id, its event's id (which with the id is its item's key) and
+/// its status, which listings filter on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(super) struct Entry(pub String, pub String, pub String);
+
+impl Entry {
+    pub fn id(&self) -> &str {
+        &self.0
+    }
+    pub fn item_key(&self) -> (String, String) {
+        (keys::attempts_of_event(&self.1), self.0.clone())
+    }
+    pub fn status(&self) -> &str {
+        &self.2
+    }
+}
+
+/// The millisecond time of an id's ULID; 0 for an id that has none.
+fn id_millis(id: &str) -> u64 {
+    id.split_once('_')
+        .and_then(|(_, u)| ulid::Ulid::from_string(u).ok())
+        .map_or(0, |u| u.timestamp_ms())
+}
+
+/// The smallest id of this kind in the second after `id`'s: no page holding an id below
+/// `id` has a key at or above it.
+fn span_end(id: &str) -> String {
+    let prefix = id.split_once('_').map_or(crate::ids::ATTEMPT, |(p, _)| p);
+    let end = (id_millis(id) / SPAN_MS + 1) * SPAN_MS;
+    format!("{prefix}_{}", ulid::Ulid::from_parts(end, 0))
+}
+
+/// A bound just above `id` and below every larger id of the same length.
+fn just_above(id: &str) -> String {
+    format!("{id}~")
+}
+
+/// An attempt as its listings know it.
+pub(super) struct Listed {
+    pub workspace: String,
+    pub endpoint_id: String,
+    pub entry: Entry,
+    /// When its item expires (epoch seconds): a page lives as long as its longest entry.
+    pub expires_at: i64,
+}
+
+impl Listed {
+    pub fn of(a: &Attempt, retention: Duration) -> Self {
+        Listed {
+            workspace: a.workspace.clone(),
+            endpoint_id: a.endpoint_id.clone(),
+            entry: Entry(
+                a.id.clone(),
+                a.event_id.clone(),
+                a.status.as_str().to_owned(),
+            ),
+            expires_at: a.attempted_at.plus(retention).unix_seconds(),
+        }
+    }
+}
+
+/// The page items that list these attempts: one per listing (the workspace's, each
+/// endpoint's) and second of id time.
+pub(super) fn page_items(listed: &[Listed]) -> Result<Vec<Item>> {
+    let mut pages: BTreeMap<(String, u64), (Vec<Entry>, i64)> = BTreeMap::new();
+    for l in listed {
+        let second = id_millis(l.entry.id()) / SPAN_MS;
+        for pk in [
+            keys::attempt_pages(&l.workspace),
+            keys::attempt_pages_of_endpoint(&l.workspace, &l.endpoint_id),
+        ] {
+            let page = pages.entry((pk, second)).or_default();
+            page.0.push(l.entry.clone());
+            page.1 = page.1.max(l.expires_at);
+        }
+    }
+    let mut items = Vec::new();
+    for ((pk, _), (mut entries, expires)) in pages {
+        entries.sort();
+        entries.dedup();
+        for chunk in entries.chunks(MAX_ENTRIES) {
+            let Some(last) = chunk.last() else { continue };
+            let listed: AttributeValue =
+                serde_dynamo::to_attribute_value(chunk).map_err(|source| StoreError::Encode {
+                    what: "attempt page",
+                    source,
+                })?;
+            items.push(Item::from([
+                (PK.to_owned(), s(pk.clone())),
+                (SK.to_owned(), s(last.id())),
+                (ENTRIES.to_owned(), listed),
+                (
+                    EXPIRES_AT.to_owned(),
+                    AttributeValue::N(expires.to_string()),
+                ),
+            ]));
+        }
+    }
+    Ok(items)
+}
+
+fn entries_of(page: &Item) -> Result<Vec<Entry>> {
+    let Some(listed) = page.get(ENTRIES) else {
+        return Ok(Vec::new());
+    };
+    serde_dynamo::from_attribute_value(listed.clone()).map_err(|source| StoreError::Decode {
+        what: "attempt page",
+        source,
+    })
+}
+
+/// What a read of page entries found.
+pub(super) struct Found {
+    /// Newest first, at most what was asked for.
+    pub entries: Vec<Entry>,
+    /// Set when the query budget ran out first: every entry at or above it was considered,
+    /// none below it was. A later read resumes below it.
+    pub resume_below: Option<String>,
+}
+
+impl Store {
+    /// Up to `want` entries of the page partition `pk` below `below` (all when none), newest
+    /// first, that pass `keep`.
+    pub(super) async fn read_attempt_pages(
+        &self,
+        pk: &str,
+        below: Option<&str>,
+        want: usize,
+        keep: &(dyn Fn(&Entry) -> bool + Sync),
+    ) -> Result<Found> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .scan_index_forward(false)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(pk));
+        query = match below {
+            Some(below) => query
+                .key_condition_expression("#pk = :pk AND #sk < :hi")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":hi", s(span_end(below))),
+            None => query.key_condition_expression("#pk = :pk"),
+        };
+        let mut waiting: BinaryHeap<Entry> = BinaryHeap::new();
+        let mut entries = Vec::new();
+        let mut start = None;
+        let mut last_key: Option<String> = None;
+        for round in 0..PAGE_QUERY_BUDGET {
+            let ask = ((want + 1) << (2 * round)).min(MAX_PAGES_PER_QUERY);
+            let out = query
+                .clone()
+                .limit(i32::try_from(ask).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::dynamo("Query", e))?;
+            for page in out.items.unwrap_or_default() {
+                let key = keys::get_s(&page, SK).unwrap_or_default().to_owned();
+                // Nothing on this page or after it lists an id above its key.
+                while waiting.peek().is_some_and(|top| top.id() > key.as_str()) {
+                    entries.extend(waiting.pop());
+                    if entries.len() == want {
+                        return Ok(Found {
+                            entries,
+                            resume_below: None,
+                        });
+                    }
+                }
+                for e in entries_of(&page)? {
+                    if below.is_none_or(|b| e.id() < b) && keep(&e) {
+                        waiting.push(e);
+                    }
+                }
+                last_key = Some(key);
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => {
+                    while entries.len() < want {
+                        let Some(e) = waiting.pop() else { break };
+                        entries.push(e);
+                    }
+                    return Ok(Found {
+                        entries,
+                        resume_below: None,
+                    });
+                }
+            }
+        }
+        // Everything shown is above the last page's key; everything still waiting, and
+        // every page not read, is at or below it.
+        Ok(Found {
+            entries,
+            resume_below: last_key.as_deref().map(just_above),
+        })
+    }
+
+    /// Moves up to `limit` of a workspace's attempts written before listing pages (with
+    /// copies in the `listing` and `link` indexes instead) onto pages, and drops their index
+    /// keys, which also drops the copies. Answers how many it moved: fewer than `limit` when
+    /// none are left. Safe to repeat: a page names an attempt once however often it is
+    /// written, and an attempt whose keys are gone is not read again.
+    pub async fn page_legacy_attempts(
+        &self,
+        ws: &str,
+        limit: i32,
+        retention: Duration,
+    ) -> Result<usize> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LISTING_INDEX)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", LISTING_PK)
+            .expression_attribute_values(":pk", s(keys::attempts_list(ws)))
+            .limit(limit.max(1))
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        let mut listed = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let (Some(pk), Some(id)) = (keys::get_s(&item, PK), keys::get_s(&item, SK)) else {
+                continue;
+            };
+            let Some(event_id) = pk.strip_prefix(keys::ATTEMPTS_OF_EVENT_PREFIX) else {
+                continue;
+            };
+            let attempted = i64::try_from(id_millis(id) / 1000).unwrap_or(i64::MAX);
+            let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+            listed.push(Listed {
+                workspace: ws.to_owned(),
+                endpoint_id: keys::get_s(&item, "endpoint_id")
+                    .unwrap_or_default()
+                    .to_owned(),
+                entry: Entry(
+                    id.to_owned(),
+                    event_id.to_owned(),
+                    keys::get_s(&item, "status").unwrap_or_default().to_owned(),
+                ),
+                expires_at: attempted.saturating_add(retention),
+            });
+        }
+        self.put_items(page_items(&listed)?).await?;
+        futures::stream::iter(&listed)
+            .map(|l| async move {
+                let (pk, sk) = l.entry.item_key();
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key(PK, s(pk))
+                    .key(SK, s(sk))
+                    .update_expression("REMOVE #lpk, #lsk, #link")
+                    .condition_expression("attribute_exists(#pk)")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#lpk", LISTING_PK)
+                    .expression_attribute_names("#lsk", LISTING_SK)
+                    .expression_attribute_names("#link", LINK_PK)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .or_else(|e| {
+                        // Expired or deleted since the index saw it: nothing to drop.
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception())
+                        {
+                            Ok(())
+                        } else {
+                            Err(StoreError::dynamo("UpdateItem", e))
+                        }
+                    })
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
+        Ok(listed.len())
+    }
+
+    /// Whether the sweeper has moved every attempt written before listing pages.
+    pub async fn legacy_attempts_paged(&self) -> Result<bool> {
+        Ok(self
+            .get(keys::migration(PAGING_MIGRATION), false)
+            .await?
+            .is_some())
+    }
+
+    /// Marks the move of legacy attempts done, so later sweeps skip it.
+    pub async fn mark_legacy_attempts_paged(&self) -> Result<()> {
+        let (pk, sk) = keys::migration(PAGING_MIGRATION);
+        self.put(keys::key(pk, sk)).await
+    }
+
+    /// The page entry of one attempt of a workspace, from the pages of its second.
+    pub(super) async fn attempt_page_entry(&self, ws: &str, id: &str) -> Result<Option<Entry>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :id AND :end")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(keys::attempt_pages(ws)))
+            .expression_attribute_values(":id", s(id))
+            .expression_attribute_values(":end", s(span_end(id)))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Vec<_>>()
+            .await;
+        for page in out {
+            let page = page.map_err(|e| StoreError::dynamo("Query", e))?;
+            if let Some(e) = entries_of(&page)?.into_iter().find(|e| e.id() == id) {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_ends_at_the_next_second_and_bounds_its_ids() {
+        let id = crate::ids::new_id(crate::ids::ATTEMPT);
+        let end = span_end(&id);
+        assert!(end.as_str() > id.as_str());
+        assert_eq!(id_millis(&end) % SPAN_MS, 0);
+        assert!(id_millis(&end) - id_millis(&id) <= SPAN_MS);
+        let above = just_above(&id);
+        assert!(above.as_str() > id.as_str());
+        let mut later = id.clone();
+        later.replace_range(later.len() - 1.., "Z");
+        assert!(later == id || later.as_str() > above.as_str());
+    }
+}
