@@ -2,7 +2,7 @@
 //! resources from `template.yaml` per test, the real handlers called in-process, and a real
 //! HTTP receiver on 127.0.0.1.
 
-pub mod bodies;
+pub use hookrelay_local::webhook_bodies as bodies;
 pub mod collector;
 pub mod faulty;
 pub mod gateway;

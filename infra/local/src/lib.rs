@@ -13,3 +13,4 @@ pub mod process;
 pub mod provision;
 pub mod template;
 pub mod tls_front;
+pub mod webhook_bodies;

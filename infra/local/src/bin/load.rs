@@ -241,13 +241,10 @@ async fn wait_for(arrivals: &Arrivals, count: usize, timeout: Duration) -> bool 
     false
 }
 
+/// One invoice-like JSON webhook of [`BODY_BYTES`]: what the store compresses is what a real
+/// one would give it.
 fn body() -> String {
-    let head = r#"{"event_type":"load.test","data":{"pad":""#;
-    let tail = r#""}}"#;
-    format!(
-        "{head}{}{tail}",
-        "x".repeat(BODY_BYTES - head.len() - tail.len())
-    )
+    hookrelay_local::webhook_bodies::invoice_event(0, BODY_BYTES)
 }
 
 struct WrkResult {
@@ -409,7 +406,7 @@ mod tests {
         let b = body();
         assert_eq!(b.len(), BODY_BYTES);
         let v: Value = serde_json::from_str(&b).unwrap();
-        assert_eq!(v["event_type"], "load.test");
+        assert!(v["event_type"].is_string(), "{v}");
     }
 
     #[test]
