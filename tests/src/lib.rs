@@ -308,6 +308,29 @@ impl Stack {
         )
     }
 
+    /// Whether a queue holds nothing at all: visible, in flight or delayed (a parked or
+    /// re-sent task waits out its delay there).
+    pub async fn queue_empty(&self, url: &str) -> bool {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+            A::ApproximateNumberOfMessagesDelayed,
+        ]
+        .iter()
+        .all(|a| attrs.get(a).is_none_or(|v| v == "0"))
+    }
+
     /// A queue that receives every operational event put on this stack's bus (a rule
     /// matching `source: hookrelay`, as a user would write one). Answers its URL.
     pub async fn ops_events_queue(&self) -> String {

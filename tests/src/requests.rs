@@ -219,8 +219,8 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         ingest_phase.add(mark.phase());
 
         let mark = Mark::now();
-        // Until every task is delivered or dead-lettered: the queue holds nothing, visible
-        // or not.
+        // Until every task is delivered or dead-lettered: the queue holds nothing, visible,
+        // in flight or delayed (a task parked by the circuit breaker waits out a delay).
         while Instant::now() < deadline {
             if stack
                 .deliver_once(&delivery, Duration::from_secs(1))
@@ -229,7 +229,7 @@ pub async fn run(scenario: Scenario) -> RequestReport {
                 .is_some()
             {
                 invocations += 1;
-            } else if stack.queue_depth(&stack.settings.delivery_queue_url).await == (0, 0) {
+            } else if stack.queue_empty(&stack.settings.delivery_queue_url).await {
                 break;
             }
         }
