@@ -8,7 +8,7 @@ use hookrelay_shared::{
     Attempt, AttemptRequest, AttemptStatus, Event, Timestamp, TriggerMode, ids,
 };
 
-use crate::Stack;
+use crate::{Stack, admin_call};
 
 pub const WS: &str = "default";
 pub const SOURCE: &str = "src_wanted";
@@ -75,35 +75,17 @@ pub async fn seed(stack: &Stack, n: u64) -> Seeded {
             format!("ep_o{}", i % 4)
         };
         let failed = if wanted { i > 0 } else { i % 3 == 0 };
-        let attempt = Attempt {
-            id: format!(
-                "{}_{}",
-                ids::ATTEMPT,
-                ulid::Ulid::from_parts(at, u128::from(i))
-            ),
-            workspace: WS.to_owned(),
-            event_id: event.id.clone(),
-            endpoint_id,
-            status: if failed {
+        let mut attempt = attempt(
+            at,
+            i,
+            &endpoint_id,
+            if failed {
                 AttemptStatus::Failed
             } else {
                 AttemptStatus::Successful
             },
-            attempt_number: 1,
-            trigger_mode: TriggerMode::Initial,
-            scheduled_at: event.received_at,
-            attempted_at: event.received_at,
-            exhausted: false,
-            error_code: None,
-            error_message: None,
-            next_attempt_at: None,
-            request: AttemptRequest {
-                method: "POST".into(),
-                url: "https://example.com/hook".into(),
-                headers: BTreeMap::new(),
-            },
-            response: None,
-        };
+        );
+        attempt.event_id = event.id.clone();
         let (src, ty) = (event.source_id == SOURCE, event.event_type == TYPE);
         seeded.events.push(event.id.clone());
         if src {
@@ -156,4 +138,68 @@ pub async fn seed(stack: &Stack, n: u64) -> Seeded {
         list.reverse();
     }
     seeded
+}
+
+/// Ids on every page of an admin listing `path`, following cursors, newest first as listed.
+/// A page that carries a cursor must be full.
+pub async fn all_ids(stack: &Stack, path: &str, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..200 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut uri = format!("{path}{sep}limit={limit}");
+        if let Some(c) = &cursor {
+            uri.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = admin_call(stack, "GET", &uri, None).await;
+        assert_eq!(status, 200, "{uri}: {page}");
+        let data = page["data"].as_array().expect("a data array");
+        ids.extend(
+            data.iter()
+                .map(|d| d["id"].as_str().expect("an id").to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(data.len(), limit, "{uri}: a page with a cursor is full");
+                cursor = Some(next.to_owned());
+            }
+            None => return ids,
+        }
+    }
+    panic!("{path}: no last page after 200");
+}
+
+/// An attempt of the default workspace made at `at_ms`, its id and its event's id from that
+/// time and `n`.
+pub fn attempt(at_ms: u64, n: u64, endpoint: &str, status: AttemptStatus) -> Attempt {
+    let at = Timestamp::from_unix_millis(at_ms as i64).expect("a time");
+    Attempt {
+        id: format!(
+            "{}_{}",
+            ids::ATTEMPT,
+            ulid::Ulid::from_parts(at_ms, u128::from(n))
+        ),
+        workspace: WS.to_owned(),
+        event_id: format!(
+            "{}_{}",
+            ids::EVENT,
+            ulid::Ulid::from_parts(at_ms, u128::from(n))
+        ),
+        endpoint_id: endpoint.to_owned(),
+        status,
+        attempt_number: 1,
+        trigger_mode: TriggerMode::Initial,
+        scheduled_at: at,
+        attempted_at: at,
+        exhausted: false,
+        error_code: None,
+        error_message: None,
+        next_attempt_at: None,
+        request: AttemptRequest {
+            method: "POST".into(),
+            url: "https://example.com/hook".into(),
+            headers: BTreeMap::new(),
+        },
+        response: None,
+    }
 }

@@ -6,44 +6,12 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookrelay_shared::store::{Store, item_bytes};
-use hookrelay_shared::{Attempt, AttemptRequest, AttemptStatus, Timestamp, TriggerMode, ids};
+use hookrelay_shared::{Attempt, AttemptStatus, Timestamp};
+use hookrelay_tests::listings::{all_ids, attempt};
 use hookrelay_tests::{Stack, admin_call};
 use serde_json::Value;
 
 use super::COUNTING;
-
-fn attempt(at_ms: u64, n: u64, endpoint: &str, status: AttemptStatus) -> Attempt {
-    let at = Timestamp::from_unix_millis(at_ms as i64).expect("a time");
-    Attempt {
-        id: format!(
-            "{}_{}",
-            ids::ATTEMPT,
-            ulid::Ulid::from_parts(at_ms, u128::from(n))
-        ),
-        workspace: "default".into(),
-        event_id: format!(
-            "{}_{}",
-            ids::EVENT,
-            ulid::Ulid::from_parts(at_ms, u128::from(n))
-        ),
-        endpoint_id: endpoint.into(),
-        status,
-        attempt_number: 1,
-        trigger_mode: TriggerMode::Initial,
-        scheduled_at: at,
-        attempted_at: at,
-        exhausted: false,
-        error_code: None,
-        error_message: None,
-        next_attempt_at: None,
-        request: AttemptRequest {
-            method: "POST".into(),
-            url: "https://example.com/hook".into(),
-            headers: BTreeMap::new(),
-        },
-        response: None,
-    }
-}
 
 /// The page items of a page partition.
 async fn pages(stack: &Stack, pk: &str) -> Vec<BTreeMap<String, AttributeValue>> {
@@ -60,31 +28,6 @@ async fn pages(stack: &Stack, pk: &str) -> Vec<BTreeMap<String, AttributeValue>>
         .into_iter()
         .map(|i| i.into_iter().collect())
         .collect()
-}
-
-/// Ids on every page of `path`, following cursors; a page with a cursor is full.
-async fn all_ids(stack: &Stack, path: &str, limit: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..200 {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let mut uri = format!("{path}{sep}limit={limit}");
-        if let Some(c) = &cursor {
-            uri.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = admin_call(stack, "GET", &uri, None).await;
-        assert_eq!(status, 200, "{uri}: {page}");
-        let data = page["data"].as_array().unwrap();
-        ids.extend(data.iter().map(|d| d["id"].as_str().unwrap().to_owned()));
-        match page["next"].as_str() {
-            Some(next) => {
-                assert_eq!(data.len(), limit, "{uri}: a page with a cursor is full");
-                cursor = Some(next.to_owned());
-            }
-            None => return ids,
-        }
-    }
-    panic!("{path}: no last page after 200");
 }
 
 fn newest_first<'a>(attempts: impl Iterator<Item = &'a Attempt>) -> Vec<String> {
