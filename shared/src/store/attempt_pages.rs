@@ -56,18 +56,19 @@ impl Entry {
     }
 }
 
-/// The millisecond time of an id's ULID; 0 for an id that has none.
-fn id_millis(id: &str) -> u64 {
-    id.split_once('_')
-        .and_then(|(_, u)| ulid::Ulid::from_string(u).ok())
-        .map_or(0, |u| u.timestamp_ms())
+/// The millisecond time of an id's ULID (of a bound [`just_above`] an id too); none for a
+/// string that holds no id.
+pub(super) fn id_millis(id: &str) -> Option<u64> {
+    let (_, tail) = id.split_once('_')?;
+    let ulid = ulid::Ulid::from_string(tail.get(..26)?).ok()?;
+    Some(ulid.timestamp_ms())
 }
 
 /// The smallest id of this kind in the second after `id`'s: no page holding an id below
 /// `id` has a key at or above it.
 fn span_end(id: &str) -> String {
     let prefix = id.split_once('_').map_or(crate::ids::ATTEMPT, |(p, _)| p);
-    let end = (id_millis(id) / SPAN_MS + 1) * SPAN_MS;
+    let end = (id_millis(id).unwrap_or(0) / SPAN_MS + 1) * SPAN_MS;
     format!("{prefix}_{}", ulid::Ulid::from_parts(end, 0))
 }
 
@@ -105,7 +106,7 @@ impl Listed {
 pub(super) fn page_items(listed: &[Listed]) -> Result<Vec<Item>> {
     let mut pages: BTreeMap<(String, u64), (Vec<Entry>, i64)> = BTreeMap::new();
     for l in listed {
-        let second = id_millis(l.entry.id()) / SPAN_MS;
+        let second = id_millis(l.entry.id()).unwrap_or(0) / SPAN_MS;
         for pk in [
             keys::attempt_pages(&l.workspace),
             keys::attempt_pages_of_endpoint(&l.workspace, &l.endpoint_id),
@@ -268,7 +269,7 @@ impl Store {
             let Some(event_id) = pk.strip_prefix(keys::ATTEMPTS_OF_EVENT_PREFIX) else {
                 continue;
             };
-            let attempted = i64::try_from(id_millis(id) / 1000).unwrap_or(i64::MAX);
+            let attempted = i64::try_from(id_millis(id).unwrap_or(0) / 1000).unwrap_or(i64::MAX);
             let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
             listed.push(Listed {
                 workspace: ws.to_owned(),
@@ -370,10 +371,15 @@ mod tests {
         let id = crate::ids::new_id(crate::ids::ATTEMPT);
         let end = span_end(&id);
         assert!(end.as_str() > id.as_str());
-        assert_eq!(id_millis(&end) % SPAN_MS, 0);
-        assert!(id_millis(&end) - id_millis(&id) <= SPAN_MS);
+        let (at, end_at) = (id_millis(&id).unwrap(), id_millis(&end).unwrap());
+        assert_eq!(end_at % SPAN_MS, 0);
+        assert!(end_at - at <= SPAN_MS);
         let above = just_above(&id);
         assert!(above.as_str() > id.as_str());
+        // A listing resumes below such a bound: it must name the same second.
+        assert_eq!(id_millis(&above), Some(at));
+        assert_eq!(span_end(&above), end);
+        assert_eq!(id_millis("att_nonsense"), None);
         let mut later = id.clone();
         later.replace_range(later.len() - 1.., "Z");
         assert!(later == id || later.as_str() > above.as_str());

@@ -165,11 +165,9 @@ impl Store {
                 if keys::get_s(&key, PK) != Some(pages.as_str()) || key.len() != 2 {
                     return Err(StoreError::BadCursor);
                 }
-                Some(
-                    keys::get_s(&key, SK)
-                        .ok_or(StoreError::BadCursor)?
-                        .to_owned(),
-                )
+                let below = keys::get_s(&key, SK).ok_or(StoreError::BadCursor)?;
+                attempt_pages::id_millis(below).ok_or(StoreError::BadCursor)?;
+                Some(below.to_owned())
             }
         };
         let limit = usize::try_from(req.limit()).unwrap_or(1);

@@ -245,3 +245,53 @@ async fn the_sweeper_moves_attempts_from_before_pages_onto_them() {
     );
     assert_eq!(all_ids(&stack, base, 100).await, everything);
 }
+
+/// A status filter that matches one old attempt among hundreds of pages runs out of its
+/// query budget first: it answers a short page with a cursor, and the cursor carries on from
+/// where the reading stopped until the match, then the end.
+#[tokio::test]
+async fn a_rare_status_is_reached_across_budget_cut_pages() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let start = (Timestamp::now().unix_millis() as u64 / 1000 - 400) * 1000;
+    // One attempt a second: a page each, 300 of them, the oldest the only canceled one.
+    let all: Vec<Attempt> = (0..300)
+        .map(|n| {
+            let status = if n == 0 {
+                AttemptStatus::Canceled
+            } else {
+                AttemptStatus::Successful
+            };
+            attempt(start + n * 1000, n, "ep_a", status)
+        })
+        .collect();
+    stack
+        .store
+        .put_attempts(&all, stack.settings.retention())
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    let mut uri = "/workspaces/default/attempts?status=CANCELED&limit=1".to_owned();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        assert!(calls <= 20, "no end after 20 pages: {found:?}");
+        let (status, page) = admin_call(&stack, "GET", &uri, None).await;
+        assert_eq!(status, 200, "{uri}: {page}");
+        found.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                uri = format!("/workspaces/default/attempts?status=CANCELED&limit=1&cursor={next}")
+            }
+            None => break,
+        }
+    }
+    assert!(calls > 1, "the budget should have cut the first page short");
+    assert_eq!(found, vec![all[0].id.clone()]);
+}
