@@ -151,6 +151,16 @@ fn entries_of(page: &Item) -> Result<Vec<Entry>> {
     })
 }
 
+/// Appends `next` unless it repeats the entry before it: an attempt named on two pages (a
+/// move of legacy attempts that stopped between its writes and ran again) shows once.
+fn show(entries: &mut Vec<Entry>, next: Option<Entry>) {
+    if let Some(e) = next
+        && entries.last().is_none_or(|last| last.id() != e.id())
+    {
+        entries.push(e);
+    }
+}
+
 /// What a read of page entries found.
 pub(super) struct Found {
     /// Newest first, at most what was asked for.
@@ -201,7 +211,7 @@ impl Store {
                 let key = keys::get_s(&page, SK).unwrap_or_default().to_owned();
                 // Nothing on this page or after it lists an id above its key.
                 while waiting.peek().is_some_and(|top| top.id() > key.as_str()) {
-                    entries.extend(waiting.pop());
+                    show(&mut entries, waiting.pop());
                     if entries.len() == want {
                         return Ok(Found {
                             entries,
@@ -219,9 +229,8 @@ impl Store {
             match out.last_evaluated_key {
                 Some(key) => start = Some(key),
                 None => {
-                    while entries.len() < want {
-                        let Some(e) = waiting.pop() else { break };
-                        entries.push(e);
+                    while entries.len() < want && !waiting.is_empty() {
+                        show(&mut entries, waiting.pop());
                     }
                     return Ok(Found {
                         entries,

@@ -295,3 +295,31 @@ async fn a_rare_status_is_reached_across_budget_cut_pages() {
     assert!(calls > 1, "the budget should have cut the first page short");
     assert_eq!(found, vec![all[0].id.clone()]);
 }
+
+/// An attempt named on two pages (a move of legacy attempts that stopped between writing
+/// pages and dropping copies, then ran again) is listed once.
+#[tokio::test]
+async fn an_attempt_named_on_two_pages_is_listed_once() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let second = (Timestamp::now().unix_millis() as u64 / 1000) * 1000;
+    let batch: Vec<Attempt> = (0..8)
+        .map(|n| attempt(second + 10 * n, n, "ep_a", AttemptStatus::Successful))
+        .collect();
+    let retention = stack.settings.retention();
+    stack.store.put_attempts(&batch, retention).await.unwrap();
+    // The first five again, on pages of their own with other keys.
+    stack
+        .store
+        .put_attempts(&batch[..5], retention)
+        .await
+        .unwrap();
+    assert_eq!(pages(&stack, "PAGE#default#ATT").await.len(), 2);
+    for limit in [3, 100] {
+        assert_eq!(
+            all_ids(&stack, "/workspaces/default/attempts", limit).await,
+            newest_first(batch.iter()),
+            "limit {limit}"
+        );
+    }
+}
