@@ -268,14 +268,17 @@ pub fn identify(
             ),
         ));
     }
-    let tree: Option<Value> = if is_json
-        && (provider::reads_body(&source.verification) || source.event_type_pointer.is_some())
-    {
-        Some(serde_json::from_slice(readable).map_err(|e| {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-        })?)
-    } else {
-        None
+    let tree: Option<Value> = match verified.tree {
+        Some(tree) if is_json => Some(tree),
+        _ if is_json
+            && (provider::reads_body(&source.verification)
+                || source.event_type_pointer.is_some()) =>
+        {
+            Some(serde_json::from_slice(readable).map_err(|e| {
+                ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            })?)
+        }
+        _ => None,
     };
     if let Some(challenge) = provider::slack_challenge(&source.verification, tree.as_ref()) {
         return Ok(Identified::Challenge(api::json(

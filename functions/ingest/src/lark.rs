@@ -98,6 +98,7 @@ pub fn verify(
     Ok(Verified {
         plaintext,
         challenge,
+        tree: Some(event),
     })
 }
 
@@ -143,6 +144,7 @@ fn unsigned_encrypted(
         Ok(Verified {
             plaintext: Some(plain),
             challenge,
+            tree: None,
         })
     } else {
         Err(unverifiable())

@@ -58,6 +58,9 @@ pub struct Verified {
     pub plaintext: Option<Vec<u8>>,
     /// Lark's URL verification: answer with this challenge and store nothing.
     pub challenge: Option<String>,
+    /// The event as JSON, when verifying had to parse it (Lark): identifying reads the
+    /// type and id from it instead of parsing the body a second time.
+    pub tree: Option<serde_json::Value>,
 }
 
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> {

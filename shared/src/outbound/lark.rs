@@ -78,16 +78,31 @@ pub async fn message(
     now: Timestamp,
     budget: Duration,
 ) -> Result<Vec<u8>, String> {
-    let ctx = context(event);
+    let title_template = match bot.msg_type {
+        LarkMessageType::Post => bot.title.clone(),
+        LarkMessageType::Text => None,
+    };
+    let sources: Vec<String> = bot
+        .template
+        .iter()
+        .chain(&title_template)
+        .cloned()
+        .collect();
+    let mut rendered = if sources.is_empty() {
+        Vec::new()
+    } else {
+        render_bounded(sources, context(event), budget).await?
+    }
+    .into_iter();
     let text = match &bot.template {
-        Some(t) => render_bounded(t.clone(), ctx.clone(), budget).await?,
+        Some(_) => rendered.next().unwrap_or_default(),
         None => default_text(event),
     };
     let mut body = match bot.msg_type {
         LarkMessageType::Text => json!({"msg_type": "text", "content": {"text": text}}),
         LarkMessageType::Post => {
-            let title = match &bot.title {
-                Some(t) => render_bounded(t.clone(), ctx, budget).await?,
+            let title = match &title_template {
+                Some(_) => rendered.next().unwrap_or_default(),
                 None => event.event_type.clone(),
             };
             let paragraphs: Vec<Value> = text

@@ -9,6 +9,7 @@
 //! the endpoint is saved and again before each render, since a template saved before these
 //! rules existed is still stored.
 
+use std::cell::Cell;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -315,7 +316,20 @@ fn push(out: &mut String, piece: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn environment(deadline: Instant) -> Environment<'static> {
+thread_local! {
+    /// The deadline of the render running on this thread. The environment's functions read
+    /// it, so one environment, built once per thread, serves every render: building one
+    /// registers every filter again, which costs more than a short render.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static ENVIRONMENT: Environment<'static> = environment();
+}
+
+/// The deadline of this thread's render; a function called outside one is out of time.
+fn deadline() -> Instant {
+    DEADLINE.with(Cell::get).unwrap_or_else(Instant::now)
+}
+
+fn environment() -> Environment<'static> {
     let mut env = Environment::empty();
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
@@ -324,7 +338,7 @@ fn environment(deadline: Instant) -> Environment<'static> {
             continue;
         };
         env.add_filter(*name, move |state: &State, args: Rest<Value>| {
-            out_of_time(deadline)?;
+            out_of_time(deadline())?;
             let rv = inner.call(state, &args)?;
             check_size(&rv)?;
             Ok(rv)
@@ -333,7 +347,7 @@ fn environment(deadline: Instant) -> Environment<'static> {
     env.add_filter(
         "join",
         move |value: Value, sep: Option<String>| -> Result<Value, Error> {
-            out_of_time(deadline)?;
+            out_of_time(deadline())?;
             let sep = sep.unwrap_or_default();
             let mut out = String::new();
             for (i, item) in value.try_iter()?.enumerate() {
@@ -351,7 +365,7 @@ fn environment(deadline: Instant) -> Environment<'static> {
     env.add_filter(
         "replace",
         move |s: String, from: String, to: String| -> Result<Value, Error> {
-            out_of_time(deadline)?;
+            out_of_time(deadline())?;
             let matches = if from.is_empty() {
                 s.chars().count() + 1
             } else {
@@ -387,6 +401,7 @@ fn environment(deadline: Instant) -> Environment<'static> {
             }
             // Evaluated lazily, so a loop over it is where a render that is past its
             // deadline stops, even when nothing in the loop calls a filter.
+            let deadline = deadline();
             Ok(Value::make_iterable(move || {
                 (0..count as i64)
                     .map(move |i| start + i * step)
@@ -441,16 +456,28 @@ fn builtin_filter(name: &str) -> Option<Value> {
 
 /// Renders `source` over `ctx` within every bound above; the error says which one it hit.
 pub fn render(source: &str, ctx: &serde_json::Value) -> Result<String, String> {
+    render_until(source, ctx, Instant::now() + MAX_RENDER_TIME)
+}
+
+fn render_until(
+    source: &str,
+    ctx: &serde_json::Value,
+    deadline: Instant,
+) -> Result<String, String> {
     check(source)?;
-    let deadline = Instant::now() + MAX_RENDER_TIME;
-    let env = environment(deadline);
-    let template = env.template_from_str(source).map_err(|e| e.to_string())?;
-    let mut out = Capped {
-        buf: Vec::new(),
-        deadline,
-        stopped: None,
-    };
-    let result = template.render_captured_to(ctx, &mut out).map(drop);
+    DEADLINE.with(|d| d.set(Some(deadline)));
+    let rendered = ENVIRONMENT.with(|env| {
+        let template = env.template_from_str(source).map_err(|e| e.to_string())?;
+        let mut out = Capped {
+            buf: Vec::new(),
+            deadline,
+            stopped: None,
+        };
+        let result = template.render_captured_to(ctx, &mut out).map(drop);
+        Ok::<_, String>((result, out))
+    });
+    DEADLINE.with(|d| d.set(None));
+    let (result, out) = rendered?;
     // A `range` loop cut short by the deadline ends without an error of its own.
     out_of_time(deadline).map_err(|e| e.to_string())?;
     if let Some(why) = out.stopped {
@@ -460,16 +487,24 @@ pub fn render(source: &str, ctx: &serde_json::Value) -> Result<String, String> {
     String::from_utf8(out.buf).map_err(|e| e.to_string())
 }
 
-/// [`render`] off the async runtime, so a slow template holds up no other delivery of the
-/// batch, and given up after [`MAX_RENDER_TIME`] (or `budget`, if shorter) whatever it does.
+/// [`render`] of each of `sources` over one context, off the async runtime so a slow
+/// template holds up no other delivery of the batch, and given up after [`MAX_RENDER_TIME`]
+/// (or `budget`, if shorter) for them all, whatever they do. One blocking job for all of a
+/// message's templates: handing work to the blocking pool costs more than a short render.
 pub async fn render_bounded(
-    source: String,
+    sources: Vec<String>,
     ctx: serde_json::Value,
     budget: Duration,
-) -> Result<String, String> {
-    let budget = budget.min(MAX_RENDER_TIME) + Duration::from_millis(100);
-    let job = tokio::task::spawn_blocking(move || render(&source, &ctx));
-    match tokio::time::timeout(budget, job).await {
+) -> Result<Vec<String>, String> {
+    let budget = budget.min(MAX_RENDER_TIME);
+    let job = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + budget;
+        sources
+            .iter()
+            .map(|source| render_until(source, &ctx, deadline))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match tokio::time::timeout(budget + Duration::from_millis(100), job).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(format!("the template failed: {e}")),
         Err(_) => Err("the template ran out of time".to_owned()),
