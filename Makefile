@@ -85,7 +85,7 @@ bench: $(STAMP) wrk
 	cargo bench -p hookrelay-plugins --features engines --bench transforms $(CRITERION_QUICK)
 	$(BENCH_COSTS) --no-run
 	# Two processes at once, each with its own emulator (one core each): half the time.
-	HOOKRELAY_BENCH_SCENARIOS=1:0,3:0.3 $(BENCH_COSTS) bench_requests_per_event -- --ignored --test-threads 1 \
+	HOOKRELAY_BENCH_SCENARIOS=1:0,3:0.3,1:0:1 $(BENCH_COSTS) bench_requests_per_event -- --ignored --test-threads 1 \
 	  > target/bench-costs-a.log 2>&1 & a=$$!; \
 	HOOKRELAY_BENCH_SCENARIOS=1:0.3,3:0 $(BENCH_COSTS) -- --ignored --test-threads 1 > target/bench-costs-b.log 2>&1; b=$$?; \
 	wait $$a; a=$$?; tail -n 3 target/bench-costs-a.log target/bench-costs-b.log; [ $$a = 0 ] && [ $$b = 0 ]

@@ -23,7 +23,14 @@ pub struct Scenario {
     /// Share of delivery requests the receivers answer 500 (retried).
     pub failure_ratio: f64,
     pub body_bytes: usize,
+    /// The most tasks one delivery invocation takes (the template's `DeliveryBatchSize`).
+    /// Ten is what a busy queue gives; one is what a queue gives at a low rate with no
+    /// batching window, where each task is received as it arrives.
+    pub batch_size: usize,
 }
+
+/// A full batch, as the event source mapping takes from a busy queue.
+pub const FULL_BATCH: usize = 10;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
@@ -175,6 +182,7 @@ pub async fn run(scenario: Scenario) -> RequestReport {
     // Retries come back at once: the run counts requests, not the schedule's waits.
     let mut stack = Stack::with_schedule("0,0,0").await;
     stack.settings.cache_ttl = Duration::from_secs(300);
+    stack.mapping.batch_size = scenario.batch_size;
     let faults = Faults {
         error: scenario.failure_ratio,
         hang: 0.0,

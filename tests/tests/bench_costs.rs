@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hookrelay_shared::{Endpoint, Timestamp};
-use hookrelay_tests::requests::{Mark, Scenario, run};
+use hookrelay_tests::requests::{FULL_BATCH, Mark, Scenario, run};
 use hookrelay_tests::{Stack, admin_request, create_source, request};
 use serde_json::{Value, json};
 
@@ -32,21 +32,27 @@ fn write(name: &str, value: &Value) {
 #[ignore = "a benchmark: make bench"]
 async fn bench_requests_per_event() {
     hookrelay_shared::telemetry::init_counting();
-    for (fanout, failure_ratio) in scenarios() {
+    for (fanout, failure_ratio, batch_size) in scenarios() {
         let r = run(Scenario {
             events: 1000,
             fanout,
             failure_ratio,
             body_bytes: 1024,
+            batch_size,
         })
         .await;
         println!(
-            "fan-out {fanout}, failures {failure_ratio}: ingest {:?}, delivery {:?}",
+            "fan-out {fanout}, failures {failure_ratio}, batches of {batch_size}: ingest {:?}, delivery {:?}",
             r.ingest.requests, r.delivery.requests
         );
+        let batch = if batch_size == FULL_BATCH {
+            String::new()
+        } else {
+            format!("-batch{batch_size}")
+        };
         write(
             &format!(
-                "requests-fanout{fanout}-failures{}.json",
+                "requests-fanout{fanout}-failures{}{batch}.json",
                 (failure_ratio * 100.0) as u32
             ),
             &serde_json::to_value(&r).unwrap(),
@@ -65,6 +71,7 @@ async fn bench_large_payload() {
         fanout: 1,
         failure_ratio: 0.0,
         body_bytes: 1024 * 1024,
+        batch_size: FULL_BATCH,
     })
     .await;
     println!(
@@ -120,19 +127,29 @@ fn bench_event_item_units() {
     write("event-item-units.json", &json!({ "rows": rows }));
 }
 
-/// The scenarios this run measures: all four, or the ones `HOOKRELAY_BENCH_SCENARIOS` names
-/// (`fanout:failure ratio`, comma-separated), so `make bench` can run them in two processes,
-/// each with its own emulator, at once.
-fn scenarios() -> Vec<(usize, f64)> {
+/// The scenarios this run measures: fan-out 1 and 3, each with and without failures, in full
+/// batches, and fan-out 1 in batches of one (a low rate); or the ones
+/// `HOOKRELAY_BENCH_SCENARIOS` names (`fanout:failure ratio[:batch size]`, comma-separated),
+/// so `make bench` can run them in two processes, each with its own emulator, at once.
+fn scenarios() -> Vec<(usize, f64, usize)> {
     match std::env::var("HOOKRELAY_BENCH_SCENARIOS") {
         Ok(list) if !list.is_empty() => list
             .split(',')
             .map(|s| {
-                let (f, r) = s.split_once(':').expect("fanout:failure ratio");
-                (f.trim().parse().unwrap(), r.trim().parse().unwrap())
+                let mut parts = s.split(':').map(str::trim);
+                let fanout = parts.next().unwrap().parse().unwrap();
+                let ratio = parts.next().expect("fanout:failure ratio").parse().unwrap();
+                let batch = parts.next().map_or(FULL_BATCH, |b| b.parse().unwrap());
+                (fanout, ratio, batch)
             })
             .collect(),
-        _ => vec![(1, 0.0), (1, 0.3), (3, 0.0), (3, 0.3)],
+        _ => vec![
+            (1, 0.0, FULL_BATCH),
+            (1, 0.3, FULL_BATCH),
+            (3, 0.0, FULL_BATCH),
+            (3, 0.3, FULL_BATCH),
+            (1, 0.0, 1),
+        ],
     }
 }
 

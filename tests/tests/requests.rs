@@ -2,7 +2,7 @@
 //! `SendMessageBatch`; delivery reads and writes per batch, not per task; nothing scans.
 //! The full-size runs (1 000 events) are `make bench`'s.
 
-use hookrelay_tests::requests::{Scenario, run};
+use hookrelay_tests::requests::{FULL_BATCH, Scenario, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_event_stay_within_the_design() {
@@ -13,6 +13,7 @@ async fn requests_per_event_stay_within_the_design() {
             fanout,
             failure_ratio,
             body_bytes: 1024,
+            batch_size: FULL_BATCH,
         })
         .await;
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
