@@ -18,7 +18,8 @@ use hookrelay_shared::trace_context::TraceContext;
 use hookrelay_shared::{Event, Source, Timestamp, ids};
 
 use crate::envelope::{self, BodyError};
-use crate::provider;
+use crate::provider::{self, ENVELOPE_TYPE};
+use crate::sparse_json;
 use crate::verify::{self, Rejection};
 use crate::{Context, unavailable};
 
@@ -268,13 +269,18 @@ pub fn identify(
             ),
         ));
     }
+    // The tree verifying read holds what the provider's fields need, not a pointer the
+    // source names itself.
     let tree: Option<Value> = match verified.tree {
-        Some(tree) if is_json => Some(tree),
+        Some(tree) if is_json && source.event_type_pointer.is_none() => Some(tree),
         _ if is_json
             && (provider::reads_body(&source.verification)
                 || source.event_type_pointer.is_some()) =>
         {
-            Some(serde_json::from_slice(readable).map_err(|e| {
+            let mut pointers = provider::pointers(&source.verification).to_vec();
+            pointers.push(ENVELOPE_TYPE);
+            pointers.extend(source.event_type_pointer.as_deref());
+            Some(sparse_json::parse(readable, &pointers).map_err(|e| {
                 ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
             })?)
         }
@@ -288,7 +294,7 @@ pub fn identify(
     }
     let envelope_type = match (&tree, is_json) {
         (Some(t), _) => t
-            .get("event_type")
+            .pointer(ENVELOPE_TYPE)
             .and_then(Value::as_str)
             .map(Cow::Borrowed),
         (None, true) => envelope::event_type(readable).map_err(body_error)?,

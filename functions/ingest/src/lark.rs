@@ -11,11 +11,27 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 
-use hookrelay_shared::Timestamp;
+use hookrelay_shared::{Timestamp, Verification};
 
 use crate::proof::{Rejection, Verified, check_timestamp, header, sha256_hex};
+use crate::{provider, sparse_json};
 
 const SIGNATURE: &str = "X-Lark-Signature";
+/// The members verifying reads: the encrypted body, the verification token, the challenge.
+const VERIFY_READS: &[&str] = &["/encrypt", "/header/token", "/token", "/type", "/challenge"];
+
+/// What of a body is parsed: what verifying reads, and what identifying the event then reads
+/// from the same tree.
+fn reads() -> Vec<&'static str> {
+    let lark = Verification::Lark {
+        verification_token: None,
+        encrypt_key: None,
+    };
+    let mut reads = VERIFY_READS.to_vec();
+    reads.extend_from_slice(provider::pointers(&lark));
+    reads.push(provider::ENVELOPE_TYPE);
+    reads
+}
 const TIMESTAMP: &str = "X-Lark-Request-Timestamp";
 const NONCE: &str = "X-Lark-Request-Nonce";
 
@@ -43,7 +59,7 @@ pub fn verify(
         }
     }
 
-    let envelope: Value = serde_json::from_slice(body).map_err(|_| Rejection {
+    let envelope: Value = sparse_json::parse(body, &reads()).map_err(|_| Rejection {
         code: "malformed_body",
         message: "a Lark event body must be JSON".to_owned(),
     })?;
@@ -70,7 +86,7 @@ pub fn verify(
         None => None,
     };
     let event: Value = match &plaintext {
-        Some(p) => serde_json::from_slice(p).map_err(|_| Rejection {
+        Some(p) => sparse_json::parse(p, &reads()).map_err(|_| Rejection {
             code: "cannot_decrypt",
             message: "the decrypted body is not JSON".to_owned(),
         })?,

@@ -6,6 +6,7 @@ pub mod lark;
 pub mod plugins;
 pub mod proof;
 pub mod provider;
+mod sparse_json;
 pub mod verify;
 
 use std::sync::Arc;

@@ -23,6 +23,27 @@ pub fn reads_body(v: &Verification) -> bool {
     )
 }
 
+/// Where the generic sources' envelope (`{"event_type", "data"}`) names the event type, read
+/// when nothing else names it.
+pub const ENVELOPE_TYPE: &str = "/event_type";
+
+/// The members of the body [`identify`] and [`slack_challenge`] read, as JSON pointers: the
+/// body is parsed into those alone (see `sparse_json`).
+pub fn pointers(v: &Verification) -> &'static [&'static str] {
+    match v {
+        Verification::Stripe { .. } => &["/type", "/id"],
+        Verification::Lark { .. } => &[
+            "/header/event_type",
+            "/event/type",
+            "/header/event_id",
+            "/uuid",
+        ],
+        Verification::StandardWebhooks { .. } => &["/type"],
+        Verification::Slack { .. } => &["/event/type", "/type", "/event_id", "/challenge"],
+        _ => &[],
+    }
+}
+
 pub fn identify(v: &Verification, headers: &HeaderMap, body: Option<&Value>) -> Identity {
     let h = |name: &str| {
         headers
@@ -79,4 +100,57 @@ pub fn slack_challenge(v: &Verification, body: Option<&Value>) -> Option<String>
     body.get("challenge")
         .and_then(Value::as_str)
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Bodies as each provider sends them, and ones that nest the fields elsewhere.
+    fn bodies() -> Vec<Value> {
+        vec![
+            json!({"id": "evt_1", "object": "event", "type": "invoice.paid", "data": {"object": {"id": "in_1", "lines": [1, 2]}}}),
+            json!({"schema": "2.0", "header": {"event_id": "e-1", "event_type": "im.message.receive_v1", "token": "t"}, "event": {"message": {"text": "hi"}}}),
+            json!({"uuid": "u-1", "token": "t", "type": "event_callback", "event": {"type": "message"}}),
+            json!({"type": "url_verification", "challenge": "ch-1", "token": "t"}),
+            json!({"token": "t", "team_id": "T1", "event_id": "Ev1", "type": "event_callback", "event": {"type": "app_mention", "text": "x"}}),
+            json!({"type": "user.created", "timestamp": "2026-01-01T00:00:00Z", "data": {"id": "u"}}),
+            json!({"event_type": "order.paid", "data": {"type": "not.this"}}),
+            json!([{"type": "in.an.array"}]),
+            json!("a string"),
+        ]
+    }
+
+    #[test]
+    fn identifying_from_the_members_named_equals_identifying_from_the_whole_body() {
+        let secret = || "s".to_owned();
+        let sources = [
+            Verification::Stripe { secret: secret() },
+            Verification::Lark {
+                verification_token: None,
+                encrypt_key: None,
+            },
+            Verification::StandardWebhooks { secret: secret() },
+            Verification::Slack { secret: secret() },
+        ];
+        let headers = HeaderMap::new();
+        for v in &sources {
+            assert!(reads_body(v));
+            for body in bodies() {
+                let raw = serde_json::to_vec(&body).unwrap();
+                let sparse = crate::sparse_json::parse(&raw, pointers(v)).unwrap();
+                assert_eq!(
+                    identify(v, &headers, Some(&sparse)),
+                    identify(v, &headers, Some(&body)),
+                    "{v:?} {body}"
+                );
+                assert_eq!(
+                    slack_challenge(v, Some(&sparse)),
+                    slack_challenge(v, Some(&body)),
+                    "{v:?} {body}"
+                );
+            }
+        }
+    }
 }
