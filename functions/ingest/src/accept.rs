@@ -504,3 +504,50 @@ fn validate_event_type(t: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookrelay_shared::Verification;
+
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h
+    }
+
+    fn event_type_of(source: &Source, body: &[u8]) -> Result<Option<String>, ApiError> {
+        match identify(source, &json_headers(), body, true, Timestamp::now())? {
+            Identified::Event { event_type, .. } => Ok(event_type),
+            Identified::Challenge(_) => panic!("a challenge"),
+        }
+    }
+
+    #[test]
+    fn a_source_pointer_is_read_even_where_verifying_parsed_the_body() {
+        let mut lark = Source::new("default", "lark");
+        lark.verification = Verification::Lark {
+            verification_token: None,
+            encrypt_key: None,
+        };
+        let body =
+            br#"{"schema":"2.0","header":{"event_id":"e-1"},"event":{"kind":"custom.kind"}}"#;
+        assert!(
+            event_type_of(&lark, body).is_err(),
+            "no type without the pointer"
+        );
+        lark.event_type_pointer = Some("/event/kind".into());
+        assert_eq!(
+            event_type_of(&lark, body).unwrap().as_deref(),
+            Some("custom.kind")
+        );
+
+        let mut plain = Source::new("default", "plain");
+        plain.event_type_pointer = Some("/data/object/kind".into());
+        let body = br#"{"id":"evt_1","data":{"object":{"kind":"k.1","other":[1,2]}}}"#;
+        assert_eq!(event_type_of(&plain, body).unwrap().as_deref(), Some("k.1"));
+    }
+}
