@@ -14,32 +14,39 @@ use serde_json::{Map, Value};
 /// `body` as a tree holding what `pointers` (RFC 6901, e.g. `/header/event_type`) name, and
 /// the objects and arrays on their way; any other member is left out.
 pub fn parse(body: &[u8], pointers: &[&str]) -> serde_json::Result<Value> {
-    let paths: Vec<Vec<String>> = pointers.iter().filter_map(|p| segments(p)).collect();
-    let wanted: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+    let paths: Vec<Vec<Cow<'_, str>>> = pointers.iter().filter_map(|p| segments(p)).collect();
+    let wanted: Vec<&[Cow<'_, str>]> = paths.iter().map(Vec::as_slice).collect();
     let mut de = serde_json::Deserializer::from_slice(body);
     let tree = Pick(&wanted).deserialize(&mut de)?;
     de.end()?;
     Ok(tree)
 }
 
-/// A pointer's reference tokens, unescaped; none for a string that is not a pointer.
-fn segments(pointer: &str) -> Option<Vec<String>> {
+/// A pointer's reference tokens, unescaped (borrowed unless they hold an escape); none for
+/// a string that is not a pointer.
+fn segments(pointer: &str) -> Option<Vec<Cow<'_, str>>> {
     if pointer.is_empty() {
         return Some(Vec::new());
     }
     let rest = pointer.strip_prefix('/')?;
     Some(
         rest.split('/')
-            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .map(|s| {
+                if s.contains('~') {
+                    Cow::Owned(s.replace("~1", "/").replace("~0", "~"))
+                } else {
+                    Cow::Borrowed(s)
+                }
+            })
             .collect(),
     )
 }
 
 /// Reads a value keeping the members the remaining paths go through.
-struct Pick<'a>(&'a [&'a [String]]);
+struct Pick<'a>(&'a [&'a [Cow<'a, str>]]);
 
 impl Pick<'_> {
-    fn below<'p>(&self, token: impl Fn(&str) -> bool) -> Vec<&'p [String]>
+    fn below<'p>(&self, token: impl Fn(&str) -> bool) -> Vec<&'p [Cow<'p, str>]>
     where
         Self: 'p,
     {
