@@ -120,10 +120,10 @@ async fn the_everyday_commands_work_against_the_api() {
         refused.err
     );
 
+    stack.drain(&stack.delivery()).await;
     let events = ok_json(&url, &["events", "list", "--type", "push"]).await;
     assert_eq!(events["data"][0]["id"], event.as_str());
     assert_eq!(events["data"][0]["endpoint_ids"], json!([endpoint]));
-    stack.drain(&stack.delivery()).await;
     let attempts = ok(&url, &["attempts", "list", "--event", &event]).await;
     assert!(
         attempts.contains("SUCCESSFUL") && attempts.contains("200"),

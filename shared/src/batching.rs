@@ -227,6 +227,7 @@ pub fn batch_task(ws: &str, endpoint_id: &str, state: &BatchState) -> Option<Del
         attempts: 0,
         not_before: None,
         group: None,
+        list: false,
     })
 }
 

@@ -647,6 +647,9 @@ pub struct Event {
     pub workspace: String,
     pub source_id: String,
     pub event_type: String,
+    /// The sender's key, or the event's id when it gave none (a stored item then leaves it
+    /// out).
+    #[serde(default)]
     pub idempotency_key: String,
     pub received_at: Timestamp,
     /// The request body exactly as received. Absent from an item whose payload is kept in
@@ -815,6 +818,11 @@ pub struct DeliveryTask {
     /// ordered queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Set on the one task of a newly accepted event that lists it (in its workspace's,
+    /// source's and type's listings) when it is received: the event is not in any listing
+    /// until then. A task with no endpoint only lists ([`DeliveryTask::listing`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub list: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -865,7 +873,22 @@ impl DeliveryTask {
             attempts: 0,
             not_before: None,
             group: None,
+            list: false,
         }
+    }
+
+    /// The task that only lists an event: for an event none of whose tasks is received at
+    /// once (no endpoint, or only ordered, delayed or batch ones).
+    pub fn listing(event: &Event, event_key: &str) -> Self {
+        Self {
+            list: true,
+            ..Self::new(event, event_key, "")
+        }
+    }
+
+    /// Whether the task only lists its event.
+    pub fn lists_only(&self) -> bool {
+        self.list && self.endpoint_id.is_empty()
     }
 
     /// The task for an endpoint, in its line when the endpoint is ordered.

@@ -35,6 +35,9 @@ pub struct Published {
 /// Endpoints in `batching` get no task: the event joins their open batch instead, after it
 /// is stored (marked pending until every batch has it), so a batch never holds an event
 /// that was refused or is a duplicate, and batches keep the order events were accepted in.
+///
+/// The event is listed (in listings, and for reads by id) by its first plain task when the
+/// delivery function receives it; here, once stored, when it has none or `targets.list_now`.
 pub async fn publish(
     store: &Store,
     queue: &Queue,
@@ -44,7 +47,7 @@ pub async fn publish(
     targets: &Targets,
 ) -> Result<Published, StoreError> {
     let event_key = Store::event_key(scope, &event.idempotency_key);
-    let tasks: Vec<DeliveryTask> = event
+    let mut tasks: Vec<DeliveryTask> = event
         .endpoint_ids
         .iter()
         .filter(|ep| !targets.batching.contains_key(*ep))
@@ -57,6 +60,19 @@ pub async fn publish(
             task
         })
         .collect();
+    // A plain task, taken at once, lists the event when it is received. An event without
+    // one (no endpoint, or only ordered and batch ones, which wait) is listed here, once
+    // stored: its listing must not wait for a line or a batch.
+    let immediate = tasks
+        .iter_mut()
+        .find(|t| t.group.is_none() && t.not_before.is_none());
+    let list_now = match immediate {
+        Some(first) if !targets.list_now => {
+            first.list = true;
+            false
+        }
+        _ => true,
+    };
     let batched: Vec<(&String, BatchConfig)> = event
         .endpoint_ids
         .iter()
@@ -75,8 +91,10 @@ pub async fn publish(
             }
         }
     };
-    // What reconciliation must send again: the tasks SQS did not take, and the batches the
-    // event joins only after it is stored. The rest are queued and are not sent twice.
+    let deliveries = |ts: &[DeliveryTask]| ts.iter().filter(|t| !t.lists_only()).count();
+    // What reconciliation must send again: the tasks SQS did not take (the listing task's
+    // endpoint is none, ""), and the batches the event joins only after it is stored. The
+    // rest are queued and are not sent twice.
     let unconfirmed: Vec<String> = unsent
         .iter()
         .map(|t| t.endpoint_id.clone())
@@ -91,6 +109,10 @@ pub async fn publish(
     match store.insert_event(event, scope, marker, retention).await? {
         InsertOutcome::Duplicate(original) => {
             tracing::info!(event.id = %original.id, scope, "duplicate event");
+            if targets.list_now {
+                // A caller repeating a request whose listing failed lists it now.
+                list_at_once(store, queue, &original, &event_key, retention).await?;
+            }
             Ok(Published {
                 id: original.id,
                 duplicate: true,
@@ -99,6 +121,9 @@ pub async fn publish(
             })
         }
         InsertOutcome::Inserted { .. } => {
+            if list_now {
+                list_at_once(store, queue, event, &event_key, retention).await?;
+            }
             let mut batches_missed = 0;
             for (endpoint_id, config) in &batched {
                 let member = batching::Member {
@@ -128,16 +153,46 @@ pub async fn publish(
             Ok(Published {
                 id: event.id.clone(),
                 duplicate: false,
-                tasks_queued: tasks.len() - unsent.len() + batched.len() - batches_missed,
+                tasks_queued: deliveries(&tasks) - deliveries(&unsent) + batched.len()
+                    - batches_missed,
                 tasks_unsent: unsent_total,
             })
         }
     }
 }
 
+/// Lists a stored event at once; failing that, leaves it to a listing task, and failing
+/// that too, answers the error (the caller's repeat lists it).
+async fn list_at_once(
+    store: &Store,
+    queue: &Queue,
+    event: &Event,
+    event_key: &str,
+    retention: Duration,
+) -> Result<(), StoreError> {
+    let Err(e) = store
+        .list_new_events(&[(event_key, event)], retention)
+        .await
+    else {
+        return Ok(());
+    };
+    tracing::warn!(event.id = %event.id, error = %error_chain(&e), "event not listed; a task lists it");
+    match queue
+        .send_tasks(&[DeliveryTask::listing(event, event_key)])
+        .await
+    {
+        Ok(unsent) if unsent.is_empty() => Ok(()),
+        _ => Err(e),
+    }
+}
+
 /// Endpoints whose tasks take another way than one plain task on the deliveries queue.
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
+    /// List the event as soon as it is stored, not when its first task is received: for a
+    /// caller of the API, who may read it back at once (three write units more than a
+    /// delivery batch's share of a page).
+    pub list_now: bool,
     /// Batch endpoints by id, with their batching: their events join a batch.
     pub batching: HashMap<String, BatchConfig>,
     /// Ordered endpoints by id: their tasks wait in their line on the ordered queue.

@@ -278,6 +278,12 @@ impl Stack {
         .expect("ordered queue round")
     }
 
+    /// Lets a delivery function take what is queued: an event from ingest is listed (shown
+    /// in listings and read by id) when the first of its tasks is received.
+    pub async fn list_accepted(&self) {
+        self.drain(&self.delivery()).await;
+    }
+
     /// Runs the mapping until a long poll finds nothing visible.
     pub async fn drain(&self, ctx: &hookrelay_delivery::Context) -> Vec<BatchResult> {
         let mut rounds = Vec::new();

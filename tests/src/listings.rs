@@ -121,6 +121,19 @@ pub async fn seed(stack: &Stack, n: u64) -> Seeded {
                 .expect("event stored");
         })
         .await;
+    // As the delivery function lists them, in its batches of ten.
+    let keys: Vec<String> = events
+        .iter()
+        .map(|e| hookrelay_shared::store::Store::event_key(&e.source_id, &e.idempotency_key))
+        .collect();
+    let listed: Vec<(&str, &Event)> = keys.iter().map(String::as_str).zip(&events).collect();
+    for batch in listed.chunks(10) {
+        stack
+            .store
+            .list_new_events(batch, retention)
+            .await
+            .expect("events listed");
+    }
     stack
         .store
         .put_attempts(&attempts, retention)
@@ -202,4 +215,53 @@ pub fn attempt(at_ms: u64, n: u64, endpoint: &str, status: AttemptStatus) -> Att
         },
         response: None,
     }
+}
+
+/// An event as the store wrote it before listing pages: with the keys of its copies in the
+/// `listing` index, and in the filter indexes when `filter_keys` (events from before those
+/// lack them).
+pub async fn put_legacy_event(
+    stack: &Stack,
+    source: &str,
+    event_type: &str,
+    filter_keys: bool,
+) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let id = hookrelay_shared::ids::new_id(hookrelay_shared::ids::EVENT);
+    let event = Event {
+        id: id.clone(),
+        workspace: "default".into(),
+        source_id: source.into(),
+        event_type: event_type.into(),
+        idempotency_key: format!("legacy-{id}"),
+        received_at: Timestamp::now(),
+        payload: br#"{"legacy": true}"#.to_vec(),
+        endpoint_ids: Vec::new(),
+        content_type: None,
+        hops: 0,
+        trace: None,
+    };
+    let mut item = hookrelay_shared::store::Store::event_item(
+        &event,
+        source,
+        false,
+        std::time::Duration::from_secs(86_400),
+    )
+    .expect("an event item");
+    let mut copies = vec![("gsi1pk", "default#EVT".to_owned()), ("gsi1sk", id.clone())];
+    if filter_keys {
+        copies.push(("link_pk", format!("default#EVT#SRC#{source}")));
+        copies.push(("type_pk", format!("default#EVT#TYPE#{event_type}")));
+    }
+    for (name, value) in copies {
+        item.insert(name.into(), AttributeValue::S(value));
+    }
+    aws_sdk_dynamodb::Client::new(&stack.aws)
+        .put_item()
+        .table_name(&stack.settings.table_name)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("legacy event written");
+    id
 }

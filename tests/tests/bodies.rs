@@ -40,6 +40,7 @@ async fn post(base: &str, path: &str, ct: Option<&str>, body: &[u8]) -> (u16, Ve
 }
 
 async fn event_view(stack: &Stack, id: &str) -> Value {
+    stack.list_accepted().await;
     let resp = hookrelay_admin::handle(
         &stack.admin(),
         admin_request("GET", &format!("/workspaces/default/events/{id}"), None),
@@ -77,6 +78,7 @@ async fn raw_source_takes_any_body_through_the_gateway_and_delivers_it_byte_for_
             let answer: Value = serde_json::from_slice(&answer).expect("JSON answer");
             let id = answer["id"].as_str().expect("event id").to_owned();
 
+            stack.list_accepted().await;
             let (_, stored) = stack
                 .store
                 .get_event("default", &id)

@@ -167,6 +167,7 @@ async fn event_type_from_header_default_and_disabled_sources() {
     .await;
     assert_eq!(resp.status(), 202, "{}", resp.body());
     let id = json_of(&resp)["id"].as_str().unwrap().to_owned();
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", &id)

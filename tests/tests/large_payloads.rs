@@ -50,6 +50,7 @@ async fn item_of(
     stack: &Stack,
     event_id: &str,
 ) -> std::collections::HashMap<String, AttributeValue> {
+    stack.list_accepted().await;
     let (key, _) = stack
         .store
         .get_event("default", event_id)
@@ -137,6 +138,7 @@ async fn payloads_over_256_kib_go_to_s3_and_come_back_byte_for_byte() {
             assert_eq!(objects.get(&key).await.expect("the object"), json_body(len));
         }
         // Shown like any event, the whole payload inline while the answer fits Lambda's.
+        stack.list_accepted().await;
         let view = get(&base, &format!("/workspaces/default/events/{id}")).await;
         assert_eq!(view["payload_encoding"], "json");
         assert_eq!(
@@ -203,6 +205,7 @@ async fn a_payload_is_compressed_in_its_item_when_that_saves_a_write_unit() {
     let mut sent: Vec<Vec<u8>> = bodies.iter().map(|b| b.clone().into_bytes()).collect();
     sent.sort();
     assert_eq!(delivered, sent, "delivered byte for byte");
+    stack.list_accepted().await;
     for (id, body) in ids.iter().zip(&bodies) {
         let view = get(&base, &format!("/workspaces/default/events/{id}")).await;
         assert_eq!(view["payload_encoding"], "json");
@@ -277,6 +280,7 @@ async fn a_payload_too_large_for_an_answer_is_shown_as_a_link() {
         .as_str()
         .expect("id")
         .to_owned();
+    stack.list_accepted().await;
     let view = get(&base, &format!("/workspaces/default/events/{id}")).await;
     assert!(view.get("payload").is_none(), "{view}");
     let link = view["payload_url"].as_str().expect("a link to the payload");

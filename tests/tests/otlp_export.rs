@@ -65,7 +65,13 @@ async fn ingest_and_every_attempt_are_exported_with_the_ids_the_endpoint_saw() {
     assert_eq!(accepted.attr("http.response.status_code"), "202");
     assert_eq!(accepted.status, SpanStatus::Unset);
     assert!(accepted.end_unix_nano >= accepted.start_unix_nano);
-    // The span exported is the span the event carries.
+    let mut delivery = stack.delivery();
+    delivery.otlp = Some(collector.exporter(hookrelay_delivery::SERVICE_NAME));
+    stack.drain(&delivery).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    stack.drain(&delivery).await;
+
+    // The span exported is the span the event carries (read once its task listed it).
     let (status, event) = admin_call(
         &stack,
         "GET",
@@ -76,12 +82,6 @@ async fn ingest_and_every_attempt_are_exported_with_the_ids_the_endpoint_saw() {
     assert_eq!(status, 200, "{event}");
     let stored = event["traceparent"].as_str().expect("a traceparent");
     assert_eq!(span_of(stored), accepted.span_id);
-
-    let mut delivery = stack.delivery();
-    delivery.otlp = Some(collector.exporter(hookrelay_delivery::SERVICE_NAME));
-    stack.drain(&delivery).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    stack.drain(&delivery).await;
 
     let sent: Vec<String> = receiver
         .deliveries()

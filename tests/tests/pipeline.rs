@@ -444,6 +444,7 @@ async fn sweeper_deactivates_stale_endpoints_only() {
     // New events no longer fan out to them.
     let resp = ingest(&stack, &source, &[], br#"{"event_type":"x","data":{}}"#).await;
     let id = json_of(&resp)["id"].as_str().unwrap().to_owned();
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", &id)

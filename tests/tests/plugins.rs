@@ -33,6 +33,7 @@ async fn post(
 }
 
 async fn events_of(stack: &Stack, source: &str) -> Vec<Value> {
+    stack.list_accepted().await;
     let (status, page) = call(
         stack,
         "GET",
@@ -45,6 +46,7 @@ async fn events_of(stack: &Stack, source: &str) -> Vec<Value> {
 }
 
 async fn event(stack: &Stack, id: &str) -> Value {
+    stack.list_accepted().await;
     let (status, e) = call(
         stack,
         "GET",

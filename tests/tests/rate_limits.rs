@@ -61,6 +61,7 @@ async fn a_source_over_its_limit_answers_429_and_stores_nothing() {
             "another source is not limited"
         );
     }
+    stack.list_accepted().await;
     let (_, events) = call(
         &stack,
         "GET",

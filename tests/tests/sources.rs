@@ -84,6 +84,7 @@ async fn post(
 }
 
 async fn events(stack: &Stack) -> usize {
+    stack.list_accepted().await;
     stack
         .store
         .list_events("default", &Default::default())
@@ -242,6 +243,7 @@ async fn provider_delivery_ids_dedupe_and_event_types_come_from_the_provider() {
     assert_eq!(json_of(&first)["id"], json_of(&again)["id"]);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_ne!(json_of(&first)["id"], json_of(&other)["id"]);
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", json_of(&first)["id"].as_str().unwrap())
@@ -280,6 +282,7 @@ async fn provider_delivery_ids_dedupe_and_event_types_come_from_the_provider() {
         json_of(&b)["id"],
         "Stripe's retry of evt_123 is the same event"
     );
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", json_of(&a)["id"].as_str().unwrap())
@@ -300,6 +303,7 @@ async fn provider_delivery_ids_dedupe_and_event_types_come_from_the_provider() {
         br#"{"meta":{"kind":"thing.done"}}"#,
     )
     .await;
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", json_of(&resp)["id"].as_str().unwrap())
@@ -341,6 +345,7 @@ async fn lark_challenges_tokens_and_encrypted_events() {
     let v1 = br#"{"uuid":"u-1","token":"tok","ts":"1","type":"event_callback","event":{"type":"message"}}"#;
     let resp = post(&stack, &path, &[], v1).await;
     assert_eq!(resp.status(), 202, "{}", resp.body());
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", json_of(&resp)["id"].as_str().unwrap())
@@ -382,6 +387,7 @@ async fn lark_challenges_tokens_and_encrypted_events() {
     )
     .await;
     assert_eq!(resp.status(), 202, "{}", resp.body());
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", json_of(&resp)["id"].as_str().unwrap())
@@ -431,6 +437,7 @@ async fn custom_paths_answers_and_content_types() {
         .to_str()
         .unwrap()
         .to_owned();
+    stack.list_accepted().await;
     let (_, ev) = stack
         .store
         .get_event("default", &id)

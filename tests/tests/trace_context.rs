@@ -37,6 +37,7 @@ async fn ingest(stack: &Stack, source: &str, headers: &[(&str, &str)]) -> String
 }
 
 async fn event_view(stack: &Stack, id: &str) -> serde_json::Value {
+    stack.list_accepted().await;
     let (status, event) = admin_call(
         stack,
         "GET",

@@ -29,6 +29,9 @@ pub async fn run(api: &Api, args: TailArgs, json: bool) -> Result<String, CliErr
         ));
     }
     let started = std::time::Instant::now();
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut seen: HashSet<String> = HashSet::new();
     // What exists when the tail starts is history, not news.
     for path in ["/events?limit=100", "/attempts?limit=100"] {
@@ -52,9 +55,11 @@ pub async fn run(api: &Api, args: TailArgs, json: bool) -> Result<String, CliErr
                 .into_iter()
                 .rev()
                 .filter(|i| {
-                    i["id"]
-                        .as_str()
-                        .is_some_and(|id| seen.insert(id.to_owned()))
+                    i["id"].as_str().is_some_and(|id| {
+                        // An event accepted before the tail started but listed since (its
+                        // first task was received after) is history too.
+                        id_millis(id).is_none_or(|at| at >= start_ms) && seen.insert(id.to_owned())
+                    })
                 })
                 .collect();
             for item in fresh {
@@ -71,4 +76,10 @@ pub async fn run(api: &Api, args: TailArgs, json: bool) -> Result<String, CliErr
             }
         }
     }
+}
+
+/// The time an id was made (its ULID's), in Unix milliseconds.
+fn id_millis(id: &str) -> Option<u64> {
+    let (_, ulid) = id.split_once('_')?;
+    ulid::Ulid::from_string(ulid).ok().map(|u| u.timestamp_ms())
 }

@@ -620,8 +620,8 @@ async fn recover(
                 .iter()
                 .position(|(key, _)| *key == first.event_key)
                 .unwrap_or(0);
-            if let Some((key, event)) = at.checked_sub(1).and_then(|i| page.get(i)) {
-                plan.cursor = hookrelay_shared::store::Store::event_cursor(&ws, key, &event.id);
+            if let Some((_, event)) = at.checked_sub(1).and_then(|i| page.get(i)) {
+                plan.cursor = hookrelay_shared::store::Store::event_cursor(&ws, &event.id);
             }
             endpoint.recovery = Some(plan.clone());
             ctx.store

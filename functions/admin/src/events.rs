@@ -288,7 +288,10 @@ async fn publish_traced(
         &event,
         &format!("{PUBLISH_SOURCE}:{ws}"),
         ctx.settings.retention(),
-        &publish::targets(&ctx.queue, &endpoints),
+        &publish::Targets {
+            list_now: true,
+            ..publish::targets(&ctx.queue, &endpoints)
+        },
     )
     .await
     .map_err(store_error)?;

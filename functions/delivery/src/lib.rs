@@ -4,6 +4,7 @@
 
 mod batches;
 pub mod circuit;
+mod listing;
 pub mod ordered;
 mod outcome;
 pub mod send;
@@ -455,6 +456,7 @@ pub async fn handle_traced(
         }
     }
 
+    let (listed, received) = listing::list_new(ctx, received, &events).await;
     if !timers.is_empty() {
         batches::on_timers(ctx, timers, &endpoints, &mut response).await;
     }
@@ -480,7 +482,8 @@ pub async fn handle_traced(
         ordered::join_lines(ctx, to_line, &events, &endpoints, &mut response).await;
     }
 
-    let outcomes = deliver_all(ctx, received, &events, &endpoints).await;
+    let mut outcomes = deliver_all(ctx, received, &events, &endpoints).await;
+    outcomes.extend(listed);
 
     record(
         ctx,

@@ -606,6 +606,10 @@ async fn reenqueue_one(ctx: &Context, event_key: &str) -> Result<Option<usize>, 
             None => DeliveryTask::new(&event, event_key, ep),
         });
     }
+    let deliveries = tasks.len();
+    // Whether the event's listing task was among those not queued is not known: it is
+    // listed again, which shows it once all the same.
+    tasks.push(DeliveryTask::listing(&event, event_key));
     let unsent = ctx.queue.send_tasks(&tasks).await?;
     if !unsent.is_empty() {
         tracing::warn!(event.id = %event.id, unsent = unsent.len(), "stranded event still not queued");
@@ -616,6 +620,6 @@ async fn reenqueue_one(ctx: &Context, event_key: &str) -> Result<Option<usize>, 
         return Ok(None);
     }
     ctx.store.clear_pending(event_key).await?;
-    tracing::info!(event.id = %event.id, tasks = tasks.len(), "stranded event re-enqueued");
-    Ok(Some(tasks.len()))
+    tracing::info!(event.id = %event.id, tasks = deliveries, "stranded event re-enqueued");
+    Ok(Some(deliveries))
 }

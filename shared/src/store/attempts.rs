@@ -2,11 +2,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
-use super::attempt_pages::{self, Entry, Listed};
 use super::codec::{from_item, to_item};
 use super::events::backoff;
 use super::item_size::{MAX_ITEM_BYTES, item_bytes};
 use super::keys::{self, EXPIRES_AT, Item, LISTING_INDEX, PK, SK, s};
+use super::listing_pages::{self, Entry, Listed};
 use super::ops::with_key;
 use super::page::{self, Page, PageRequest};
 use super::{Result, Store, StoreError};
@@ -78,8 +78,11 @@ impl Store {
         for a in attempts {
             items.push(Self::attempt_item(a, retention)?);
         }
-        let listed: Vec<Listed> = attempts.iter().map(|a| Listed::of(a, retention)).collect();
-        items.extend(attempt_pages::page_items(&listed)?);
+        let listed: Vec<Listed> = attempts
+            .iter()
+            .map(|a| Listed::attempt(a, retention))
+            .collect();
+        items.extend(listing_pages::page_items(&listed)?);
         self.put_items(items).await
     }
 
@@ -144,7 +147,7 @@ impl Store {
     /// Attempts of a workspace, newest first, optionally of one event, one endpoint or one
     /// status. An event's attempts are its own table partition (a few per endpoint), so an
     /// endpoint given too is a filter there; otherwise the workspace's or the endpoint's
-    /// listing pages ([`attempt_pages`]) are read, a status checked on their entries, and
+    /// listing pages ([`listing_pages`]) are read, a status checked on their entries, and
     /// the page is read back from the table with one `BatchGetItem`.
     pub async fn find_attempts(
         &self,
@@ -166,7 +169,7 @@ impl Store {
                     return Err(StoreError::BadCursor);
                 }
                 let below = keys::get_s(&key, SK).ok_or(StoreError::BadCursor)?;
-                attempt_pages::id_millis(below).ok_or(StoreError::BadCursor)?;
+                listing_pages::id_millis(below).ok_or(StoreError::BadCursor)?;
                 Some(below.to_owned())
             }
         };
@@ -174,7 +177,7 @@ impl Store {
         let status = filter.status.map(crate::AttemptStatus::as_str);
         let keep = |e: &Entry| status.is_none_or(|st| e.status() == st);
         let mut found = self
-            .read_attempt_pages(&pages, below.as_deref(), limit + 1, &keep)
+            .read_pages(&pages, (None, below.as_deref()), limit + 1, &keep)
             .await?;
         let next_below = if found.entries.len() > limit {
             found.entries.truncate(limit);
@@ -185,7 +188,7 @@ impl Store {
         let wanted: Vec<Item> = found
             .entries
             .iter()
-            .map(|e| keys::key_of(e.item_key()))
+            .map(|e| keys::key_of(e.attempt_key()))
             .collect();
         let data = self
             .in_table(wanted)
@@ -263,8 +266,8 @@ impl Store {
     /// One attempt of a workspace: found on the listing pages of its second, or for an
     /// attempt written before pages, through the `listing` index.
     pub async fn get_attempt(&self, ws: &str, id: &str) -> Result<Option<Attempt>> {
-        if let Some(entry) = self.attempt_page_entry(ws, id).await? {
-            let item = self.get(entry.item_key(), false).await?;
+        if let Some(entry) = self.page_entry(&keys::attempt_pages(ws), id).await? {
+            let item = self.get(entry.attempt_key(), false).await?;
             return item
                 .filter(|i| keys::get_s(i, "workspace") == Some(ws))
                 .map(|i| from_item("attempt", i))

@@ -12,6 +12,7 @@ use super::keys::{
     self, EXPIRES_AT, Item, LINK_INDEX, LINK_PK, LISTING_INDEX, LISTING_PK, LISTING_SK, PENDING_AT,
     PENDING_SHARD, PK, SK, TYPE_INDEX, TYPE_PK, s,
 };
+use super::listing_pages::{self, Entry, Listed};
 use super::ops::with_key;
 use super::page::{Page, PageRequest};
 use super::{Result, Store, StoreError};
@@ -21,6 +22,7 @@ use crate::{Endpoint, Event};
 /// The S3 key of a payload kept outside the item, and its size.
 const PAYLOAD_OBJECT: &str = "payload_object";
 const PAYLOAD_SIZE: &str = "payload_size";
+const IDEMPOTENCY_KEY: &str = "idempotency_key";
 
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -60,6 +62,32 @@ pub enum InsertOutcome {
     Duplicate(Box<Event>),
 }
 
+/// What a read of the indexes events were copied to before listing pages found.
+struct LegacyFound {
+    /// Ids and item keys, in the order read.
+    found: Vec<(String, (String, String))>,
+    /// Whether the query stopped at its limit.
+    more: bool,
+}
+
+/// The ids and table keys of index items, those passing `keep`.
+fn legacy_keys(items: Vec<Item>, keep: impl Fn(&str) -> bool) -> Vec<(String, (String, String))> {
+    items
+        .iter()
+        .filter_map(|i| {
+            let id = keys::get_s(i, LISTING_SK)?;
+            Some((
+                id.to_owned(),
+                (
+                    keys::get_s(i, PK)?.to_owned(),
+                    keys::get_s(i, SK)?.to_owned(),
+                ),
+            ))
+        })
+        .filter(|(id, _)| keep(id))
+        .collect()
+}
+
 /// How often a batch read or write re-asks for what DynamoDB left unprocessed.
 const UNPROCESSED_RETRIES: u32 = 5;
 
@@ -81,17 +109,13 @@ impl Store {
         retention: Duration,
     ) -> Result<Item> {
         let (pk, sk) = keys::event(scope, &event.idempotency_key);
+        // No index keys: the delivery function lists the event on pages (`listing_pages`).
         let mut item = with_key(to_item("event", event)?, (pk, sk));
-        item.insert(LISTING_PK.into(), s(keys::events_list(&event.workspace)));
-        item.insert(LISTING_SK.into(), s(&event.id));
-        item.insert(
-            LINK_PK.into(),
-            s(keys::events_of_source(&event.workspace, &event.source_id)),
-        );
-        item.insert(
-            TYPE_PK.into(),
-            s(keys::events_of_type(&event.workspace, &event.event_type)),
-        );
+        if event.idempotency_key == event.id {
+            // Most events carry no key of their own: a copy of the id would cost bytes in
+            // every item, enough to make a 1 KiB event two write units.
+            item.remove(IDEMPOTENCY_KEY);
+        }
         item.insert(
             EXPIRES_AT.into(),
             AttributeValue::N(event.received_at.plus(retention).unix_seconds().to_string()),
@@ -255,8 +279,34 @@ impl Store {
         }
     }
 
-    /// An event by id within a workspace, with its item key.
+    /// Lists newly stored events, each under its item key, on its workspace's, source's and
+    /// type's listing pages ([`listing_pages`]): what makes them show in listings and reads
+    /// by id. Repeating it is harmless: a listing shows an event once.
+    pub async fn list_new_events(
+        &self,
+        events: &[(&str, &Event)],
+        retention: Duration,
+    ) -> Result<()> {
+        let listed: Vec<Listed> = events
+            .iter()
+            .map(|(key, e)| Listed::event(e, key, retention))
+            .collect();
+        self.put_items(listing_pages::page_items(&listed)?).await
+    }
+
+    /// An event by id within a workspace, with its item key: found on its workspace's
+    /// listing pages, or for an event stored before pages, through the `listing` index.
     pub async fn get_event(&self, ws: &str, id: &str) -> Result<Option<(String, Event)>> {
+        if let Some(entry) = self.page_entry(&keys::event_pages(ws), id).await? {
+            let (pk, sk) = entry.event_key();
+            return match self.get((pk.clone(), sk), false).await? {
+                Some(item) => {
+                    let event = self.event_of(item).await?;
+                    Ok((event.workspace == ws && event.id == id).then_some((pk, event)))
+                }
+                None => Ok(None),
+            };
+        }
         let out = self
             .client
             .query()
@@ -282,10 +332,11 @@ impl Store {
         self.find_events(ws, &EventFilter::default(), req).await
     }
 
-    /// Events of a workspace, newest first, by type, source and time range. The range is a
-    /// key condition (ids are ULIDs, so they sort by time) on whichever index the filter
-    /// picks: `type` for a type (a type rarely spans sources, so a source given too is a
-    /// filter that seldom drops anything), `link` for a source alone, else `listing`.
+    /// Events of a workspace, newest first, by type, source and time range, from the
+    /// listing pages the filter picks: the type's (a type rarely spans sources, so a source
+    /// given too is checked on the entries), the source's, else the workspace's. The range
+    /// bounds the pages read (ids are ULIDs, so they sort by time). Events stored before
+    /// pages are read from the indexes they were copied to, and the two merged.
     pub async fn find_events(
         &self,
         ws: &str,
@@ -293,67 +344,146 @@ impl Store {
         req: &PageRequest,
     ) -> Result<Page<Event>> {
         let lo = crate::ids::time_bound(crate::ids::EVENT, filter.since, false);
-        let hi = crate::ids::time_bound(crate::ids::EVENT, filter.until, true);
+        let hi = filter
+            .until
+            .map(|t| crate::ids::time_bound(crate::ids::EVENT, Some(t), true));
+        let pages = match (&filter.event_type, &filter.source_id) {
+            (Some(t), _) => keys::event_pages_of_type(ws, t),
+            (None, Some(src)) => keys::event_pages_of_source(ws, src),
+            (None, None) => keys::event_pages(ws),
+        };
+        let cursor = match req.start_key()? {
+            None => None,
+            Some(key) => {
+                if keys::get_s(&key, PK) != Some(pages.as_str()) || key.len() != 2 {
+                    return Err(StoreError::BadCursor);
+                }
+                let below = keys::get_s(&key, SK).ok_or(StoreError::BadCursor)?;
+                listing_pages::id_millis(below).ok_or(StoreError::BadCursor)?;
+                Some(below.to_owned())
+            }
+        };
+        // Below the cursor, and at or below `until`.
+        let below = match (cursor, hi) {
+            (Some(c), Some(h)) => Some(if c.as_str() <= h.as_str() {
+                c
+            } else {
+                format!("{h}~")
+            }),
+            (Some(c), None) => Some(c),
+            (None, Some(h)) => Some(format!("{h}~")),
+            (None, None) => None,
+        };
+        let limit = usize::try_from(req.limit()).unwrap_or(1);
+        let source = filter.source_id.as_deref();
+        let keep = |e: &Entry| source.is_none_or(|src| e.source_id() == src);
+        let (paged, legacy) = futures::try_join!(
+            self.read_pages(&pages, (Some(&lo), below.as_deref()), limit + 1, &keep),
+            self.legacy_events(ws, filter, &lo, below.as_deref(), limit + 1),
+        )?;
+        // Every id at or above `known` was seen in both; below it, either may have more.
+        let mut known: Option<String> = None;
+        let mut raise = |bound: Option<String>| {
+            if let Some(b) = bound
+                && known.as_ref().is_none_or(|k| b > *k)
+            {
+                known = Some(b);
+            }
+        };
+        raise(if paged.entries.len() > limit {
+            paged.entries.last().map(|e| e.id().to_owned())
+        } else {
+            paged.resume_below.clone()
+        });
+        raise(
+            legacy
+                .more
+                .then(|| legacy.found.last().map(|(id, _)| id.clone()))
+                .flatten(),
+        );
+        let mut merged: Vec<(String, (String, String))> = paged
+            .entries
+            .iter()
+            .map(|e| (e.id().to_owned(), e.event_key()))
+            .chain(legacy.found)
+            .filter(|(id, _)| known.as_ref().is_none_or(|k| id >= k))
+            .collect();
+        merged.sort_by(|a, b| b.0.cmp(&a.0));
+        merged.dedup_by(|a, b| a.0 == b.0);
+        let next_below = if merged.len() > limit {
+            merged.truncate(limit);
+            merged.last().map(|(id, _)| id.clone())
+        } else {
+            known
+        };
+        let data = self
+            .events_by_key(merged.into_iter().map(|(_, k)| k))
+            .await?;
+        Ok(Page {
+            data: data.into_iter().map(|(_, e)| e).collect(),
+            next: next_below.and_then(|sk| super::page::encode(&keys::key(pages, sk))),
+        })
+    }
+
+    /// Events by item key, in the order asked, each read as it is in the table (one
+    /// `BatchGetItem` for up to 100); those gone since they were listed are left out.
+    async fn events_by_key(
+        &self,
+        wanted: impl Iterator<Item = (String, String)>,
+    ) -> Result<Vec<(String, Event)>> {
+        let items = self
+            .in_table(wanted.map(|(pk, sk)| keys::key(pk, sk)).collect())
+            .await?;
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
+            events.push((key, self.event_of(item).await?));
+        }
+        Ok(events)
+    }
+
+    /// Up to `limit` ids and item keys of the events stored before listing pages, newest
+    /// first, from `lo` to below `below`, through the index `filter` picks.
+    async fn legacy_events(
+        &self,
+        ws: &str,
+        filter: &EventFilter,
+        lo: &str,
+        below: Option<&str>,
+        limit: usize,
+    ) -> Result<LegacyFound> {
         let (index, pk_attr, partition) = match (&filter.event_type, &filter.source_id) {
             (Some(t), _) => (TYPE_INDEX, TYPE_PK, keys::events_of_type(ws, t)),
             (None, Some(src)) => (LINK_INDEX, LINK_PK, keys::events_of_source(ws, src)),
             (None, None) => (LISTING_INDEX, LISTING_PK, keys::events_list(ws)),
         };
+        let hi = below.unwrap_or("evt_~");
         let mut query = self
             .client
             .query()
+            .table_name(&self.table)
             .index_name(index)
+            .scan_index_forward(false)
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
             .expression_attribute_names("#pk", pk_attr)
             .expression_attribute_names("#sk", LISTING_SK)
             .expression_attribute_values(":pk", s(partition))
             .expression_attribute_values(":lo", s(lo))
-            .expression_attribute_values(":hi", s(hi));
+            .expression_attribute_values(":hi", s(hi))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
         if let (Some(_), Some(src)) = (&filter.event_type, &filter.source_id) {
             query = query
                 .filter_expression("source_id = :src")
                 .expression_attribute_values(":src", s(src));
         }
-        self.page("event", query, req).await
-    }
-
-    /// Up to `limit` events of a workspace received since `since`, oldest first, with their
-    /// item keys.
-    pub async fn events_since(
-        &self,
-        ws: &str,
-        since: crate::Timestamp,
-        limit: usize,
-    ) -> Result<Vec<(String, Event)>> {
-        let lo = crate::ids::time_bound(crate::ids::EVENT, Some(since), false);
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LISTING_INDEX)
-            .key_condition_expression("#pk = :pk AND #sk >= :lo")
-            .expression_attribute_names("#pk", LISTING_PK)
-            .expression_attribute_names("#sk", LISTING_SK)
-            .expression_attribute_values(":pk", s(keys::events_list(ws)))
-            .expression_attribute_values(":lo", s(lo))
-            .into_paginator()
-            .items()
-            .send();
-        let mut found = Vec::new();
-        while let Some(item) = pages.next().await {
-            found.push(item.map_err(|e| StoreError::dynamo("Query", e))?);
-            if found.len() >= limit {
-                break;
-            }
-        }
-        self.in_table(found)
-            .await?
-            .into_iter()
-            .map(|item| {
-                let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
-                Ok((key, from_item::<Event>("event", item)?))
-            })
-            .collect()
+        let out = query
+            .send()
+            .await
+            .map_err(|e| StoreError::dynamo("Query", e))?;
+        Ok(LegacyFound {
+            more: out.last_evaluated_key.is_some(),
+            found: legacy_keys(out.items.unwrap_or_default(), |id| id < hi),
+        })
     }
 
     /// Up to `limit` events of a workspace received from `since` to `until`, oldest first,
@@ -367,11 +497,33 @@ impl Store {
         cursor: Option<&str>,
         limit: i32,
     ) -> Result<(Vec<(String, Event)>, Option<String>)> {
-        let start = PageRequest {
+        let pages = keys::event_pages(ws);
+        let lo = crate::ids::time_bound(crate::ids::EVENT, Some(since), false);
+        let hi = crate::ids::time_bound(crate::ids::EVENT, Some(until), true);
+        let after = match (PageRequest {
             limit: None,
             cursor: cursor.map(str::to_owned),
-        }
-        .start_key()?;
+        })
+        .start_key()?
+        {
+            None => None,
+            Some(key) => {
+                if keys::get_s(&key, PK) != Some(pages.as_str()) || key.len() != 2 {
+                    return Err(StoreError::BadCursor);
+                }
+                Some(
+                    keys::get_s(&key, SK)
+                        .ok_or(StoreError::BadCursor)?
+                        .to_owned(),
+                )
+            }
+        };
+        // Ids from `lo` on: `lo` itself is no event's id (its random part is zero).
+        let after = after.filter(|a| a.as_str() > lo.as_str()).unwrap_or(lo);
+        let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+        let paged = self
+            .read_pages_oldest_first(&pages, Some(&after), &hi, limit + 1)
+            .await?;
         let out = self
             .client
             .query()
@@ -381,47 +533,57 @@ impl Store {
             .expression_attribute_names("#pk", LISTING_PK)
             .expression_attribute_names("#sk", LISTING_SK)
             .expression_attribute_values(":pk", s(keys::events_list(ws)))
-            .expression_attribute_values(
-                ":lo",
-                s(crate::ids::time_bound(
-                    crate::ids::EVENT,
-                    Some(since),
-                    false,
-                )),
-            )
-            .expression_attribute_values(
-                ":hi",
-                s(crate::ids::time_bound(crate::ids::EVENT, Some(until), true)),
-            )
-            .set_exclusive_start_key(start)
-            .limit(limit.max(1))
+            .expression_attribute_values(":lo", s(&after))
+            .expression_attribute_values(":hi", s(&hi))
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
             .send()
             .await
             .map_err(|e| StoreError::dynamo("Query", e))?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(super::page::encode);
-        let mut events = Vec::new();
-        for item in self.in_table(out.items.unwrap_or_default()).await? {
-            let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
-            events.push((key, self.event_of(item).await?));
+        let legacy_more = out.last_evaluated_key.is_some();
+        let legacy = legacy_keys(out.items.unwrap_or_default(), |id| id > after.as_str());
+        // Every id at or below `known` was seen in both; above it, either may have more.
+        let mut known: Option<String> = None;
+        for bound in [
+            (paged.len() > limit)
+                .then(|| paged.last().map(|e| e.id().to_owned()))
+                .flatten(),
+            legacy_more
+                .then(|| legacy.last().map(|(id, _)| id.clone()))
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if known.as_ref().is_none_or(|k| bound < *k) {
+                known = Some(bound);
+            }
         }
-        Ok((events, next))
+        let mut merged: Vec<(String, (String, String))> = paged
+            .iter()
+            .map(|e| (e.id().to_owned(), e.event_key()))
+            .chain(legacy)
+            .filter(|(id, _)| known.as_ref().is_none_or(|k| id <= k))
+            .collect();
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.dedup_by(|a, b| a.0 == b.0);
+        let next_after = if merged.len() > limit {
+            merged.truncate(limit);
+            merged.last().map(|(id, _)| id.clone())
+        } else {
+            known
+        };
+        let events = self
+            .events_by_key(merged.into_iter().map(|(_, k)| k))
+            .await?;
+        Ok((
+            events,
+            next_after.and_then(|id| super::page::encode(&keys::key(pages, id))),
+        ))
     }
 
     /// The [`Store::events_between`] cursor that starts just after this event.
-    pub fn event_cursor(ws: &str, event_key: &str, event_id: &str) -> Option<String> {
-        let key: Item = [
-            (PK, event_key.to_owned()),
-            (SK, keys::EVENT_SK.to_owned()),
-            (LISTING_PK, keys::events_list(ws)),
-            (LISTING_SK, event_id.to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
-        .collect();
-        super::page::encode(&key)
+    pub fn event_cursor(ws: &str, event_id: &str) -> Option<String> {
+        super::page::encode(&keys::key(keys::event_pages(ws), event_id.to_owned()))
     }
 
     /// What a delivery batch needs, in as few reads as DynamoDB allows: events by item key
@@ -467,6 +629,9 @@ impl Store {
         let object = item.remove(PAYLOAD_OBJECT);
         item.remove(PAYLOAD_SIZE);
         let mut event: Event = from_item("event", item)?;
+        if event.idempotency_key.is_empty() {
+            event.idempotency_key.clone_from(&event.id);
+        }
         if let Some(AttributeValue::S(key)) = object {
             let objects = self
                 .payloads

@@ -137,6 +137,18 @@ pub fn attempt_pages(ws: &str) -> String {
 pub fn attempt_pages_of_endpoint(ws: &str, endpoint_id: &str) -> String {
     format!("PAGE#{ws}#ATT#EP#{}", tail(endpoint_id))
 }
+/// The pages of a workspace's event listing (see `listing_pages`).
+pub fn event_pages(ws: &str) -> String {
+    format!("PAGE#{ws}#EVT")
+}
+/// The pages of one source's events.
+pub fn event_pages_of_source(ws: &str, source_id: &str) -> String {
+    format!("PAGE#{ws}#EVT#SRC#{}", tail(source_id))
+}
+/// The pages of one event type's events.
+pub fn event_pages_of_type(ws: &str, event_type: &str) -> String {
+    format!("PAGE#{ws}#EVT#TYPE#{}", tail(event_type))
+}
 /// The legacy partition of a workspace's attempts in the `listing` index, from before
 /// listing pages; the sweeper empties it.
 pub fn attempts_list(ws: &str) -> String {

@@ -5,7 +5,8 @@
 //! | workspace | `WS#{name}`             | `WS`        | `WS` / id        |                           |             |
 //! | source    | `SRC#{id}`              | `SRC`       | `{ws}#SRC` / id  |                           |             |
 //! | endpoint  | `WS#{ws}`               | `EP#{id}`   |                  |                           | `sweep` while enabled, `failing` in a failure streak |
-//! | event     | `EVT#{scope}#{idem key}`| `EVT`       | `{ws}#EVT` / id  | link `{ws}#EVT#SRC#{source}`, type `{ws}#EVT#TYPE#{type}` | `pending` until queued, naming the endpoints not yet (`pending_endpoints`) |
+//! | event     | `EVT#{scope}#{idem key}`| `EVT`       | (before listing pages: `{ws}#EVT` / id) | (before listing pages: link `{ws}#EVT#SRC#{source}`, type `{ws}#EVT#TYPE#{type}`) | `pending` until queued, naming the endpoints not yet (`pending_endpoints`) |
+//! | event listing page | `PAGE#{ws}#EVT`, `PAGE#{ws}#EVT#SRC#{source}`, `PAGE#{ws}#EVT#TYPE#{type}` | newest id on it | | | |
 //! | attempt   | `ATT#{event id}`        | id          |                  |                           |             |
 //! | attempt listing page | `PAGE#{ws}#ATT`, `PAGE#{ws}#ATT#EP#{endpoint}` | newest id on it | | |   |
 //! | migration mark | `MIGRATION#{name}` | `MIGRATION` |               |                           |             |
@@ -15,7 +16,8 @@
 //! | rate window | `RATE#{scope}#{window}` | `RATE`  |                  |                           |             |
 //!
 //! An inline payload is kept zstd-compressed (`payload_zstd`) when that makes its event item
-//! cost fewer write units, and every read inflates it ([`compressed_payload`]).
+//! cost fewer write units, and every read inflates it ([`compressed_payload`]). An event
+//! whose idempotency key is its id (the sender gave none) is stored without the copy.
 //!
 //! A payload over 256 KiB is not in its event item: the item names an S3 object
 //! (`payload_object`, see [`crate::payload_objects`]) and reads of the event bring the bytes
@@ -26,23 +28,22 @@
 //! index's key attributes keep the names `gsi1pk` / `gsi1sk` they had when it was `gsi1`.
 //!
 //! The `listing` index copies keys and the few attributes listings filter on, never a
-//! payload: every event is written to it, so a full copy would double its write units. A
-//! page is read back from the table with one `BatchGetItem`.
+//! payload. A page of it is read back from the table with one `BatchGetItem`.
 //!
-//! The filter indexes, `link` (`link_pk`) and `type` (`type_pk`), sort by the same `gsi1sk`
-//! and copy keys plus what a combined filter still checks (`status`, `source_id`), so a
-//! filtered listing is a key condition: a full page in one `Query` and one `BatchGetItem`,
-//! however rare its items are in the workspace. Each copy is a write unit: an event costs 3
-//! index write units. Items written before these indexes existed lack their keys and show
-//! in unfiltered listings only, until they expire. How a page is filled: [`pager`].
-//!
-//! Attempts are not copied to any index: each delivery batch writes, with its attempts, one
-//! listing page for the workspace and one per endpoint, naming them ([`attempt_pages`]); ten
-//! attempts cost two write units of listing where copies cost twenty, and an endpoint's
-//! listing is still its own partition. Attempts of one event are the table's own
-//! `ATT#{event id}` partition.
+//! Events and attempts are not copied to any index: they are listed on pages
+//! ([`listing_pages`]). The delivery function lists the events of the tasks it receives
+//! (the one task of each new event that carries its listing) on one page per workspace,
+//! source and type, before it delivers them, and writes, with its attempts, one page for
+//! the workspace and one per endpoint. Ten events cost three write units of listing where
+//! index copies cost thirty, and ten attempts two where copies cost twenty; a filtered
+//! listing is still its own partition, a full page in one `Query` and one `BatchGetItem`
+//! however rare its items are in the workspace. The price: an event accepted through ingest
+//! shows in listings and reads by id once its first task is received, normally within a
+//! second (one published through the API is listed at once). Events stored before pages
+//! keep their copies in the `listing`, `link` (`link_pk`) and `type` (`type_pk`) indexes
+//! until they expire, and event reads merge the two. Attempts of one event are the table's
+//! own `ATT#{event id}` partition. How an index page is filled: [`pager`].
 
-mod attempt_pages;
 mod attempts;
 mod batches;
 mod codec;
@@ -53,6 +54,7 @@ mod events;
 mod item_size;
 mod keys;
 mod keys_api;
+mod listing_pages;
 mod names;
 mod ops;
 mod page;

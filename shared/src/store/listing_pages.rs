@@ -1,17 +1,24 @@
-//! The attempt listings, kept a page at a time. The delivery function writes an invocation's
-//! attempts in one `BatchWriteItem`; with them go one page item for the workspace's listing
-//! and one per endpoint, naming the attempts, instead of two index copies per attempt (a
-//! write unit each). A page of ten attempts is one write unit, so a batch of ten pays two
-//! units for its listings where the copies cost twenty.
+//! Listings kept a page at a time: the attempts of a workspace and of each endpoint, and the
+//! events of a workspace, of each source and of each type. The delivery function writes an
+//! invocation's attempts in one `BatchWriteItem`, and with them one page item per listing
+//! naming them, instead of an index copy per attempt and listing (a write unit each). It
+//! lists an invocation's newly accepted events the same way, before it delivers them
+//! (`DeliveryTask::list`). A page of ten entries is one write unit, so a full batch pays a
+//! unit per listing where copies cost ten.
 //!
 //! A page's key is its listing's partition and the largest id it names; the ids on one page
 //! lie within one second of each other (a batch that spans a second boundary writes a page
 //! per second). Reading pages by key, newest first, every entry above the next page's key is
 //! therefore final and can be shown; and a listing resuming below an id need only re-read
-//! the pages of that id's second. Attempts of one event stay the table's own partition.
+//! the pages of that id's second. Oldest first, every entry below the start of the next
+//! page's second is final. An event's page may be written well after its id's second (its
+//! delivery waited): the rule holds all the same, since it is about keys, not write times.
+//! Attempts of one event stay the table's own partition.
 //!
 //! Attempts written before pages existed carry keys of the `listing` and `link` indexes
-//! instead; the sweeper moves them onto pages ([`Store::page_legacy_attempts`]).
+//! instead; the sweeper moves them onto pages ([`Store::page_legacy_attempts`]). Events
+//! written before pages keep their index copies until they expire, and event listings read
+//! both.
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
@@ -39,8 +46,9 @@ const PAGING_MIGRATION: &str = "attempt-pages";
 /// The most pages one query reads.
 const MAX_PAGES_PER_QUERY: usize = 1000;
 
-/// One attempt on a page: its id, its event's id (which with the id is its item's key) and
-/// its status, which listings filter on.
+/// One entry on a page: its id, what with the id makes its item's key, and what listings
+/// filter on. An attempt's: its event's id and its status. An event's: its item's partition
+/// key and its source.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(super) struct Entry(pub String, pub String, pub String);
 
@@ -48,10 +56,16 @@ impl Entry {
     pub fn id(&self) -> &str {
         &self.0
     }
-    pub fn item_key(&self) -> (String, String) {
+    pub fn attempt_key(&self) -> (String, String) {
         (keys::attempts_of_event(&self.1), self.0.clone())
     }
     pub fn status(&self) -> &str {
+        &self.2
+    }
+    pub fn event_key(&self) -> (String, String) {
+        (self.1.clone(), keys::EVENT_SK.to_owned())
+    }
+    pub fn source_id(&self) -> &str {
         &self.2
     }
 }
@@ -69,7 +83,19 @@ pub(super) fn id_millis(id: &str) -> Option<u64> {
 fn span_end(id: &str) -> String {
     let prefix = id.split_once('_').map_or(crate::ids::ATTEMPT, |(p, _)| p);
     let end = (id_millis(id).unwrap_or(0) / SPAN_MS + 1) * SPAN_MS;
+    if end >= 1 << 48 {
+        // Past the last time a ULID holds: above every id.
+        return format!("{prefix}_~");
+    }
     format!("{prefix}_{}", ulid::Ulid::from_parts(end, 0))
+}
+
+/// The smallest id of this kind in `id`'s second: no page keyed at or above `id` names an id
+/// below it.
+fn second_start(id: &str) -> String {
+    let prefix = id.split_once('_').map_or(crate::ids::ATTEMPT, |(p, _)| p);
+    let start = id_millis(id).unwrap_or(0) / SPAN_MS * SPAN_MS;
+    format!("{prefix}_{}", ulid::Ulid::from_parts(start, 0))
 }
 
 /// A bound just above `id` and below every larger id of the same length.
@@ -77,41 +103,65 @@ fn just_above(id: &str) -> String {
     format!("{id}~")
 }
 
-/// An attempt as its listings know it.
+/// An attempt or an event as its listings know it.
 pub(super) struct Listed {
-    pub workspace: String,
-    pub endpoint_id: String,
+    /// The page partitions of the listings it is in.
+    pub listings: [String; 2],
+    /// A third listing (an event's type).
+    pub also: Option<String>,
     pub entry: Entry,
     /// When its item expires (epoch seconds): a page lives as long as its longest entry.
     pub expires_at: i64,
 }
 
 impl Listed {
-    pub fn of(a: &Attempt, retention: Duration) -> Self {
-        Listed {
-            workspace: a.workspace.clone(),
-            endpoint_id: a.endpoint_id.clone(),
-            entry: Entry(
+    pub fn attempt(a: &Attempt, retention: Duration) -> Self {
+        Self::attempt_of(
+            &a.workspace,
+            &a.endpoint_id,
+            Entry(
                 a.id.clone(),
                 a.event_id.clone(),
                 a.status.as_str().to_owned(),
             ),
-            expires_at: a.attempted_at.plus(retention).unix_seconds(),
+            a.attempted_at.plus(retention).unix_seconds(),
+        )
+    }
+
+    pub fn attempt_of(ws: &str, endpoint_id: &str, entry: Entry, expires_at: i64) -> Self {
+        Listed {
+            listings: [
+                keys::attempt_pages(ws),
+                keys::attempt_pages_of_endpoint(ws, endpoint_id),
+            ],
+            also: None,
+            entry,
+            expires_at,
+        }
+    }
+
+    /// An event stored under `event_key`: in its workspace's, its source's and its type's
+    /// listings.
+    pub fn event(e: &crate::Event, event_key: &str, retention: Duration) -> Self {
+        Listed {
+            listings: [
+                keys::event_pages(&e.workspace),
+                keys::event_pages_of_source(&e.workspace, &e.source_id),
+            ],
+            also: Some(keys::event_pages_of_type(&e.workspace, &e.event_type)),
+            entry: Entry(e.id.clone(), event_key.to_owned(), e.source_id.clone()),
+            expires_at: e.received_at.plus(retention).unix_seconds(),
         }
     }
 }
 
-/// The page items that list these attempts: one per listing (the workspace's, each
-/// endpoint's) and second of id time.
+/// The page items that list these entries: one per listing and second of id time.
 pub(super) fn page_items(listed: &[Listed]) -> Result<Vec<Item>> {
     let mut pages: BTreeMap<(String, u64), (Vec<Entry>, i64)> = BTreeMap::new();
     for l in listed {
         let second = id_millis(l.entry.id()).unwrap_or(0) / SPAN_MS;
-        for pk in [
-            keys::attempt_pages(&l.workspace),
-            keys::attempt_pages_of_endpoint(&l.workspace, &l.endpoint_id),
-        ] {
-            let page = pages.entry((pk, second)).or_default();
+        for pk in l.listings.iter().chain(&l.also) {
+            let page = pages.entry((pk.clone(), second)).or_default();
             page.0.push(l.entry.clone());
             page.1 = page.1.max(l.expires_at);
         }
@@ -124,7 +174,7 @@ pub(super) fn page_items(listed: &[Listed]) -> Result<Vec<Item>> {
             let Some(last) = chunk.last() else { continue };
             let listed: AttributeValue =
                 serde_dynamo::to_attribute_value(chunk).map_err(|source| StoreError::Encode {
-                    what: "attempt page",
+                    what: "listing page",
                     source,
                 })?;
             items.push(Item::from([
@@ -146,13 +196,14 @@ fn entries_of(page: &Item) -> Result<Vec<Entry>> {
         return Ok(Vec::new());
     };
     serde_dynamo::from_attribute_value(listed.clone()).map_err(|source| StoreError::Decode {
-        what: "attempt page",
+        what: "listing page",
         source,
     })
 }
 
-/// Appends `next` unless it repeats the entry before it: an attempt named on two pages (a
-/// move of legacy attempts that stopped between its writes and ran again) shows once.
+/// Appends `next` unless it repeats the entry before it: an entry named on two pages (a
+/// move of legacy attempts that stopped between its writes and ran again, an event listed
+/// again by a repeated task) shows once.
 fn show(entries: &mut Vec<Entry>, next: Option<Entry>) {
     if let Some(e) = next
         && entries.last().is_none_or(|last| last.id() != e.id())
@@ -171,12 +222,12 @@ pub(super) struct Found {
 }
 
 impl Store {
-    /// Up to `want` entries of the page partition `pk` below `below` (all when none), newest
-    /// first, that pass `keep`.
-    pub(super) async fn read_attempt_pages(
+    /// Up to `want` entries of the page partition `pk` below `below` (all when none) and not
+    /// below `from`, newest first, that pass `keep`.
+    pub(super) async fn read_pages(
         &self,
         pk: &str,
-        below: Option<&str>,
+        (from, below): (Option<&str>, Option<&str>),
         want: usize,
         keep: &(dyn Fn(&Entry) -> bool + Sync),
     ) -> Result<Found> {
@@ -187,13 +238,24 @@ impl Store {
             .scan_index_forward(false)
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":pk", s(pk));
-        query = match below {
-            Some(below) => query
-                .key_condition_expression("#pk = :pk AND #sk < :hi")
-                .expression_attribute_names("#sk", SK)
+        // A page's key is the largest id on it: one keyed below `from` names none at or
+        // above it.
+        query = match (from, below) {
+            (Some(from), Some(below)) => query
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":lo", s(from))
                 .expression_attribute_values(":hi", s(span_end(below))),
-            None => query.key_condition_expression("#pk = :pk"),
+            (None, Some(below)) => query
+                .key_condition_expression("#pk = :pk AND #sk < :hi")
+                .expression_attribute_values(":hi", s(span_end(below))),
+            (Some(from), None) => query
+                .key_condition_expression("#pk = :pk AND #sk >= :lo")
+                .expression_attribute_values(":lo", s(from)),
+            (None, None) => query.key_condition_expression("#pk = :pk"),
         };
+        if from.is_some() || below.is_some() {
+            query = query.expression_attribute_names("#sk", SK);
+        }
         let mut waiting: BinaryHeap<Entry> = BinaryHeap::new();
         let mut entries = Vec::new();
         let mut start = None;
@@ -220,7 +282,10 @@ impl Store {
                     }
                 }
                 for e in entries_of(&page)? {
-                    if below.is_none_or(|b| e.id() < b) && keep(&e) {
+                    if below.is_none_or(|b| e.id() < b)
+                        && from.is_none_or(|f| e.id() >= f)
+                        && keep(&e)
+                    {
                         waiting.push(e);
                     }
                 }
@@ -245,6 +310,76 @@ impl Store {
             entries,
             resume_below: last_key.as_deref().map(just_above),
         })
+    }
+
+    /// Up to `want` entries of the page partition `pk` above `after` (all when none) and not
+    /// above `to`, oldest first. Reads pages until it has them, so it suits a bounded
+    /// `want`, as a recovery's steps are.
+    pub(super) async fn read_pages_oldest_first(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        to: &str,
+        want: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(pk))
+            // A page keyed past `to`'s second names nothing at or below `to`.
+            .expression_attribute_values(":hi", s(span_end(to)));
+        query = match after {
+            // A page keyed at or below `after` names nothing above it.
+            Some(after) => query
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":lo", s(just_above(after))),
+            None => query.key_condition_expression("#pk = :pk AND #sk < :hi"),
+        };
+        let mut pages = query
+            .limit(i32::try_from((want + 1).min(MAX_PAGES_PER_QUERY)).unwrap_or(i32::MAX))
+            .into_paginator()
+            .items()
+            .send();
+        let mut waiting: BinaryHeap<std::cmp::Reverse<Entry>> = BinaryHeap::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        let push = |entries: &mut Vec<Entry>, e: Entry| {
+            if entries.last().is_none_or(|last| last.id() != e.id()) {
+                entries.push(e);
+            }
+        };
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StoreError::dynamo("Query", e))?;
+            let key = keys::get_s(&page, SK).unwrap_or_default().to_owned();
+            // Pages not read yet are keyed above this one: nothing on them is below the
+            // start of its second.
+            let start = second_start(&key);
+            while waiting
+                .peek()
+                .is_some_and(|top| top.0.id() < start.as_str())
+            {
+                if let Some(std::cmp::Reverse(e)) = waiting.pop() {
+                    push(&mut entries, e);
+                }
+                if entries.len() == want {
+                    return Ok(entries);
+                }
+            }
+            for e in entries_of(&page)? {
+                if after.is_none_or(|a| e.id() > a) && e.id() <= to {
+                    waiting.push(std::cmp::Reverse(e));
+                }
+            }
+        }
+        while entries.len() < want {
+            let Some(std::cmp::Reverse(e)) = waiting.pop() else {
+                break;
+            };
+            push(&mut entries, e);
+        }
+        Ok(entries)
     }
 
     /// Moves up to `limit` of a workspace's attempts written before listing pages (with
@@ -280,23 +415,21 @@ impl Store {
             };
             let attempted = i64::try_from(id_millis(id).unwrap_or(0) / 1000).unwrap_or(i64::MAX);
             let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
-            listed.push(Listed {
-                workspace: ws.to_owned(),
-                endpoint_id: keys::get_s(&item, "endpoint_id")
-                    .unwrap_or_default()
-                    .to_owned(),
-                entry: Entry(
+            listed.push(Listed::attempt_of(
+                ws,
+                keys::get_s(&item, "endpoint_id").unwrap_or_default(),
+                Entry(
                     id.to_owned(),
                     event_id.to_owned(),
                     keys::get_s(&item, "status").unwrap_or_default().to_owned(),
                 ),
-                expires_at: attempted.saturating_add(retention),
-            });
+                attempted.saturating_add(retention),
+            ));
         }
         self.put_items(page_items(&listed)?).await?;
         futures::stream::iter(&listed)
             .map(|l| async move {
-                let (pk, sk) = l.entry.item_key();
+                let (pk, sk) = l.entry.attempt_key();
                 self.client
                     .update_item()
                     .table_name(&self.table)
@@ -344,8 +477,8 @@ impl Store {
         self.put(keys::key(pk, sk)).await
     }
 
-    /// The page entry of one attempt of a workspace, from the pages of its second.
-    pub(super) async fn attempt_page_entry(&self, ws: &str, id: &str) -> Result<Option<Entry>> {
+    /// The entry of `id` in the page partition `pk`, from the pages of its second.
+    pub(super) async fn page_entry(&self, pk: &str, id: &str) -> Result<Option<Entry>> {
         let out = self
             .client
             .query()
@@ -353,7 +486,7 @@ impl Store {
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :id AND :end")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(keys::attempt_pages(ws)))
+            .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":id", s(id))
             .expression_attribute_values(":end", s(span_end(id)))
             .into_paginator()

@@ -1,0 +1,258 @@
+//! Events listed on pages by the delivery function: once each, whatever their tasks, and
+//! merged with the events stored before pages, which kept their index copies.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use hookrelay_shared::Timestamp;
+use hookrelay_tests::{Stack, admin_call, create_endpoint, create_source, send_event};
+use serde_json::{Value, json};
+
+use super::COUNTING;
+
+fn ids(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn get_status(stack: &Stack, id: &str) -> u16 {
+    admin_call(
+        stack,
+        "GET",
+        &format!("/workspaces/default/events/{id}"),
+        None,
+    )
+    .await
+    .0
+}
+
+async fn send_with_key(stack: &Stack, source: &str, body: &[u8], key: &str) -> String {
+    let resp = hookrelay_ingest::handle(
+        &stack.ingest(),
+        hookrelay_tests::request(
+            "POST",
+            &format!("/in/{source}"),
+            &[("idempotency-key", key)],
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 202, "{}", resp.body());
+    hookrelay_tests::json_of(&resp)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn page_partition(
+    stack: &Stack,
+    pk: &str,
+) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(&stack.aws)
+        .query()
+        .table_name(&stack.settings.table_name)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
+/// An event from ingest is listed when its first task is received, on its workspace's,
+/// source's and type's pages, and nowhere in an index; a repeat of it (same idempotency
+/// key) lists nothing more. The event item holds no index keys.
+#[tokio::test]
+async fn an_event_is_listed_once_by_its_first_task() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let receiver = hookrelay_tests::Receiver::start().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+
+    let body = br#"{"event_type": "order.created", "id": "o-1"}"#;
+    let id = send_with_key(&stack, &source, body, "delivery-1").await;
+    assert_eq!(
+        get_status(&stack, &id).await,
+        404,
+        "not listed before its task"
+    );
+    let (_, page) = admin_call(&stack, "GET", "/workspaces/default/events", None).await;
+    assert!(ids(&page).is_empty(), "{page}");
+
+    stack.drain(&stack.delivery()).await;
+    assert_eq!(get_status(&stack, &id).await, 200);
+    assert_eq!(receiver.deliveries().len(), 1);
+
+    let again = send_with_key(&stack, &source, body, "delivery-1").await;
+    assert_eq!(again, id, "a repeat answers the stored event");
+    stack.drain(&stack.delivery()).await;
+    assert_eq!(receiver.deliveries().len(), 1, "a repeat is not delivered");
+    for path in [
+        "/workspaces/default/events".to_owned(),
+        format!("/workspaces/default/events?source_id={source}"),
+        "/workspaces/default/events?event_type=order.created".to_owned(),
+    ] {
+        let (status, page) = admin_call(&stack, "GET", &path, None).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert_eq!(ids(&page), vec![id.clone()], "{path}: listed once");
+    }
+    for pk in [
+        "PAGE#default#EVT".to_owned(),
+        format!("PAGE#default#EVT#SRC#{source}"),
+        "PAGE#default#EVT#TYPE#order.created".to_owned(),
+    ] {
+        let pages = page_partition(&stack, &pk).await;
+        assert_eq!(pages.len(), 1, "{pk}: one page: {pages:?}");
+    }
+    let (key, _) = stack
+        .store
+        .get_event("default", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let item = aws_sdk_dynamodb::Client::new(&stack.aws)
+        .get_item()
+        .table_name(&stack.settings.table_name)
+        .key("pk", AttributeValue::S(key))
+        .key("sk", AttributeValue::S("EVT".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    for copied in ["gsi1pk", "gsi1sk", "link_pk", "type_pk"] {
+        assert!(!item.contains_key(copied), "{copied} in {item:?}");
+    }
+}
+
+/// An event none of whose tasks is taken at once (here: no endpoint at all) is listed by
+/// ingest, once stored, as one published through the API is. A task that only lists (what
+/// the sweeper sends with a stranded event's tasks) lists its event and ends without a
+/// delivery.
+#[tokio::test]
+async fn an_event_without_a_plain_task_is_listed_at_once() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    let id = send_event(&stack, &source, br#"{"event_type": "nobody.cares"}"#).await;
+    assert_eq!(get_status(&stack, &id).await, 200, "listed at once");
+    assert!(stack.queue_empty(&stack.settings.delivery_queue_url).await);
+
+    let (status, published) = admin_call(
+        &stack,
+        "POST",
+        "/workspaces/default/events",
+        Some(json!({"event_type": "api.made", "data": {"n": 1}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{published}");
+    let published = published["id"].as_str().unwrap().to_owned();
+    assert_eq!(get_status(&stack, &published).await, 200, "listed at once");
+
+    // An event stored but never listed, as a crash between the two would leave it.
+    let fresh = hookrelay_shared::ids::new_id(hookrelay_shared::ids::EVENT);
+    let unlisted = hookrelay_shared::Event {
+        id: fresh.clone(),
+        idempotency_key: fresh,
+        ..stack
+            .store
+            .get_event("default", &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+    };
+    let key = hookrelay_shared::store::Store::event_key(&source, &unlisted.id);
+    let retention = stack.settings.retention();
+    stack
+        .store
+        .insert_event(&unlisted, &source, false, retention)
+        .await
+        .unwrap();
+    stack
+        .delivery()
+        .queue
+        .send_tasks(&[hookrelay_shared::DeliveryTask::listing(&unlisted, &key)])
+        .await
+        .unwrap();
+    assert_eq!(get_status(&stack, &unlisted.id).await, 404);
+    let rounds = stack.drain(&stack.delivery()).await;
+    assert!(rounds.iter().all(|r| r.failed == 0), "{rounds:?}");
+    assert_eq!(get_status(&stack, &unlisted.id).await, 200);
+    assert!(stack.queue_empty(&stack.settings.delivery_queue_url).await);
+    let (_, page) = admin_call(&stack, "GET", "/workspaces/default/events", None).await;
+    assert_eq!(ids(&page), [unlisted.id.clone(), published, id]);
+}
+
+/// Events stored before pages and events listed on pages, interleaved in time, come back as
+/// one listing, newest first, a page at a time (filtered too), are read by id, and a
+/// recovery's oldest-first steps cover them all once.
+#[tokio::test]
+async fn events_from_before_pages_are_listed_with_the_paged_ones() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    let since = Timestamp::now();
+    let mut made = Vec::new();
+    for n in 0..6 {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        made.push(if n % 2 == 0 {
+            hookrelay_tests::listings::put_legacy_event(&stack, &source, "mixed.kind", true).await
+        } else {
+            send_event(&stack, &source, br#"{"event_type": "mixed.kind"}"#).await
+        });
+    }
+    stack.drain(&stack.delivery()).await;
+    let newest_first: Vec<String> = made.iter().rev().cloned().collect();
+
+    for filter in [
+        String::new(),
+        format!("&source_id={source}"),
+        "&event_type=mixed.kind".to_owned(),
+        format!("&source_id={source}&event_type=mixed.kind"),
+    ] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10 {
+            let after = cursor
+                .as_deref()
+                .map(|c| format!("&cursor={c}"))
+                .unwrap_or_default();
+            let path = format!("/workspaces/default/events?limit=2{filter}{after}");
+            let (status, page) = admin_call(&stack, "GET", &path, None).await;
+            assert_eq!(status, 200, "{path}: {page}");
+            seen.extend(ids(&page));
+            match page["next"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, newest_first, "filter {filter:?}");
+    }
+    for id in &made {
+        assert_eq!(get_status(&stack, id).await, 200, "{id}");
+    }
+
+    let until = Timestamp::now();
+    let mut recovered = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let (events, next) = stack
+            .store
+            .events_between("default", since, until, cursor.as_deref(), 4)
+            .await
+            .unwrap();
+        recovered.extend(events.into_iter().map(|(_, e)| e.id));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(recovered, made, "oldest first, each once");
+}
