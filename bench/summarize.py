@@ -24,8 +24,9 @@ INGEST_TARGET_US = 10.0
 # ingest function URL.
 COST_TARGET = 4.00
 COST_TARGET_FUNCTION_URL = 3.00
-# Index copies written per event (template.yaml's GlobalSecondaryIndexes: listing, link by
-# source, type). Attempts are listed on pages instead, whose write units the run measures.
+# Runs from before event listing pages: an event was copied to the listing, link (by source)
+# and type indexes. Events and attempts are listed on pages now, whose write units the run
+# measures.
 EVENT_INDEX_COPIES = 3
 # Runs from before listing pages: an attempt was copied to the listing and link indexes.
 LEGACY_ATTEMPT_INDEX_COPIES = 2
@@ -103,11 +104,12 @@ def cost_model(report, prices, cpu_us):
     items = report["item_bytes"]
     event_wru = units(items["event"], 1024)
     attempt_wru = units(items["attempt"], 1024)
-    # Index copies hold keys and a few short attributes: one write unit each, whatever the
-    # item's size. An event is copied to the listing, link (by source) and type indexes.
-    # Attempts are named on listing pages, a page per delivery batch for the workspace and
-    # one per endpoint: the run counts their write units.
-    event_index_wru = EVENT_INDEX_COPIES
+    # Events are named on listing pages, a page per delivery batch for the workspace, one per
+    # source and one per type; attempts on a page for the workspace and one per endpoint:
+    # the run counts their write units. (Index copies, in runs from before pages, held keys
+    # and a few short attributes: one write unit each, whatever the item's size.)
+    event_pages = report.get("event_page_write_units")
+    event_index_wru = event_pages / n if event_pages is not None else EVENT_INDEX_COPIES
     pages = report.get("attempt_page_write_units")
     attempts = max(report["deliveries"], 1)
     attempt_index_wru = pages / attempts if pages is not None else LEGACY_ATTEMPT_INDEX_COPIES
@@ -186,6 +188,7 @@ def cost_model(report, prices, cpu_us):
         "delivery_invocations_per_event": round(invocations, 3),
         "write_units_per_event": round(wru, 3),
         "attempt_listing_write_units_per_attempt": round(attempt_index_wru, 3),
+        "event_listing_write_units_per_event": round(event_index_wru, 3),
         "read_units_per_event": round(rru, 3),
         "config_stamp_read_units_per_event": round(stamp_rru, 3),
         "config_stamp_cost_per_million": round(

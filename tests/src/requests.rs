@@ -95,6 +95,9 @@ pub struct RequestReport {
     /// Write units of the attempt listing pages the run wrote (the workspace's and every
     /// endpoint's), each page costing one per started KB.
     pub attempt_page_write_units: u64,
+    /// Write units of the event listing pages the run wrote (the workspace's, every
+    /// source's and every type's).
+    pub event_page_write_units: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -283,9 +286,11 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         attempt: item_size(&Store::attempt_item(&attempt, retention).expect("item")),
     };
     let attempt_page_write_units = page_write_units(&stack, "PAGE#default#ATT").await;
+    let event_page_write_units = page_write_units(&stack, "PAGE#default#EVT").await;
     RequestReport {
         item_bytes,
         attempt_page_write_units,
+        event_page_write_units,
         tasks,
         deliveries: receivers.iter().map(|r| r.seen().len()).sum(),
         delivery_invocations: invocations,

@@ -4,7 +4,7 @@
 
 mod batches;
 pub mod circuit;
-mod listing;
+pub mod listing;
 pub mod ordered;
 mod outcome;
 pub mod send;

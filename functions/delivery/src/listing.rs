@@ -11,7 +11,7 @@ use crate::{DELIVERIES_MAX_RECEIVE_COUNT, Events, Outcome, Received, STORE_GRACE
 /// Lists the events of the tasks that carry the listing, and answers what became of the
 /// tasks that only list (their outcomes) with the tasks left to deliver. A task whose
 /// listing could not be written is not delivered now: it comes back and lists again.
-pub(crate) async fn list_new(
+pub async fn list_new(
     ctx: &crate::Context,
     received: Vec<Received>,
     events: &Events,

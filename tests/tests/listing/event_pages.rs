@@ -256,3 +256,105 @@ async fn events_from_before_pages_are_listed_with_the_paged_ones() {
     }
     assert_eq!(recovered, made, "oldest first, each once");
 }
+
+/// A received task as the event source mapping hands it over.
+fn received(task: hookrelay_shared::DeliveryTask) -> hookrelay_delivery::Received {
+    hookrelay_delivery::Received {
+        message_id: hookrelay_shared::ids::new_id("msg"),
+        receipt_handle: String::new(),
+        task,
+        attempt: 1,
+        receive_count: 1,
+        sent_at: Some(Timestamp::now()),
+        trace_id: None,
+        deadline: None,
+    }
+}
+
+/// A batch whose events cannot be listed delivers none of the tasks that carry a listing:
+/// they come back (postponed) and list on a later receive; tasks that carry none go on.
+/// Once the write succeeds, the listed tasks go on without their listing, so a retry does
+/// not write it again, and a task that only lists ends.
+#[tokio::test]
+async fn a_listing_that_cannot_be_written_holds_its_tasks_back() {
+    use hookrelay_delivery::Outcome;
+    use hookrelay_shared::DeliveryTask;
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let event = |n: u32| hookrelay_shared::Event {
+        id: hookrelay_shared::ids::new_id(hookrelay_shared::ids::EVENT),
+        workspace: "default".into(),
+        source_id: "src_x".into(),
+        event_type: "t".into(),
+        idempotency_key: format!("k{n}"),
+        received_at: Timestamp::now(),
+        payload: b"{}".to_vec(),
+        endpoint_ids: vec!["ep_x".into()],
+        content_type: None,
+        hops: 0,
+        trace: None,
+    };
+    let (a, b, c) = (event(1), event(2), event(3));
+    let key = |e: &hookrelay_shared::Event| {
+        hookrelay_shared::store::Store::event_key(&e.source_id, &e.idempotency_key)
+    };
+    let events: hookrelay_delivery::Events = [&a, &b, &c]
+        .into_iter()
+        .map(|e| (key(e), e.clone()))
+        .collect();
+    let batch = || {
+        vec![
+            received(DeliveryTask {
+                list: true,
+                ..DeliveryTask::new(&a, &key(&a), "ep_x")
+            }),
+            received(DeliveryTask::listing(&b, &key(&b))),
+            received(DeliveryTask::new(&c, &key(&c), "ep_x")),
+        ]
+    };
+
+    let mut broken = stack.delivery();
+    broken.store = hookrelay_shared::store::Store::new(
+        aws_sdk_dynamodb::Client::new(&stack.aws),
+        "no-such-table",
+    );
+    let (ended, deliver) = hookrelay_delivery::listing::list_new(&broken, batch(), &events).await;
+    let held: Vec<(&str, bool)> = ended
+        .iter()
+        .map(|(r, o)| (r.task.event_id.as_str(), matches!(o, Outcome::Postponed)))
+        .collect();
+    assert_eq!(held, [(a.id.as_str(), true), (b.id.as_str(), true)]);
+    let going: Vec<&str> = deliver.iter().map(|r| r.task.event_id.as_str()).collect();
+    assert_eq!(
+        going,
+        [c.id.as_str()],
+        "a task without a listing is not held"
+    );
+
+    let ctx = stack.delivery();
+    let (ended, deliver) = hookrelay_delivery::listing::list_new(&ctx, batch(), &events).await;
+    assert!(
+        matches!(ended.as_slice(), [(r, Outcome::Dropped)] if r.task.event_id == b.id),
+        "{ended:?}"
+    );
+    let going: Vec<(&str, bool)> = deliver
+        .iter()
+        .map(|r| (r.task.event_id.as_str(), r.task.list))
+        .collect();
+    assert_eq!(going, [(a.id.as_str(), false), (c.id.as_str(), false)]);
+    let listed = stack
+        .store
+        .list_events("default", &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        listed.data.is_empty(),
+        "listed events are read from the table, and none is stored"
+    );
+    let named: usize = page_partition(&stack, "PAGE#default#EVT")
+        .await
+        .iter()
+        .map(|p| p["entries"].as_l().unwrap().len())
+        .sum();
+    assert_eq!(named, 2, "the two events whose tasks carry a listing");
+}
