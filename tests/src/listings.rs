@@ -265,3 +265,30 @@ pub async fn put_legacy_event(
         .expect("legacy event written");
     id
 }
+
+/// The ids on a page of an admin listing, in its order.
+pub fn page_ids(page: &serde_json::Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .expect("a listing page")
+        .iter()
+        .map(|d| d["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+/// The page items stored under one listing's page partition `pk`.
+pub async fn page_items(
+    stack: &Stack,
+    pk: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    aws_sdk_dynamodb::Client::new(&stack.aws)
+        .query()
+        .table_name(&stack.settings.table_name)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .expect("page query")
+        .items
+        .unwrap_or_default()
+}

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use super::codec::{from_item, to_item};
 use super::events::backoff;
 use super::item_size::{MAX_ITEM_BYTES, item_bytes};
-use super::keys::{self, EXPIRES_AT, Item, LISTING_INDEX, PK, SK, s};
+use super::keys::{self, EXPIRES_AT, Item, LISTING_INDEX, s};
 use super::listing_pages::{self, Entry, Listed};
 use super::ops::with_key;
 use super::page::{self, Page, PageRequest};
@@ -162,17 +162,7 @@ impl Store {
             Some(ep) => keys::attempt_pages_of_endpoint(ws, ep),
             None => keys::attempt_pages(ws),
         };
-        let below = match req.start_key()? {
-            None => None,
-            Some(key) => {
-                if keys::get_s(&key, PK) != Some(pages.as_str()) || key.len() != 2 {
-                    return Err(StoreError::BadCursor);
-                }
-                let below = keys::get_s(&key, SK).ok_or(StoreError::BadCursor)?;
-                listing_pages::id_millis(below).ok_or(StoreError::BadCursor)?;
-                Some(below.to_owned())
-            }
-        };
+        let below = listing_pages::cursor_id(req, &pages)?;
         let limit = usize::try_from(req.limit()).unwrap_or(1);
         let status = filter.status.map(crate::AttemptStatus::as_str);
         let keep = |e: &Entry| status.is_none_or(|st| e.status() == st);

@@ -88,6 +88,20 @@ fn legacy_keys(items: Vec<Item>, keep: impl Fn(&str) -> bool) -> Vec<(String, (S
         .collect()
 }
 
+/// The event an item holds, and the S3 key of its payload when the item names one instead.
+fn decode_event(mut item: Item) -> Result<(Event, Option<String>)> {
+    let object = match item.remove(PAYLOAD_OBJECT) {
+        Some(AttributeValue::S(key)) => Some(key),
+        _ => None,
+    };
+    item.remove(PAYLOAD_SIZE);
+    let mut event: Event = from_item("event", item)?;
+    if event.idempotency_key.is_empty() {
+        event.idempotency_key.clone_from(&event.id);
+    }
+    Ok((event, object))
+}
+
 /// How often a batch read or write re-asks for what DynamoDB left unprocessed.
 const UNPROCESSED_RETRIES: u32 = 5;
 
@@ -352,17 +366,7 @@ impl Store {
             (None, Some(src)) => keys::event_pages_of_source(ws, src),
             (None, None) => keys::event_pages(ws),
         };
-        let cursor = match req.start_key()? {
-            None => None,
-            Some(key) => {
-                if keys::get_s(&key, PK) != Some(pages.as_str()) || key.len() != 2 {
-                    return Err(StoreError::BadCursor);
-                }
-                let below = keys::get_s(&key, SK).ok_or(StoreError::BadCursor)?;
-                listing_pages::id_millis(below).ok_or(StoreError::BadCursor)?;
-                Some(below.to_owned())
-            }
-        };
+        let cursor = listing_pages::cursor_id(req, &pages)?;
         // Below the cursor, and at or below `until`.
         let below = match (cursor, hi) {
             (Some(c), Some(h)) => Some(if c.as_str() <= h.as_str() {
@@ -417,7 +421,7 @@ impl Store {
             known
         };
         let data = self
-            .events_by_key(merged.into_iter().map(|(_, k)| k))
+            .events_by_key(merged.into_iter().map(|(_, k)| k), false)
             .await?;
         Ok(Page {
             data: data.into_iter().map(|(_, e)| e).collect(),
@@ -426,10 +430,12 @@ impl Store {
     }
 
     /// Events by item key, in the order asked, each read as it is in the table (one
-    /// `BatchGetItem` for up to 100); those gone since they were listed are left out.
+    /// `BatchGetItem` for up to 100); those gone since they were listed are left out. A
+    /// payload kept in S3 is read back only `with_objects`: listings never show one.
     async fn events_by_key(
         &self,
         wanted: impl Iterator<Item = (String, String)>,
+        with_objects: bool,
     ) -> Result<Vec<(String, Event)>> {
         let items = self
             .in_table(wanted.map(|(pk, sk)| keys::key(pk, sk)).collect())
@@ -437,7 +443,12 @@ impl Store {
         let mut events = Vec::with_capacity(items.len());
         for item in items {
             let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
-            events.push((key, self.event_of(item).await?));
+            let event = if with_objects {
+                self.event_of(item).await?
+            } else {
+                decode_event(item)?.0
+            };
+            events.push((key, event));
         }
         Ok(events)
     }
@@ -500,24 +511,13 @@ impl Store {
         let pages = keys::event_pages(ws);
         let lo = crate::ids::time_bound(crate::ids::EVENT, Some(since), false);
         let hi = crate::ids::time_bound(crate::ids::EVENT, Some(until), true);
-        let after = match (PageRequest {
-            limit: None,
-            cursor: cursor.map(str::to_owned),
-        })
-        .start_key()?
-        {
-            None => None,
-            Some(key) => {
-                if keys::get_s(&key, PK) != Some(pages.as_str()) || key.len() != 2 {
-                    return Err(StoreError::BadCursor);
-                }
-                Some(
-                    keys::get_s(&key, SK)
-                        .ok_or(StoreError::BadCursor)?
-                        .to_owned(),
-                )
-            }
-        };
+        let after = listing_pages::cursor_id(
+            &PageRequest {
+                limit: None,
+                cursor: cursor.map(str::to_owned),
+            },
+            &pages,
+        )?;
         // Ids from `lo` on: `lo` itself is no event's id (its random part is zero).
         let after = after.filter(|a| a.as_str() > lo.as_str()).unwrap_or(lo);
         let limit = usize::try_from(limit.max(1)).unwrap_or(1);
@@ -573,7 +573,7 @@ impl Store {
             known
         };
         let events = self
-            .events_by_key(merged.into_iter().map(|(_, k)| k))
+            .events_by_key(merged.into_iter().map(|(_, k)| k), true)
             .await?;
         Ok((
             events,
@@ -625,14 +625,9 @@ impl Store {
     }
 
     /// The event an item holds, its payload read back from S3 when the item names an object.
-    async fn event_of(&self, mut item: Item) -> Result<Event> {
-        let object = item.remove(PAYLOAD_OBJECT);
-        item.remove(PAYLOAD_SIZE);
-        let mut event: Event = from_item("event", item)?;
-        if event.idempotency_key.is_empty() {
-            event.idempotency_key.clone_from(&event.id);
-        }
-        if let Some(AttributeValue::S(key)) = object {
+    async fn event_of(&self, item: Item) -> Result<Event> {
+        let (mut event, object) = decode_event(item)?;
+        if let Some(key) = object {
             let objects = self
                 .payloads
                 .as_ref()

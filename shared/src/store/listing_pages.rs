@@ -212,6 +212,20 @@ fn show(entries: &mut Vec<Entry>, next: Option<Entry>) {
     }
 }
 
+/// The id a page listing's cursor resumes below (or after): a cursor is the key of the
+/// page partition it was made for and an id; one from another listing is refused.
+pub(super) fn cursor_id(req: &super::page::PageRequest, partition: &str) -> Result<Option<String>> {
+    let Some(key) = req.start_key()? else {
+        return Ok(None);
+    };
+    if keys::get_s(&key, PK) != Some(partition) || key.len() != 2 {
+        return Err(StoreError::BadCursor);
+    }
+    let id = keys::get_s(&key, SK).ok_or(StoreError::BadCursor)?;
+    id_millis(id).ok_or(StoreError::BadCursor)?;
+    Ok(Some(id.to_owned()))
+}
+
 /// What a read of page entries found.
 pub(super) struct Found {
     /// Newest first, at most what was asked for.

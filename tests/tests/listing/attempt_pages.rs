@@ -15,16 +15,8 @@ use super::COUNTING;
 
 /// The page items of a page partition.
 async fn pages(stack: &Stack, pk: &str) -> Vec<BTreeMap<String, AttributeValue>> {
-    aws_sdk_dynamodb::Client::new(&stack.aws)
-        .query()
-        .table_name(&stack.settings.table_name)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-        .send()
+    hookrelay_tests::listings::page_items(stack, pk)
         .await
-        .unwrap()
-        .items
-        .unwrap_or_default()
         .into_iter()
         .map(|i| i.into_iter().collect())
         .collect()

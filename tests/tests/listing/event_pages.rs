@@ -6,18 +6,11 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use hookrelay_shared::Timestamp;
 use hookrelay_tests::{Stack, admin_call, create_endpoint, create_source, send_event};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::COUNTING;
 
-fn ids(page: &Value) -> Vec<String> {
-    page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use hookrelay_tests::listings::page_ids as ids;
 
 async fn get_status(stack: &Stack, id: &str) -> u16 {
     admin_call(
@@ -46,22 +39,6 @@ async fn send_with_key(stack: &Stack, source: &str, body: &[u8], key: &str) -> S
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn page_partition(
-    stack: &Stack,
-    pk: &str,
-) -> Vec<std::collections::HashMap<String, AttributeValue>> {
-    aws_sdk_dynamodb::Client::new(&stack.aws)
-        .query()
-        .table_name(&stack.settings.table_name)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default()
 }
 
 /// An event from ingest is listed when its first task is received, on its workspace's,
@@ -107,7 +84,7 @@ async fn an_event_is_listed_once_by_its_first_task() {
         format!("PAGE#default#EVT#SRC#{source}"),
         "PAGE#default#EVT#TYPE#order.created".to_owned(),
     ] {
-        let pages = page_partition(&stack, &pk).await;
+        let pages = hookrelay_tests::listings::page_items(&stack, &pk).await;
         assert_eq!(pages.len(), 1, "{pk}: one page: {pages:?}");
     }
     let (key, _) = stack
@@ -351,10 +328,41 @@ async fn a_listing_that_cannot_be_written_holds_its_tasks_back() {
         listed.data.is_empty(),
         "listed events are read from the table, and none is stored"
     );
-    let named: usize = page_partition(&stack, "PAGE#default#EVT")
+    let named: usize = hookrelay_tests::listings::page_items(&stack, "PAGE#default#EVT")
         .await
         .iter()
         .map(|p| p["entries"].as_l().unwrap().len())
         .sum();
     assert_eq!(named, 2, "the two events whose tasks carry a listing");
+}
+
+/// A listing reads no payload kept in S3: it shows none, and a page of such events would
+/// otherwise read megabytes.
+#[tokio::test]
+async fn a_listing_reads_no_payload_object() {
+    use hookrelay_shared::requests as counted;
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let source = create_source(&stack, json!({"name": "big"})).await;
+    let pad = "x".repeat(300 * 1024);
+    let body = format!(r#"{{"event_type": "big.one", "pad": "{pad}"}}"#);
+    let id = send_event(&stack, &source, body.as_bytes()).await;
+    stack.list_accepted().await;
+    let before = counted::snapshot();
+    let (status, page) = admin_call(&stack, "GET", "/workspaces/default/events", None).await;
+    let sent = counted::since(&before);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), vec![id.clone()]);
+    assert!(!sent.keys().any(|(service, _)| service == "S3"), "{sent:?}");
+    let (_, one) = admin_call(
+        &stack,
+        "GET",
+        &format!("/workspaces/default/events/{id}"),
+        None,
+    )
+    .await;
+    assert!(
+        one["payload"].is_object() || one["payload_url"].is_string(),
+        "read by id, the payload is there: {one}"
+    );
 }

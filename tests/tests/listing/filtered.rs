@@ -4,18 +4,10 @@
 use hookrelay_shared::requests as counted;
 use hookrelay_tests::listings::{self, ENDPOINT, SOURCE, Seeded, TYPE, all_ids};
 use hookrelay_tests::{Stack, admin_call};
-use serde_json::Value;
 
 use super::COUNTING;
 
-fn ids(page: &Value) -> Vec<String> {
-    page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use hookrelay_tests::listings::page_ids as ids;
 
 /// `(filter, path, wanted ids newest first)` for every filter the API offers.
 fn cases(s: &Seeded) -> Vec<(&'static str, String, Vec<String>)> {
