@@ -304,7 +304,7 @@ def item_units_section(item_units, prices):
     wru = prices["dynamodb_on_demand_per_million_write_units"]
     md = [
         "Event item write units by payload size (realistic JSON webhooks, 100 of each; the store keeps "
-        "a payload zstd-compressed when that saves a unit; index copies are one unit each whatever the size):\n",
+        "a payload zstd-compressed when that saves a unit; events are listed on pages, not copied to indexes):\n",
         "| payload | units as it came | units stored | event write $ per million, as came → stored |",
         "|---|---|---|---|",
     ]
