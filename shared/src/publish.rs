@@ -109,7 +109,7 @@ pub async fn publish(
     match store.insert_event(event, scope, marker, retention).await? {
         InsertOutcome::Duplicate(original) => {
             tracing::info!(event.id = %original.id, scope, "duplicate event");
-            if targets.list_now {
+            if list_now {
                 // A caller repeating a request whose listing failed lists it now.
                 list_at_once(store, queue, &original, &event_key, retention).await?;
             }

@@ -44,7 +44,9 @@ pub async fn list_new(
     for mut r in received {
         let listed_here = r.task.list && r.task.batch.is_none() && stored(&r).is_some();
         if listed_here && !written {
-            outcomes.push((r, Outcome::Postponed));
+            // Back after a pause, not at once: an outage of the table must not spend the
+            // task's receives in a minute.
+            outcomes.push((r, Outcome::NotStoredYet));
         } else if !r.task.lists_only() {
             // Listed: a retry of this task does not list again.
             r.task.list &= !listed_here;

@@ -90,6 +90,22 @@ fn span_end(id: &str) -> String {
     format!("{prefix}_{}", ulid::Ulid::from_parts(end, 0))
 }
 
+/// A page's sort key: its newest id, then a digest of what it names. The same entries
+/// written again land on the same item, and another set with the same newest id (an event
+/// listed again in another batch) on an item of its own, never over one naming others. It
+/// sorts just above the id (`#` is below every id character) and below every larger id.
+fn page_key(newest: &str, entries: &[Entry]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for e in entries {
+        digest.update(e.0.as_bytes());
+        digest.update([0]);
+    }
+    let sum = digest.finalize();
+    let tag: String = sum.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{newest}#{tag}")
+}
+
 /// The smallest id of this kind in `id`'s second: no page keyed at or above `id` names an id
 /// below it.
 fn second_start(id: &str) -> String {
@@ -179,7 +195,7 @@ pub(super) fn page_items(listed: &[Listed]) -> Result<Vec<Item>> {
                 })?;
             items.push(Item::from([
                 (PK.to_owned(), s(pk.clone())),
-                (SK.to_owned(), s(last.id())),
+                (SK.to_owned(), s(page_key(last.id(), chunk))),
                 (ENTRIES.to_owned(), listed),
                 (
                     EXPIRES_AT.to_owned(),

@@ -298,7 +298,7 @@ async fn a_listing_that_cannot_be_written_holds_its_tasks_back() {
     let (ended, deliver) = hookrelay_delivery::listing::list_new(&broken, batch(), &events).await;
     let held: Vec<(&str, bool)> = ended
         .iter()
-        .map(|(r, o)| (r.task.event_id.as_str(), matches!(o, Outcome::Postponed)))
+        .map(|(r, o)| (r.task.event_id.as_str(), matches!(o, Outcome::NotStoredYet)))
         .collect();
     assert_eq!(held, [(a.id.as_str(), true), (b.id.as_str(), true)]);
     let going: Vec<&str> = deliver.iter().map(|r| r.task.event_id.as_str()).collect();
@@ -365,4 +365,52 @@ async fn a_listing_reads_no_payload_object() {
         one["payload"].is_object() || one["payload_url"].is_string(),
         "read by id, the payload is there: {one}"
     );
+}
+
+/// An event listed again with other company (its task came back) adds a page; it never
+/// overwrites the page that named it with others, which would drop them from listings.
+#[tokio::test]
+async fn listing_an_event_again_drops_none_listed_with_it() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let retention = stack.settings.retention();
+    let event = || {
+        let id = hookrelay_shared::ids::new_id(hookrelay_shared::ids::EVENT);
+        hookrelay_shared::Event {
+            idempotency_key: id.clone(),
+            id,
+            workspace: "default".into(),
+            source_id: "src_x".into(),
+            event_type: "a.b".into(),
+            received_at: Timestamp::now(),
+            payload: b"{}".to_vec(),
+            endpoint_ids: Vec::new(),
+            content_type: None,
+            hops: 0,
+            trace: None,
+        }
+    };
+    let (ew, ex) = (event(), event());
+    for e in [&ew, &ex] {
+        stack
+            .store
+            .insert_event(e, "src_x", false, retention)
+            .await
+            .unwrap();
+    }
+    let kw = hookrelay_shared::store::Store::event_key("src_x", &ew.id);
+    let kx = hookrelay_shared::store::Store::event_key("src_x", &ex.id);
+    stack
+        .store
+        .list_new_events(&[(&kw, &ew), (&kx, &ex)], retention)
+        .await
+        .unwrap();
+    stack
+        .store
+        .list_new_events(&[(&kx, &ex)], retention)
+        .await
+        .unwrap();
+    let (_, page) = admin_call(&stack, "GET", "/workspaces/default/events", None).await;
+    assert_eq!(ids(&page), vec![ex.id.clone(), ew.id.clone()], "{page}");
+    assert_eq!(get_status(&stack, &ew.id).await, 200);
 }
