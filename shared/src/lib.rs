@@ -17,6 +17,7 @@ pub mod batching;
 pub mod cache;
 pub mod config;
 pub mod filter;
+pub mod held_metrics;
 pub mod hops;
 pub mod ids;
 pub mod metrics;

@@ -238,11 +238,22 @@ impl Metrics {
     /// Prints the documents, one per line, for Lambda to ship, and hands back what they
     /// held; the next values count from now.
     pub fn flush(&mut self) -> Recorded {
-        let now = crate::Timestamp::now().unix_millis();
-        for line in self.render(now) {
+        self.print(crate::Timestamp::now().unix_millis());
+        self.take()
+    }
+
+    /// Prints the documents stamped `timestamp_ms`, keeping the values.
+    pub(crate) fn print(&self, timestamp_ms: i64) {
+        for line in self.render(timestamp_ms) {
             EMITTED_BYTES.fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::Relaxed);
             println!("{line}");
         }
+    }
+
+    /// Hands back the values without printing them (for [`crate::held_metrics`], which
+    /// prints them later with others); the next values count from now.
+    pub fn take(&mut self) -> Recorded {
+        let now = crate::Timestamp::now().unix_millis();
         let recorded = Recorded {
             function: self.function.clone(),
             start_ms: self.started_ms,
@@ -259,6 +270,42 @@ impl Metrics {
         };
         self.started_ms = now;
         recorded
+    }
+
+    /// Adds another invocation's values: a count to the sum (one value, however many
+    /// invocations), a time beside the others (each one, for percentiles), to 0.01 ms.
+    pub(crate) fn absorb(&mut self, recorded: &Recorded) {
+        for series in &recorded.series {
+            let values = self
+                .values
+                .entry((series.dimension.clone(), series.name))
+                .or_default();
+            match series.unit {
+                Unit::Count => {
+                    let sum: f64 = values.iter().chain(&series.values).sum();
+                    *values = vec![sum];
+                }
+                Unit::Milliseconds => {
+                    values.extend(series.values.iter().map(|v| (v * 100.0).round() / 100.0))
+                }
+            }
+        }
+    }
+
+    /// The most values any one metric holds.
+    pub(crate) fn most_values(&self) -> usize {
+        self.values.values().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Whether it holds a value of a metric outside `names`, or under a dimension.
+    pub(crate) fn holds_other_than(&self, names: &[&str]) -> bool {
+        self.values
+            .keys()
+            .any(|(dim, name)| dim.is_some() || !names.contains(name))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.values.is_empty()
     }
 }
 

@@ -98,6 +98,8 @@ pub struct RequestReport {
     /// Write units of the event listing pages the run wrote (the workspace's, every
     /// source's and every type's).
     pub event_page_write_units: u64,
+    /// Event listing page items the run wrote.
+    pub event_pages: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,8 +108,8 @@ pub struct ItemBytes {
     pub attempt: usize,
 }
 
-/// Write units of the page items under partitions starting with `prefix`.
-async fn page_write_units(stack: &Stack, prefix: &str) -> u64 {
+/// The page items under partitions starting with `prefix`, and their write units.
+async fn page_write_units(stack: &Stack, prefix: &str) -> (u64, u64) {
     let ddb = aws_sdk_dynamodb::Client::new(&stack.aws);
     let mut pages = ddb
         .scan()
@@ -120,12 +122,13 @@ async fn page_write_units(stack: &Stack, prefix: &str) -> u64 {
         .into_paginator()
         .items()
         .send();
-    let mut units = 0;
+    let (mut items, mut units) = (0, 0);
     while let Some(item) = pages.next().await {
         let item = item.expect("scan");
+        items += 1;
         units += item_size(&item).div_ceil(1024).max(1) as u64;
     }
-    units
+    (items, units)
 }
 
 /// An item's size as DynamoDB counts it against write units: the store's own measure.
@@ -285,12 +288,13 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         event: item_size(&Store::event_item(&event, &source, false, retention).expect("item")),
         attempt: item_size(&Store::attempt_item(&attempt, retention).expect("item")),
     };
-    let attempt_page_write_units = page_write_units(&stack, "PAGE#default#ATT").await;
-    let event_page_write_units = page_write_units(&stack, "PAGE#default#EVT").await;
+    let (_, attempt_page_write_units) = page_write_units(&stack, "PAGE#default#ATT").await;
+    let (event_pages, event_page_write_units) = page_write_units(&stack, "PAGE#default#EVT").await;
     RequestReport {
         item_bytes,
         attempt_page_write_units,
         event_page_write_units,
+        event_pages,
         tasks,
         deliveries: receivers.iter().map(|r| r.seen().len()).sum(),
         delivery_invocations: invocations,

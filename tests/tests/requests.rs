@@ -30,6 +30,13 @@ async fn requests_per_event_stay_within_the_design() {
             "one SendMessageBatch per event"
         );
         assert_eq!(ingest.get("DynamoDB.UpdateItem"), 0);
+        // A busy instance writes its routine metric values a line per many requests: one
+        // per request was about 400 bytes of log ingestion an event.
+        assert!(
+            ingest.metric_bytes <= 40 * n,
+            "{} metric bytes for {n} events",
+            ingest.metric_bytes
+        );
         // One read of the workspace's config stamp per event (what makes a change apply to
         // the next event), plus a warm function's cache misses: the source and the endpoints,
         // a few times.
@@ -64,6 +71,10 @@ async fn requests_per_event_stay_within_the_design() {
             "{d:?}"
         );
         assert_eq!(d.get("SQS.ChangeMessageVisibilityBatch"), 0, "{d:?}");
+        // A page of a batch's events (ten at most) is one write unit: an entry spells out
+        // its event's key only when the id and source do not make it.
+        assert!(r.event_pages > 0);
+        assert_eq!(r.event_page_write_units, r.event_pages, "{r:?}");
         for phase in [ingest, d] {
             assert!(
                 !phase.requests.keys().any(|k| k.ends_with(".Scan")),

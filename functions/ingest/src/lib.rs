@@ -15,6 +15,7 @@ use aws_config::SdkConfig;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::cache::TtlCache;
 use hookrelay_shared::config::Settings;
+use hookrelay_shared::held_metrics::HeldMetrics;
 use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::otlp::{self, Exporter};
 use hookrelay_shared::queue::Queue;
@@ -40,6 +41,8 @@ pub struct Context {
     /// read at: used only while the stamp is unchanged (one read per event checks it).
     sources: TtlCache<SourceRef, Stamped<Source>>,
     endpoints: TtlCache<String, Stamped<Arc<Vec<Endpoint>>>>,
+    /// Requests' routine metric values, written a line per many requests.
+    metric_lines: HeldMetrics,
 }
 
 #[derive(Clone)]
@@ -62,6 +65,7 @@ impl Context {
             sources: TtlCache::new(settings.cache_ttl),
             endpoints: TtlCache::new(settings.cache_ttl),
             otlp: Exporter::from_env(SERVICE_NAME),
+            metric_lines: HeldMetrics::new("ingest"),
             settings,
         }
     }
@@ -197,7 +201,8 @@ pub async fn handle(ctx: &Context, req: Request) -> Response<String> {
         }
     };
     metrics.add(m::INGEST_LATENCY, started.elapsed().as_secs_f64() * 1000.0);
-    let recorded = metrics.flush();
+    let recorded = metrics.take();
+    ctx.metric_lines.hold(&recorded);
     if let Some(exporter) = &ctx.otlp {
         exporter
             .export_all(
