@@ -1,9 +1,10 @@
 //! Metric values held across a function instance's invocations and written as one line.
 //!
 //! Ingest answers one request per invocation, and an EMF line per request was ingest's
-//! largest log cost (about 400 bytes an event, $0.20 per million at CloudWatch Logs' price).
-//! A busy instance instead holds its requests' routine values (events received, duplicates,
-//! tasks queued, latencies) and writes them together: counts summed, latencies side by side
+//! largest log cost (about 400 bytes an event, $0.20 per million at CloudWatch Logs' price);
+//! at a low rate a delivery invocation carries one task and paid the same for its line. A
+//! busy instance instead holds its invocations' routine values ([`INGEST_ROUTINE`],
+//! [`DELIVERY_ROUTINE`]) and writes them together: counts summed, latencies side by side
 //! for the percentiles, at most [`MAX_VALUES`] of them (EMF's limit per metric). A line is
 //! written at the end of the invocation that finds the held values [`HOLD`] old or full,
 //! and at once, with everything held, for any rejection, failure or drop, so alarms and the
@@ -23,16 +24,24 @@ use crate::metrics::{self as m, Metrics, Recorded};
 pub const HOLD: Duration = Duration::from_secs(10);
 /// The most values of one metric a line holds (EMF's limit).
 pub const MAX_VALUES: usize = 100;
-/// The values held; any other is written at once.
-const ROUTINE: &[&str] = &[
+/// Ingest's values that are held; any other is written at once.
+pub const INGEST_ROUTINE: &[&str] = &[
     m::EVENTS_RECEIVED,
     m::EVENTS_DUPLICATED,
     m::INGEST_LATENCY,
     m::TASKS_ENQUEUED,
 ];
+/// Delivery's: successes and their latencies. A failure, exhaustion, denial, park or
+/// deferral is written at once.
+pub const DELIVERY_ROUTINE: &[&str] = &[
+    m::DELIVERIES_SUCCEEDED,
+    m::DELIVERY_LATENCY,
+    m::ATTEMPTS_PER_SUCCESS,
+];
 
 pub struct HeldMetrics {
     function: String,
+    routine: &'static [&'static str],
     held: Mutex<Option<Held>>,
 }
 
@@ -43,9 +52,11 @@ struct Held {
 }
 
 impl HeldMetrics {
-    pub fn new(function: &str) -> Self {
+    /// Holds `routine` values of `function`.
+    pub fn new(function: &str, routine: &'static [&'static str]) -> Self {
         Self {
             function: function.to_owned(),
+            routine,
             held: Mutex::new(None),
         }
     }
@@ -70,7 +81,7 @@ impl HeldMetrics {
             since_ms: invocation.start_ms,
         });
         h.metrics.absorb(invocation);
-        let write = h.metrics.holds_other_than(ROUTINE)
+        let write = h.metrics.holds_other_than(self.routine)
             || h.metrics.most_values() >= MAX_VALUES
             || now.duration_since(h.since) >= HOLD;
         if !write || h.metrics.is_empty() {
@@ -107,7 +118,7 @@ mod tests {
 
     #[test]
     fn routine_values_wait_and_are_written_summed_when_the_hold_ends() {
-        let held = HeldMetrics::new("ingest");
+        let held = HeldMetrics::new("ingest", INGEST_ROUTINE);
         let t0 = Instant::now();
         let first = request(true, 12.3456);
         for i in 0..5 {
@@ -136,7 +147,7 @@ mod tests {
 
     #[test]
     fn a_rejection_is_written_at_once_with_what_was_held() {
-        let held = HeldMetrics::new("ingest");
+        let held = HeldMetrics::new("ingest", INGEST_ROUTINE);
         let t0 = Instant::now();
         assert!(held.due(&request(true, 5.0), t0).is_none());
         let (metrics, _) = held.due(&request(false, 1.0), t0).unwrap();
@@ -148,8 +159,33 @@ mod tests {
     }
 
     #[test]
+    fn delivery_keeps_each_success_attempt_number_and_writes_a_failure_at_once() {
+        let held = HeldMetrics::new("delivery", DELIVERY_ROUTINE);
+        let t0 = Instant::now();
+        for attempt in [1.0, 3.0] {
+            let mut m = Metrics::new("delivery");
+            m.add(m::DELIVERIES_SUCCEEDED, 1.0);
+            m.add(m::DELIVERY_LATENCY, 40.0);
+            m.add(m::ATTEMPTS_PER_SUCCESS, attempt);
+            assert!(held.due(&m.take(), t0).is_none());
+        }
+        let mut failed = Metrics::new("delivery");
+        failed.add(m::DELIVERIES_FAILED, 1.0);
+        failed.add(m::DELIVERY_LATENCY, 15_000.0);
+        let (metrics, _) = held.due(&failed.take(), t0).unwrap();
+        let doc = &docs(&metrics)[0];
+        assert_eq!(doc["DeliveriesSucceeded"], 2.0);
+        assert_eq!(doc["DeliveriesFailed"], 1.0);
+        assert_eq!(doc["AttemptsPerSuccess"], serde_json::json!([1.0, 3.0]));
+        assert_eq!(
+            doc["DeliveryLatency"],
+            serde_json::json!([40.0, 40.0, 15000.0])
+        );
+    }
+
+    #[test]
     fn a_line_never_holds_more_values_than_emf_takes() {
-        let held = HeldMetrics::new("ingest");
+        let held = HeldMetrics::new("ingest", INGEST_ROUTINE);
         let t0 = Instant::now();
         for _ in 1..MAX_VALUES {
             assert!(held.due(&request(true, 3.0), t0).is_none());

@@ -273,21 +273,19 @@ impl Metrics {
     }
 
     /// Adds another invocation's values: a count to the sum (one value, however many
-    /// invocations), a time beside the others (each one, for percentiles), to 0.01 ms.
+    /// invocations), a distribution's value (a time, attempts per success) beside the
+    /// others, each kept for percentiles and averages, to 0.01.
     pub(crate) fn absorb(&mut self, recorded: &Recorded) {
         for series in &recorded.series {
             let values = self
                 .values
                 .entry((series.dimension.clone(), series.name))
                 .or_default();
-            match series.unit {
-                Unit::Count => {
-                    let sum: f64 = values.iter().chain(&series.values).sum();
-                    *values = vec![sum];
-                }
-                Unit::Milliseconds => {
-                    values.extend(series.values.iter().map(|v| (v * 100.0).round() / 100.0))
-                }
+            if series.is_distribution() {
+                values.extend(series.values.iter().map(|v| (v * 100.0).round() / 100.0));
+            } else {
+                let sum: f64 = values.iter().chain(&series.values).sum();
+                *values = vec![sum];
             }
         }
     }

@@ -47,6 +47,8 @@ pub struct Context {
     pub otlp: Option<std::sync::Arc<hookrelay_shared::otlp::Exporter>>,
     /// Until when this instance knows an open circuit's probe is taken, per endpoint.
     probes: std::sync::Mutex<HashMap<(String, String), Timestamp>>,
+    /// Invocations' routine metric values, written a line per many invocations.
+    pub(crate) metric_lines: hookrelay_shared::held_metrics::HeldMetrics,
 }
 
 impl Context {
@@ -71,6 +73,10 @@ impl Context {
         Ok(Self {
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "delivery"),
             probes: Default::default(),
+            metric_lines: hookrelay_shared::held_metrics::HeldMetrics::new(
+                "delivery",
+                hookrelay_shared::held_metrics::DELIVERY_ROUTINE,
+            ),
             otlp: hookrelay_shared::otlp::Exporter::from_env(SERVICE_NAME),
             sender: Sender::new(&settings)?,
             store: Store::connect(aws, &settings),
@@ -510,7 +516,7 @@ pub(crate) async fn record(
     started: Timestamp,
 ) {
     let attempts = attempts_of(&outcomes);
-    let recorded = outcome::flush_metrics(&outcomes, started);
+    let recorded = outcome::flush_metrics(ctx, &outcomes, started);
     let spans = match &ctx.otlp {
         Some(_) => attempt_spans(&outcomes, events),
         None => Vec::new(),

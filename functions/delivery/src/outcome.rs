@@ -125,8 +125,10 @@ fn record(metrics: &mut Metrics, outcome: &Outcome) {
     }
 }
 
-/// The batch's metrics, written as EMF lines; what they held is returned for OTLP.
+/// The batch's metrics, held or written as EMF lines (see `held_metrics`); what they held
+/// is returned for OTLP.
 pub(crate) fn flush_metrics(
+    ctx: &Context,
     outcomes: &[(Received, Outcome)],
     started: Timestamp,
 ) -> hookrelay_shared::metrics::Recorded {
@@ -134,7 +136,9 @@ pub(crate) fn flush_metrics(
     for (_, o) in outcomes {
         record(&mut metrics, o);
     }
-    metrics.flush()
+    let recorded = metrics.take();
+    ctx.metric_lines.hold(&recorded);
+    recorded
 }
 
 pub(crate) async fn settle(

@@ -15,7 +15,7 @@ use aws_config::SdkConfig;
 use hookrelay_shared::api::{self, ApiError};
 use hookrelay_shared::cache::TtlCache;
 use hookrelay_shared::config::Settings;
-use hookrelay_shared::held_metrics::HeldMetrics;
+use hookrelay_shared::held_metrics::{self, HeldMetrics};
 use hookrelay_shared::metrics::{self as m, Metrics};
 use hookrelay_shared::otlp::{self, Exporter};
 use hookrelay_shared::queue::Queue;
@@ -65,7 +65,7 @@ impl Context {
             sources: TtlCache::new(settings.cache_ttl),
             endpoints: TtlCache::new(settings.cache_ttl),
             otlp: Exporter::from_env(SERVICE_NAME),
-            metric_lines: HeldMetrics::new("ingest"),
+            metric_lines: HeldMetrics::new("ingest", held_metrics::INGEST_ROUTINE),
             settings,
         }
     }
