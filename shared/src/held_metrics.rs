@@ -63,18 +63,33 @@ impl HeldMetrics {
 
     /// Holds one invocation's values, and prints the held lines when they are due.
     pub fn hold(&self, invocation: &Recorded) {
-        if let Some((metrics, timestamp_ms)) = self.due(invocation, Instant::now()) {
+        for (metrics, timestamp_ms) in self.due(invocation, Instant::now()) {
             metrics.print(timestamp_ms);
         }
     }
 
-    /// Adds the values; hands back what is to be written now and its timestamp.
-    fn due(&self, invocation: &Recorded, now: Instant) -> Option<(Metrics, i64)> {
+    /// Adds the values; hands back what is to be written now, each with its timestamp.
+    fn due(&self, invocation: &Recorded, now: Instant) -> Vec<(Metrics, i64)> {
         // A poisoned lock only means a panic elsewhere mid-update: the values are still sums.
         let mut held = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lines = Vec::new();
+        // A line takes at most MAX_VALUES of one metric: what is held goes first when this
+        // invocation's values (a delivery batch's ten latencies) would take it over.
+        let incoming = invocation
+            .series
+            .iter()
+            .map(|s| s.values.len())
+            .max()
+            .unwrap_or(0);
+        if held
+            .as_ref()
+            .is_some_and(|h| h.metrics.most_values() + incoming > MAX_VALUES)
+        {
+            lines.extend(held.take().map(|h| (h.metrics, h.since_ms)));
+        }
         let h = held.get_or_insert_with(|| Held {
             metrics: Metrics::new(&self.function),
             since: now,
@@ -84,10 +99,10 @@ impl HeldMetrics {
         let write = h.metrics.holds_other_than(self.routine)
             || h.metrics.most_values() >= MAX_VALUES
             || now.duration_since(h.since) >= HOLD;
-        if !write || h.metrics.is_empty() {
-            return None;
+        if write && !h.metrics.is_empty() {
+            lines.extend(held.take().map(|h| (h.metrics, h.since_ms)));
         }
-        held.take().map(|h| (h.metrics, h.since_ms))
+        lines
     }
 }
 
@@ -127,9 +142,9 @@ mod tests {
             } else {
                 request(true, 8.0)
             };
-            assert!(held.due(&r, t0 + Duration::from_secs(i)).is_none());
+            assert!(held.due(&r, t0 + Duration::from_secs(i)).is_empty());
         }
-        let (metrics, at) = held.due(&request(true, 9.0), t0 + HOLD).unwrap();
+        let (metrics, at) = held.due(&request(true, 9.0), t0 + HOLD).pop().unwrap();
         assert_eq!(
             at, first.start_ms,
             "stamped when the first value was counted"
@@ -142,15 +157,15 @@ mod tests {
             serde_json::json!([12.35, 8.0, 8.0, 8.0, 8.0, 9.0])
         );
         // Nothing left behind: the next request starts a new hold.
-        assert!(held.due(&request(true, 1.0), t0 + HOLD).is_none());
+        assert!(held.due(&request(true, 1.0), t0 + HOLD).is_empty());
     }
 
     #[test]
     fn a_rejection_is_written_at_once_with_what_was_held() {
         let held = HeldMetrics::new("ingest", INGEST_ROUTINE);
         let t0 = Instant::now();
-        assert!(held.due(&request(true, 5.0), t0).is_none());
-        let (metrics, _) = held.due(&request(false, 1.0), t0).unwrap();
+        assert!(held.due(&request(true, 5.0), t0).is_empty());
+        let (metrics, _) = held.due(&request(false, 1.0), t0).pop().unwrap();
         let docs = docs(&metrics);
         assert_eq!(docs.len(), 2, "a line per dimension set: {docs:?}");
         assert_eq!(docs[0]["EventsReceived"], 1.0);
@@ -167,12 +182,12 @@ mod tests {
             m.add(m::DELIVERIES_SUCCEEDED, 1.0);
             m.add(m::DELIVERY_LATENCY, 40.0);
             m.add(m::ATTEMPTS_PER_SUCCESS, attempt);
-            assert!(held.due(&m.take(), t0).is_none());
+            assert!(held.due(&m.take(), t0).is_empty());
         }
         let mut failed = Metrics::new("delivery");
         failed.add(m::DELIVERIES_FAILED, 1.0);
         failed.add(m::DELIVERY_LATENCY, 15_000.0);
-        let (metrics, _) = held.due(&failed.take(), t0).unwrap();
+        let (metrics, _) = held.due(&failed.take(), t0).pop().unwrap();
         let doc = &docs(&metrics)[0];
         assert_eq!(doc["DeliveriesSucceeded"], 2.0);
         assert_eq!(doc["DeliveriesFailed"], 1.0);
@@ -188,11 +203,38 @@ mod tests {
         let held = HeldMetrics::new("ingest", INGEST_ROUTINE);
         let t0 = Instant::now();
         for _ in 1..MAX_VALUES {
-            assert!(held.due(&request(true, 3.0), t0).is_none());
+            assert!(held.due(&request(true, 3.0), t0).is_empty());
         }
-        let (metrics, _) = held.due(&request(true, 3.0), t0).unwrap();
+        let (metrics, _) = held.due(&request(true, 3.0), t0).pop().unwrap();
         let doc = &docs(&metrics)[0];
         assert_eq!(doc["IngestLatency"].as_array().unwrap().len(), MAX_VALUES);
         assert_eq!(doc["EventsReceived"], MAX_VALUES as f64);
+    }
+
+    #[test]
+    fn a_batch_that_would_overfill_the_line_writes_what_was_held_first() {
+        let held = HeldMetrics::new("delivery", DELIVERY_ROUTINE);
+        let t0 = Instant::now();
+        let batch = |n: usize| {
+            let mut m = Metrics::new("delivery");
+            for _ in 0..n {
+                m.add(m::DELIVERIES_SUCCEEDED, 1.0);
+                m.add(m::DELIVERY_LATENCY, 20.0);
+            }
+            m.take()
+        };
+        for _ in 0..9 {
+            assert!(held.due(&batch(10), t0).is_empty());
+        }
+        assert!(held.due(&batch(5), t0).is_empty());
+        let written = held.due(&batch(10), t0);
+        assert_eq!(written.len(), 1, "the 95 held, not 105 in one line");
+        let doc = &docs(&written[0].0)[0];
+        assert_eq!(doc["DeliveryLatency"].as_array().unwrap().len(), 95);
+        assert_eq!(doc["DeliveriesSucceeded"], 95.0);
+        // The batch that did not fit starts the next hold.
+        let rest = held.due(&batch(90), t0);
+        let doc = &docs(&rest[0].0)[0];
+        assert_eq!(doc["DeliveryLatency"].as_array().unwrap().len(), 100);
     }
 }
