@@ -38,6 +38,12 @@ pub fn min_retention_days(retry: &RetryPolicy) -> u32 {
     (span.div_ceil(86_400) + 1) as u32
 }
 
+/// The longest config lease a deployment may set: every change through the API waits it out.
+pub const MAX_CONFIG_LEASE_MS: u64 = 5000;
+/// The config lease a deployment records unless told otherwise: a second's wait in an answer
+/// to a change, for a stamp read about once a second by a busy ingest instance.
+pub const DEFAULT_CONFIG_LEASE_MS: u64 = 1000;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub table_name: String,
@@ -79,6 +85,10 @@ pub struct Settings {
     pub circuit_breaker_after: u32,
     /// The first wait between probes of an open circuit; it doubles up to 15 minutes.
     pub circuit_probe_interval: Duration,
+    /// How long an ingest instance may route by the configuration it read without reading
+    /// the workspace's config stamp again; a change through the API is answered only once
+    /// every such lease on the configuration before it has run out.
+    pub config_lease: Duration,
 }
 
 impl Settings {
@@ -172,6 +182,12 @@ impl Settings {
             circuit_probe_interval: Duration::from_secs(
                 parsed("CIRCUIT_PROBE_SECONDS", 30, "seconds")?.clamp(1, 900),
             ),
+            config_lease: Duration::from_millis(bounded(
+                "CONFIG_LEASE_MS",
+                parsed("CONFIG_LEASE_MS", DEFAULT_CONFIG_LEASE_MS, "milliseconds")?,
+                0..=MAX_CONFIG_LEASE_MS,
+                "0 to 5000 milliseconds",
+            )?),
         })
     }
 
@@ -199,6 +215,7 @@ impl Settings {
             reconcile_after: Duration::from_secs(300),
             circuit_breaker_after: 5,
             circuit_probe_interval: Duration::from_secs(30),
+            config_lease: Duration::ZERO,
         }
     }
 

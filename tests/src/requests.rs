@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hookrelay_shared::requests::{self, Counts};
 use serde::Serialize;
 use serde_json::json;
@@ -27,7 +26,16 @@ pub struct Scenario {
     /// Ten is what a busy queue gives; one is what a queue gives at a low rate with no
     /// batching window, where each task is received as it arrives.
     pub batch_size: usize,
+    /// The config lease the API records (`CONFIG_LEASE_MS`): how long each ingest instance
+    /// trusts the workspace's config stamp. At a busy rate an instance reads it once a lease;
+    /// at a low rate, where events come further apart than the lease, once an event, as
+    /// with a lease of zero.
+    pub config_lease_ms: u64,
 }
+
+/// Ingest instances taking the scenario's events side by side, each its own warm function
+/// with its own memory, each one request at a time, as Lambda runs them.
+pub const INGEST_INSTANCES: usize = 8;
 
 /// A full batch, as the event source mapping takes from a busy queue.
 pub const FULL_BATCH: usize = 10;
@@ -188,6 +196,7 @@ pub async fn run(scenario: Scenario) -> RequestReport {
     // Retries come back at once: the run counts requests, not the schedule's waits.
     let mut stack = Stack::with_schedule("0,0,0").await;
     stack.settings.cache_ttl = Duration::from_secs(300);
+    stack.settings.config_lease = Duration::from_millis(scenario.config_lease_ms);
     stack.mapping.batch_size = scenario.batch_size;
     let faults = Faults {
         error: scenario.failure_ratio,
@@ -202,7 +211,7 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         receivers.push(r);
     }
     let source = create_source(&stack, json!({"name": "s"})).await;
-    let ingest = stack.ingest();
+    let ingest: Vec<_> = (0..INGEST_INSTANCES).map(|_| stack.ingest()).collect();
     let delivery = stack.delivery();
 
     // In rounds of 100 events, each accepted and then delivered: the local SQS emulator slows
@@ -215,21 +224,23 @@ pub async fn run(scenario: Scenario) -> RequestReport {
     let deadline = Instant::now() + Duration::from_secs(900);
     for round in (0..scenario.events).collect::<Vec<_>>().chunks(100) {
         let mark = Mark::now();
-        futures::stream::iter(round.iter().copied())
-            .for_each_concurrent(8, |n| {
-                let (ingest, source) = (&ingest, &source);
-                async move {
+        futures::future::join_all(ingest.iter().enumerate().map(|(i, instance)| {
+            let source = &source;
+            let events = round.iter().copied().skip(i).step_by(INGEST_INSTANCES);
+            async move {
+                for n in events {
                     let body = crate::bodies::invoice_event(n as u64, scenario.body_bytes);
                     let resp = hookrelay_ingest::handle(
-                        ingest,
+                        instance,
                         request("POST", &format!("/in/{source}"), &[], body.as_bytes()),
                     )
                     .instrument(invocation_span())
                     .await;
                     assert_eq!(resp.status(), 202, "{}", resp.body());
                 }
-            })
-            .await;
+            }
+        }))
+        .await;
         ingest_phase.add(mark.phase());
 
         let mark = Mark::now();

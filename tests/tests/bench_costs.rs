@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
+use hookrelay_shared::config::DEFAULT_CONFIG_LEASE_MS;
 use hookrelay_shared::{Endpoint, Timestamp};
 use hookrelay_tests::requests::{FULL_BATCH, Mark, Scenario, run};
 use hookrelay_tests::{Stack, admin_request, create_source, request};
@@ -39,6 +40,13 @@ async fn bench_requests_per_event() {
             failure_ratio,
             body_bytes: 1024,
             batch_size,
+            // Full batches are a busy queue, and a busy ingest; batches of one a low rate,
+            // where each event reads the config stamp.
+            config_lease_ms: if batch_size == FULL_BATCH {
+                DEFAULT_CONFIG_LEASE_MS
+            } else {
+                0
+            },
         })
         .await;
         println!(
@@ -72,6 +80,7 @@ async fn bench_large_payload() {
         failure_ratio: 0.0,
         body_bytes: 1024 * 1024,
         batch_size: FULL_BATCH,
+        config_lease_ms: DEFAULT_CONFIG_LEASE_MS,
     })
     .await;
     println!(

@@ -1,12 +1,25 @@
 //! Configuration applies at once: a source or endpoint created, changed, disabled or deleted
 //! through the API governs the next event accepted after the API answered, even on a warm
 //! ingest instance that keeps them in memory (a cache TTL of ten minutes here, where AWS's
-//! default is ten seconds: the cache may keep copies only while they are current).
+//! default is ten seconds: the cache may keep copies only while they are current). Each test
+//! runs twice: with no config lease (the stamp read for every event) and with one, where ingest
+//! trusts the stamp it read for the lease and the API's answer to a change waits the lease out.
+//! The lease is longer than each test's steps, so an answer that did not wait would leave the
+//! next event routed by the configuration before the change.
 
 use std::time::Duration;
 
 use hookrelay_tests::{Receiver, Stack, admin_call, create_endpoint, create_source};
 use serde_json::json;
+
+/// Longer than a few admin calls and events take here.
+const LEASE: Duration = Duration::from_millis(1500);
+
+async fn stack_with_lease(lease: Duration) -> Stack {
+    let mut stack = Stack::new().await;
+    stack.settings.config_lease = lease;
+    stack
+}
 
 fn warm_ingest(stack: &Stack) -> hookrelay_ingest::Context {
     let mut settings = stack.settings.clone();
@@ -43,7 +56,16 @@ fn seen(r: &Receiver) -> Vec<u64> {
 
 #[tokio::test]
 async fn endpoint_changes_govern_the_next_event() {
-    let stack = Stack::new().await;
+    endpoint_changes(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn endpoint_changes_govern_the_next_event_within_a_lease() {
+    endpoint_changes(LEASE).await;
+}
+
+async fn endpoint_changes(lease: Duration) {
+    let stack = stack_with_lease(lease).await;
     let (a, b) = (Receiver::start().await, Receiver::start().await);
     let source = create_source(&stack, json!({"name": "shop"})).await;
     let ep_a = create_endpoint(&stack, json!({"name": "a", "url": a.url, "events": ["*"]})).await;
@@ -124,7 +146,16 @@ async fn endpoint_changes_govern_the_next_event() {
 
 #[tokio::test]
 async fn source_changes_govern_the_next_request() {
-    let stack = Stack::new().await;
+    source_changes(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn source_changes_govern_the_next_request_within_a_lease() {
+    source_changes(LEASE).await;
+}
+
+async fn source_changes(lease: Duration) {
+    let stack = stack_with_lease(lease).await;
     let ingest = warm_ingest(&stack);
 
     // A path nobody has mounted yet, then mounted: found at once.
@@ -181,4 +212,25 @@ async fn source_changes_govern_the_next_request() {
     assert_eq!(status, 204);
     assert_eq!(post(&ingest, &by_id, 7).await, 404);
     assert_eq!(post(&ingest, "/hooks/store", 7).await, 404);
+}
+
+#[tokio::test]
+async fn a_change_waits_out_a_longer_lease_recorded_before_it() {
+    let mut stack = stack_with_lease(LEASE).await;
+    let ingest = warm_ingest(&stack);
+    let source = create_source(&stack, json!({"name": "shop"})).await;
+    let by_id = format!("/in/{source}");
+    assert_eq!(post(&ingest, &by_id, 1).await, 202);
+    // The deployment's lease lowered to none: the stamp ingest holds still carries the
+    // longer lease, which the answer must wait out.
+    stack.settings.config_lease = Duration::ZERO;
+    let (status, _) = admin_call(
+        &stack,
+        "PUT",
+        &format!("/workspaces/default/sources/{source}"),
+        Some(json!({"name": "shop", "enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(post(&ingest, &by_id, 2).await, 403);
 }

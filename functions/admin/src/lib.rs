@@ -81,7 +81,7 @@ impl Context {
     ) -> Result<Self, ContextError> {
         Ok(Self {
             sender: hookrelay_shared::outbound::Sender::new(&settings)?,
-            store: Store::connect(aws, &settings),
+            store: Store::connect(aws, &settings).answering_changes(settings.config_lease),
             queue: Queue::connect(aws, &settings),
             ops: hookrelay_shared::ops_events::OpsEvents::connect(aws, &settings, "admin"),
             key_cache: hookrelay_shared::cache::TtlCache::new(settings.cache_ttl),
@@ -113,7 +113,9 @@ pub async fn handle_with_deadline(
     req: Request,
     deadline: Deadline,
 ) -> Response<String> {
-    let deadline = deadline.less(deadline::ANSWER_RESERVE);
+    // The answer to a change waits out the config lease (see `Store::changes_settled`):
+    // the work stops early enough for that wait to fit too.
+    let deadline = deadline.less(deadline::ANSWER_RESERVE + ctx.settings.config_lease);
     // On the heap: the router's future is as large as its largest handler's, and a caller
     // that holds several admin calls in one future (a test, the config sync CLI) would
     // otherwise carry them all on its stack.
@@ -123,6 +125,8 @@ pub async fn handle_with_deadline(
     )
     .await
     .unwrap_or_else(|_| Err(deadline_exceeded("the call")));
+    // Whatever the answer, a change already made governs every event that follows it.
+    ctx.store.changes_settled().await;
     match routed {
         Ok(resp) => resp,
         Err(e) => {

@@ -7,6 +7,7 @@ pub mod plugins;
 pub mod proof;
 pub mod provider;
 mod sparse_json;
+mod stamp_lease;
 pub mod verify;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use hookrelay_shared::{Endpoint, Source, ids};
 use http::{Method, Response, StatusCode};
 use lambda_http::{Request, RequestExt};
 
+use stamp_lease::{Sent, StampLeases};
+
 pub use accept::{MAX_HEADER_BYTES, RequestSpan, SourceRef, accept};
 
 /// The `service.name` of the spans, unless `OTEL_SERVICE_NAME` says otherwise.
@@ -38,9 +41,10 @@ pub struct Context {
     /// Where each request's span goes; `None` (no collector configured) costs nothing.
     pub otlp: Option<Arc<Exporter>>,
     /// Sources and each workspace's endpoints, with the workspace's config stamp they were
-    /// read at: used only while the stamp is unchanged (one read per event checks it).
+    /// read at: used only while the stamp is unchanged (read again once its lease ran out).
     sources: TtlCache<SourceRef, Stamped<Source>>,
     endpoints: TtlCache<String, Stamped<Arc<Vec<Endpoint>>>>,
+    stamps: StampLeases,
     /// Requests' routine metric values, written a line per many requests.
     metric_lines: HeldMetrics,
 }
@@ -64,6 +68,7 @@ impl Context {
             queue: Queue::connect(aws, &settings),
             sources: TtlCache::new(settings.cache_ttl),
             endpoints: TtlCache::new(settings.cache_ttl),
+            stamps: StampLeases::new(),
             otlp: Exporter::from_env(SERVICE_NAME),
             metric_lines: HeldMetrics::new("ingest", held_metrics::INGEST_ROUTINE),
             settings,
@@ -76,7 +81,7 @@ impl Context {
     async fn routing(&self, target: &SourceRef) -> Result<Option<Routing>, ApiError> {
         if let Some(cached) = self.sources.get(target) {
             let ws = &cached.value.workspace;
-            let stamp = self.store.config_stamp(ws).await.map_err(unavailable)?;
+            let stamp = self.stamp(ws).await?;
             if cached.stamp == stamp
                 && let Some(eps) = self.endpoints.get(ws).filter(|e| e.stamp == stamp)
             {
@@ -88,6 +93,17 @@ impl Context {
             return self.read_routing(target, Some(stamp)).await;
         }
         self.read_routing(target, None).await
+    }
+
+    /// The workspace's config stamp: the one held while its lease runs, else read.
+    async fn stamp(&self, ws: &str) -> Result<u64, ApiError> {
+        if let Some(value) = self.stamps.current(ws) {
+            return Ok(value);
+        }
+        let sent = Sent::now();
+        let stamp = self.store.config_stamp(ws).await.map_err(unavailable)?;
+        self.stamps.hold(ws, stamp, sent);
+        Ok(stamp.value)
     }
 
     /// Reads the source and its workspace's endpoints after reading the stamp they are
@@ -105,10 +121,7 @@ impl Context {
                 let Some(source) = self.read_source(target).await? else {
                     return Ok(None);
                 };
-                self.store
-                    .config_stamp(&source.workspace)
-                    .await
-                    .map_err(unavailable)?
+                self.stamp(&source.workspace).await?
             }
         };
         let Some(source) = self.read_source(target).await? else {

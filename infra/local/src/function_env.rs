@@ -17,6 +17,7 @@ pub const UNSET_BY_TEMPLATE: &[&str] = &[
     "RECONCILE_AFTER_SECONDS",
     "CIRCUIT_BREAKER_AFTER",
     "CIRCUIT_PROBE_SECONDS",
+    "CONFIG_LEASE_MS",
 ];
 
 /// The local stack's own values: a short cache, so a change made through the API shows at

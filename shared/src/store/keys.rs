@@ -67,6 +67,8 @@ pub fn config_stamp(ws: &str) -> (String, String) {
     (format!("CFG#{ws}"), "CFG".to_owned())
 }
 pub const STAMP: &str = "v";
+/// On a config stamp: how long, in milliseconds, a reader may trust it without reading it again.
+pub const STAMP_LEASE: &str = "lease_ms";
 
 /// A batch endpoint's open batch.
 /// A rate limit's counter for one window: `scope` is `SRC#{id}` or `EP#{ws}#{id}`.

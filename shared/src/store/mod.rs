@@ -11,7 +11,7 @@
 //! | attempt listing page | `PAGE#{ws}#ATT`, `PAGE#{ws}#ATT#EP#{endpoint}` | newest id on it | | |   |
 //! | migration mark | `MIGRATION#{name}` | `MIGRATION` |               |                           |             |
 //! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                  |                           |             |
-//! | config stamp | `CFG#{ws}`          | `CFG`       |                  |                           |             |
+//! | config stamp (`v`, `lease_ms`) | `CFG#{ws}` | `CFG`   |                  |                           |             |
 //! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                  |                           |             |
 //! | rate window | `RATE#{scope}#{window}` | `RATE`  |                  |                           |             |
 //!
@@ -71,6 +71,7 @@ use crate::payload_objects::PayloadObjects;
 pub use attempts::AttemptFilter;
 pub use batches::{Added, BatchLimits, BatchState, NewMember};
 pub use compressed_payload::inflate as inflate_payload;
+pub use config_stamp::ConfigStamp;
 pub use events::{EventFilter, InsertOutcome, Pending};
 pub use item_size::item_bytes;
 pub use keys::{
@@ -140,6 +141,8 @@ pub struct Store {
     table: String,
     /// Where payloads too large for an item go; none: such payloads are refused.
     payloads: Option<PayloadObjects>,
+    /// Set where changes through the API are answered: see [`config_stamp`].
+    change_lease: Option<std::sync::Arc<config_stamp::ChangeLease>>,
 }
 
 impl Store {
@@ -148,6 +151,7 @@ impl Store {
             client,
             table: table.into(),
             payloads: None,
+            change_lease: None,
         }
     }
 
