@@ -136,9 +136,19 @@ def cost_model(report, prices, cpu_us):
         + per(dlv, "DynamoDB.UpdateItem") * 1
         + per(ing, "DynamoDB.UpdateItem") * 1
     )
-    # Ingest's strongly consistent read of the workspace's config stamp (one unit each), which
-    # makes a configuration change apply to the next event.
+    # Ingest's strongly consistent reads (one unit each): the workspace's config stamp, once
+    # a config lease per instance at the run's rate, and each instance's first source reads.
     stamp_rru = per(ing, "DynamoDB.GetItem") * 1
+    instances = report.get("ingest_instances", 1)
+    lease_ms = report["scenario"].get("config_lease_ms", 0)
+    ingest_seconds = max(report["ingest"]["seconds"], 1e-9)
+    # Each instance's first event reads its source twice besides the stamp.
+    stamp_reads = max(ing.get("DynamoDB.GetItem", 0) - 2 * instances, 0) / n
+    # What a stamp read costs an event: its read unit and the ingest time it waits.
+    stamp_read_cost = (
+        prices["dynamodb_on_demand_per_million_read_units"]
+        + a["dynamodb_request_ms"] / 1000 * gb * prices["lambda_arm64_per_gb_second"] * 1e6
+    )
     rru = (
         attempts_per_event * units(items["event"], 4096) * 0.5
         + per(dlv, "DynamoDB.BatchGetItem") * 0.5
@@ -191,6 +201,14 @@ def cost_model(report, prices, cpu_us):
         "event_listing_write_units_per_event": round(event_index_wru, 3),
         "read_units_per_event": round(rru, 3),
         "config_stamp_read_units_per_event": round(stamp_rru, 3),
+        "config_stamp_reads_per_event": round(stamp_reads, 4),
+        "config_lease_ms": lease_ms,
+        "ingest_instances": instances,
+        "ingest_events_per_second_per_instance": round(n / ingest_seconds / instances, 1),
+        "config_stamp_read_cost_per_million": round(stamp_read_cost, 4),
+        # Every event reading the stamp: an instance whose events come further apart than
+        # the lease.
+        "config_stamp_every_event_extra": round(max(1 - stamp_reads, 0) * stamp_read_cost, 4),
         "config_stamp_cost_per_million": round(
             stamp_rru * prices["dynamodb_on_demand_per_million_read_units"], 4
         ),
@@ -293,10 +311,43 @@ def levers(lines, floor, detail, low_rate=None):
         ("`LogLevel=INFO` (the per-event lines too)", total + info_extra, floor_total),
         ("`TracingMode=Active` (X-Ray's fixed sampling)", total + xray, floor_total),
         ("`LogLevel=INFO` and `TracingMode=Active` (the defaults before)", total + info_extra + xray, floor_total),
+        ("default, each ingest instance's events further apart than `CONFIG_LEASE_MS` (each reads the config stamp)",
+         total + detail["config_stamp_every_event_extra"], floor_total),
+        ("`IngestFunctionUrl=true`, each ingest instance's events further apart than `CONFIG_LEASE_MS`",
+         total - api + detail["config_stamp_every_event_extra"], no_api_floor),
     ] + ([
         ("default, each delivery batch holding one task (a low rate with `DeliveryBatchWindowSeconds=0`)",
          low_rate[0], low_rate[1]),
     ] if low_rate else [])
+
+
+def stamp_paragraph(base, floor):
+    """What ingest's reads of the config stamp cost in the run, and from what rate per ingest
+    instance the function URL deployment stays within its margin over the floor."""
+    d = base["detail"]
+    lease_ms = d.get("config_lease_ms", 0)
+    text = (
+        f"\nOf the reads, ingest's strongly consistent ones cost ${d['config_stamp_cost_per_million']:.3f} per "
+        f"million events ({d['config_stamp_read_units_per_event']} an event), most of them of the workspace's "
+        "config stamp, what makes a configuration change apply to the next event."
+    )
+    if lease_ms:
+        label, total, its_floor = levers(base["cost_per_million"], floor, d)[1]
+        # Reads an event may take before the function URL deployment passes its margin; an
+        # instance busy at r events/s reads once a lease, 1 / (r × lease) an event.
+        room = (its_floor * (1 + FLOOR_MARGIN) - total) / d["config_stamp_read_cost_per_million"]
+        most_reads = d["config_stamp_reads_per_event"] + room
+        from_rate = (
+            "at any rate" if most_reads >= 1 else f"from {1 / (most_reads * lease_ms / 1000):.1f} events/s per instance"
+        )
+        text += (
+            f" Each ingest instance reads the stamp once a config lease (`CONFIG_LEASE_MS`, {lease_ms} ms): "
+            f"{d['config_stamp_reads_per_event']} reads an event here, {d['ingest_instances']} instances at "
+            f"{d['ingest_events_per_second_per_instance']:.0f} events/s each. An instance whose events come further "
+            f"apart than the lease reads it for each, ${d['config_stamp_every_event_extra']:.3f} per million more "
+            f"(the options below price it); {label} stays within {1 + FLOOR_MARGIN:.1f}× its floor {from_rate}."
+        )
+    return [text + "\n"]
 
 
 def item_units_section(item_units, prices):
@@ -476,11 +527,7 @@ def main():
         for k in base["cost_per_million"]:
             md.append(f"| {k} | {base['cost_per_million'][k]:.3f} | {floor[k]:.3f} |")
         md.append(f"| **total** | **{base['total_per_million']:.2f}** | **{floor_total:.2f}** |")
-        md.append(
-            f"\nOf the reads, ${base['detail']['config_stamp_cost_per_million']:.3f} per million events is ingest's "
-            f"read of the workspace's config stamp ({base['detail']['config_stamp_read_units_per_event']} read units per event), "
-            "what makes a configuration change apply to the next event.\n"
-        )
+        md.extend(stamp_paragraph(base, floor))
         for t in summary["targets"]["cost_per_million_single_endpoint"]:
             md.append(
                 f"Target for {t['deployment']}: ≤ ${t['target']:.2f} and ≤ {1 + FLOOR_MARGIN:.2f}× its floor: "
@@ -518,7 +565,7 @@ def main():
         md.append("| sweeper: endpoints | stale | requests | seconds |\n|---|---|---|---|")
         for s in growth["sweeper"]:
             md.append(f"| {s['endpoints']} | {s['stale']} | {fmt_requests(s['requests'], 1)} | {s['seconds']:.2f} |")
-        md.append("\n| ingest: endpoints in workspace | subscribed | first event (cold cache) | per event, warm |\n|---|---|---|---|")
+        md.append("\n| ingest: endpoints in workspace | subscribed | first event (cold cache) | per event, warm (no config lease: the stamp read for each) |\n|---|---|---|---|")
         for s in growth["ingest_by_endpoints"]:
             md.append(
                 f"| {s['endpoints']} | {s['subscribed']} | {fmt_requests(s['cold_first_event'], 1)} | {fmt_requests(s['warm_requests'], s['warm_events'])} |"

@@ -108,6 +108,8 @@ pub struct RequestReport {
     pub event_page_write_units: u64,
     /// Event listing page items the run wrote.
     pub event_pages: u64,
+    /// Ingest instances the events were spread over ([`INGEST_INSTANCES`]).
+    pub ingest_instances: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -306,6 +308,7 @@ pub async fn run(scenario: Scenario) -> RequestReport {
         attempt_page_write_units,
         event_page_write_units,
         event_pages,
+        ingest_instances: INGEST_INSTANCES,
         tasks,
         deliveries: receivers.iter().map(|r| r.seen().len()).sum(),
         delivery_invocations: invocations,
