@@ -420,27 +420,32 @@ impl Store {
         } else {
             known
         };
-        let data = self
-            .events_by_key(merged.into_iter().map(|(_, k)| k), false)
-            .await?;
+        let data = self.events_by_key(merged, false).await?;
         Ok(Page {
             data: data.into_iter().map(|(_, e)| e).collect(),
             next: next_below.and_then(|sk| super::page::encode(&keys::key(pages, sk))),
         })
     }
 
-    /// Events by item key, in the order asked, each read as it is in the table (one
-    /// `BatchGetItem` for up to 100); those gone since they were listed are left out. A
-    /// payload kept in S3 is read back only `with_objects`: listings never show one.
+    /// Events by id and item key, in the order asked, each read as it is in the table (one
+    /// `BatchGetItem` for up to 100); those gone since they were listed are left out, and so
+    /// is an entry whose key now holds another event (an idempotency key used again after
+    /// the event that had it expired). A payload kept in S3 is read back only
+    /// `with_objects`: listings never show one.
     async fn events_by_key(
         &self,
-        wanted: impl Iterator<Item = (String, String)>,
+        wanted: Vec<(String, (String, String))>,
         with_objects: bool,
     ) -> Result<Vec<(String, Event)>> {
-        let items = self
-            .in_table(wanted.map(|(pk, sk)| keys::key(pk, sk)).collect())
-            .await?;
-        let mut events = Vec::with_capacity(items.len());
+        // One key asked once: `BatchGetItem` refuses a request naming a key twice.
+        let mut asked = HashSet::new();
+        let keys: Vec<Item> = wanted
+            .iter()
+            .filter(|(_, k)| asked.insert(k.clone()))
+            .map(|(_, (pk, sk))| keys::key(pk.clone(), sk.clone()))
+            .collect();
+        let items = self.in_table(keys).await?;
+        let mut by_id = HashMap::with_capacity(items.len());
         for item in items {
             let key = keys::get_s(&item, PK).unwrap_or_default().to_owned();
             let event = if with_objects {
@@ -448,9 +453,12 @@ impl Store {
             } else {
                 decode_event(item)?.0
             };
-            events.push((key, event));
+            by_id.insert(event.id.clone(), (key, event));
         }
-        Ok(events)
+        Ok(wanted
+            .into_iter()
+            .filter_map(|(id, _)| by_id.remove(&id))
+            .collect())
     }
 
     /// Up to `limit` ids and item keys of the events stored before listing pages, newest
@@ -572,9 +580,7 @@ impl Store {
         } else {
             known
         };
-        let events = self
-            .events_by_key(merged.into_iter().map(|(_, k)| k), true)
-            .await?;
+        let events = self.events_by_key(merged, true).await?;
         Ok((
             events,
             next_after.and_then(|id| super::page::encode(&keys::key(pages, id))),

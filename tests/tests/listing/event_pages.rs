@@ -417,3 +417,47 @@ async fn listing_an_event_again_drops_none_listed_with_it() {
     assert_eq!(ids(&page), both, "{page}");
     assert_eq!(get_status(&stack, &ew.id).await, 200);
 }
+
+/// An idempotency key is free again once the event that had it expired (DynamoDB's TTL
+/// removes the item; its page, living as long as its longest entry, may stay). A new event
+/// under the key is listed once, as itself; the expired one's entry names nothing any more.
+#[tokio::test]
+async fn an_expired_events_entry_never_shows_the_event_that_took_its_key() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let receiver = hookrelay_tests::Receiver::start().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    let body = br#"{"event_type": "order.created", "id": "o-1"}"#;
+    let old = send_with_key(&stack, &source, body, "reused").await;
+    stack.drain(&stack.delivery()).await;
+    let (key, _) = stack
+        .store
+        .get_event("default", &old)
+        .await
+        .unwrap()
+        .unwrap();
+    // What the TTL does, at once here.
+    aws_sdk_dynamodb::Client::new(&stack.aws)
+        .delete_item()
+        .table_name(&stack.settings.table_name)
+        .key("pk", AttributeValue::S(key))
+        .key("sk", AttributeValue::S("EVT".into()))
+        .send()
+        .await
+        .unwrap();
+    let new = send_with_key(&stack, &source, body, "reused").await;
+    assert_ne!(new, old, "the key is free again");
+    stack.drain(&stack.delivery()).await;
+    for path in [
+        "/workspaces/default/events".to_owned(),
+        format!("/workspaces/default/events?source_id={source}"),
+        "/workspaces/default/events?event_type=order.created".to_owned(),
+    ] {
+        let (status, page) = admin_call(&stack, "GET", &path, None).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert_eq!(ids(&page), vec![new.clone()], "{path}");
+    }
+    assert_eq!(get_status(&stack, &old).await, 404);
+    assert_eq!(get_status(&stack, &new).await, 200);
+}
