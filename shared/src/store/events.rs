@@ -519,13 +519,16 @@ impl Store {
         let pages = keys::event_pages(ws);
         let lo = crate::ids::time_bound(crate::ids::EVENT, Some(since), false);
         let hi = crate::ids::time_bound(crate::ids::EVENT, Some(until), true);
-        let after = listing_pages::cursor_id(
-            &PageRequest {
-                limit: None,
-                cursor: cursor.map(str::to_owned),
-            },
-            &pages,
-        )?;
+        let req = PageRequest {
+            limit: None,
+            cursor: cursor.map(str::to_owned),
+        };
+        let after = match listing_pages::cursor_id(&req, &pages) {
+            Err(StoreError::BadCursor) => {
+                listing_pages::legacy_cursor_id(&req, &keys::events_list(ws))?
+            }
+            found => found?,
+        };
         // Ids from `lo` on: `lo` itself is no event's id (its random part is zero).
         let after = after.filter(|a| a.as_str() > lo.as_str()).unwrap_or(lo);
         let limit = usize::try_from(limit.max(1)).unwrap_or(1);

@@ -255,6 +255,24 @@ pub(super) fn cursor_id(req: &super::page::PageRequest, partition: &str) -> Resu
     Ok(Some(id.to_owned()))
 }
 
+/// The id a cursor of the `listing` index resumes after: a recovery's cursor saved before
+/// events were listed on pages (that index's `LastEvaluatedKey`), when its partition is
+/// `index_partition`. Such a recovery goes on from where it stopped.
+pub(super) fn legacy_cursor_id(
+    req: &super::page::PageRequest,
+    index_partition: &str,
+) -> Result<Option<String>> {
+    let Some(key) = req.start_key()? else {
+        return Ok(None);
+    };
+    if keys::get_s(&key, LISTING_PK) != Some(index_partition) {
+        return Err(StoreError::BadCursor);
+    }
+    let id = keys::get_s(&key, LISTING_SK).ok_or(StoreError::BadCursor)?;
+    id_millis(id).ok_or(StoreError::BadCursor)?;
+    Ok(Some(id.to_owned()))
+}
+
 /// What a read of page entries found.
 pub(super) struct Found {
     /// Newest first, at most what was asked for.

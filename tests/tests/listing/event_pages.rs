@@ -232,6 +232,40 @@ async fn events_from_before_pages_are_listed_with_the_paged_ones() {
         }
     }
     assert_eq!(recovered, made, "oldest first, each once");
+
+    // A recovery saved before event pages holds the `listing` index's last evaluated key
+    // (here: after the first, legacy, event); it goes on from there.
+    let (key, _) = stack
+        .store
+        .get_event("default", &made[0])
+        .await
+        .unwrap()
+        .unwrap();
+    let legacy_cursor = {
+        use base64::Engine;
+        let key = json!({"pk": key, "sk": "EVT", "gsi1pk": "default#EVT", "gsi1sk": made[0]});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_string())
+    };
+    let (events, _) = stack
+        .store
+        .events_between("default", since, until, Some(&legacy_cursor), 10)
+        .await
+        .expect("a cursor saved before pages is taken");
+    let resumed: Vec<String> = events.into_iter().map(|(_, e)| e.id).collect();
+    assert_eq!(resumed, made[1..], "after the event it names");
+    // Another workspace's index cursor is refused.
+    let foreign = {
+        use base64::Engine;
+        let key = json!({"pk": "x", "sk": "EVT", "gsi1pk": "other#EVT", "gsi1sk": made[0]});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.to_string())
+    };
+    assert!(matches!(
+        stack
+            .store
+            .events_between("default", since, until, Some(&foreign), 10)
+            .await,
+        Err(hookrelay_shared::store::StoreError::BadCursor)
+    ));
 }
 
 /// A received task as the event source mapping hands it over.
