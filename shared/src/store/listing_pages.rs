@@ -321,8 +321,13 @@ impl Store {
         let mut entries = Vec::new();
         let mut start = None;
         let mut last_key: Option<String> = None;
-        for round in 0..PAGE_QUERY_BUDGET {
-            let ask = ((want + 1) << (2 * round)).min(MAX_PAGES_PER_QUERY);
+        let mut first_second: Option<u64> = None;
+        let mut round = 0u32;
+        loop {
+            let ask = (want + 1)
+                .checked_shl(2 * round)
+                .unwrap_or(usize::MAX)
+                .min(MAX_PAGES_PER_QUERY);
             let out = query
                 .clone()
                 .limit(i32::try_from(ask).unwrap_or(i32::MAX))
@@ -350,6 +355,7 @@ impl Store {
                         waiting.push(e);
                     }
                 }
+                first_second = first_second.or(id_millis(&key).map(|ms| ms / SPAN_MS));
                 last_key = Some(key);
             }
             match out.last_evaluated_key {
@@ -363,6 +369,20 @@ impl Store {
                         resume_below: None,
                     });
                 }
+            }
+            round += 1;
+            // A read resuming below a page re-reads that page's second (its pages may name
+            // ids below it): one that stopped within the second it began in would resume
+            // where it began, and a listing would go round for ever. So the budget ends a
+            // read only once it has left that second; a second's pages are bounded by the
+            // batches a workspace's functions write in it.
+            let same_second = last_key
+                .as_deref()
+                .and_then(id_millis)
+                .map(|ms| ms / SPAN_MS)
+                == first_second;
+            if round >= PAGE_QUERY_BUDGET && !same_second {
+                break;
             }
         }
         // Everything shown is above the last page's key; everything still waiting, and

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt;
 use hookrelay_shared::store::{Store, item_bytes};
 use hookrelay_shared::{Attempt, AttemptStatus, Timestamp};
 use hookrelay_tests::listings::{all_ids, attempt};
@@ -287,6 +288,66 @@ async fn a_rare_status_is_reached_across_budget_cut_pages() {
     }
     assert!(calls > 1, "the budget should have cut the first page short");
     assert_eq!(found, vec![all[0].id.clone()]);
+}
+
+/// The same within one busy second: 300 pages of one second (each its own delivery batch),
+/// more than the budget reads, the oldest attempt the only canceled one. A read that stopped
+/// inside the second would resume where it began, for ever; the listing reaches the match.
+#[tokio::test]
+async fn a_rare_status_is_reached_across_a_second_of_many_pages() {
+    let _one_at_a_time = COUNTING.lock().await;
+    let stack = Stack::new().await;
+    let second = (Timestamp::now().unix_millis() as u64 / 1000 - 100) * 1000;
+    let all: Vec<Attempt> = (0..300)
+        .map(|n| {
+            let status = if n == 0 {
+                AttemptStatus::Canceled
+            } else {
+                AttemptStatus::Successful
+            };
+            attempt(second + n, n, "ep_a", status)
+        })
+        .collect();
+    futures::stream::iter(all.chunks(1))
+        .for_each_concurrent(8, |one| {
+            let stack = &stack;
+            async move {
+                stack
+                    .store
+                    .put_attempts(one, stack.settings.retention())
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+    let mut found = Vec::new();
+    let mut uri = "/workspaces/default/attempts?status=CANCELED&limit=1".to_owned();
+    for calls in 1.. {
+        assert!(calls <= 20, "no end after 20 pages: {found:?}");
+        let (status, page) = admin_call(&stack, "GET", &uri, None).await;
+        assert_eq!(status, 200, "{uri}: {page}");
+        found.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                uri = format!("/workspaces/default/attempts?status=CANCELED&limit=1&cursor={next}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(found, vec![all[0].id.clone()]);
+    // Every attempt, a page of 100 at a time, each once.
+    let mut everything: Vec<String> = all.iter().map(|a| a.id.clone()).collect();
+    everything.reverse();
+    assert_eq!(
+        all_ids(&stack, "/workspaces/default/attempts", 100).await,
+        everything
+    );
 }
 
 /// An attempt named on two pages (a move of legacy attempts that stopped between writing
