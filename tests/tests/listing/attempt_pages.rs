@@ -240,6 +240,30 @@ async fn the_sweeper_moves_attempts_from_before_pages_onto_them() {
     assert_eq!(all_ids(&stack, base, 100).await, everything);
 }
 
+/// The canceled attempts, listed one a page, following cursors (short pages too, as a
+/// budget cuts them), and how many calls that took: at most 20.
+async fn canceled_one_at_a_time(stack: &Stack) -> (Vec<String>, usize) {
+    let base = "/workspaces/default/attempts?status=CANCELED&limit=1";
+    let mut found = Vec::new();
+    let mut uri = base.to_owned();
+    for calls in 1..=20 {
+        let (status, page) = admin_call(stack, "GET", &uri, None).await;
+        assert_eq!(status, 200, "{uri}: {page}");
+        found.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => uri = format!("{base}&cursor={next}"),
+            None => return (found, calls),
+        }
+    }
+    panic!("no end after 20 pages: {found:?}");
+}
+
 /// A status filter that matches one old attempt among hundreds of pages runs out of its
 /// query budget first: it answers a short page with a cursor, and the cursor carries on from
 /// where the reading stopped until the match, then the end.
@@ -264,28 +288,7 @@ async fn a_rare_status_is_reached_across_budget_cut_pages() {
         .put_attempts(&all, stack.settings.retention())
         .await
         .unwrap();
-    let mut found = Vec::new();
-    let mut uri = "/workspaces/default/attempts?status=CANCELED&limit=1".to_owned();
-    let mut calls = 0;
-    loop {
-        calls += 1;
-        assert!(calls <= 20, "no end after 20 pages: {found:?}");
-        let (status, page) = admin_call(&stack, "GET", &uri, None).await;
-        assert_eq!(status, 200, "{uri}: {page}");
-        found.extend(
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a["id"].as_str().unwrap().to_owned()),
-        );
-        match page["next"].as_str() {
-            Some(next) => {
-                uri = format!("/workspaces/default/attempts?status=CANCELED&limit=1&cursor={next}")
-            }
-            None => break,
-        }
-    }
+    let (found, calls) = canceled_one_at_a_time(&stack).await;
     assert!(calls > 1, "the budget should have cut the first page short");
     assert_eq!(found, vec![all[0].id.clone()]);
 }
@@ -320,26 +323,7 @@ async fn a_rare_status_is_reached_across_a_second_of_many_pages() {
             }
         })
         .await;
-    let mut found = Vec::new();
-    let mut uri = "/workspaces/default/attempts?status=CANCELED&limit=1".to_owned();
-    for calls in 1.. {
-        assert!(calls <= 20, "no end after 20 pages: {found:?}");
-        let (status, page) = admin_call(&stack, "GET", &uri, None).await;
-        assert_eq!(status, 200, "{uri}: {page}");
-        found.extend(
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a["id"].as_str().unwrap().to_owned()),
-        );
-        match page["next"].as_str() {
-            Some(next) => {
-                uri = format!("/workspaces/default/attempts?status=CANCELED&limit=1&cursor={next}")
-            }
-            None => break,
-        }
-    }
+    let (found, _) = canceled_one_at_a_time(&stack).await;
     assert_eq!(found, vec![all[0].id.clone()]);
     // Every attempt, a page of 100 at a time, each once.
     let mut everything: Vec<String> = all.iter().map(|a| a.id.clone()).collect();

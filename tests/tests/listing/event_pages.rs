@@ -23,6 +23,29 @@ async fn get_status(stack: &Stack, id: &str) -> u16 {
     .0
 }
 
+/// A stack with one source and one endpoint on a receiver of its own.
+async fn one_source_one_endpoint() -> (Stack, hookrelay_tests::Receiver, String) {
+    let stack = Stack::new().await;
+    let receiver = hookrelay_tests::Receiver::start().await;
+    let source = create_source(&stack, json!({"name": "s"})).await;
+    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    (stack, receiver, source)
+}
+
+/// The ids of the first page of the workspace's events, of the source's and of the type
+/// `order.created`'s, each checked against `expected`.
+async fn assert_listed(stack: &Stack, source: &str, expected: &[String]) {
+    for path in [
+        "/workspaces/default/events".to_owned(),
+        format!("/workspaces/default/events?source_id={source}"),
+        "/workspaces/default/events?event_type=order.created".to_owned(),
+    ] {
+        let (status, page) = admin_call(stack, "GET", &path, None).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert_eq!(ids(&page), expected, "{path}");
+    }
+}
+
 async fn send_with_key(stack: &Stack, source: &str, body: &[u8], key: &str) -> String {
     let resp = hookrelay_ingest::handle(
         &stack.ingest(),
@@ -47,10 +70,7 @@ async fn send_with_key(stack: &Stack, source: &str, body: &[u8], key: &str) -> S
 #[tokio::test]
 async fn an_event_is_listed_once_by_its_first_task() {
     let _one_at_a_time = COUNTING.lock().await;
-    let stack = Stack::new().await;
-    let receiver = hookrelay_tests::Receiver::start().await;
-    let source = create_source(&stack, json!({"name": "s"})).await;
-    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    let (stack, receiver, source) = one_source_one_endpoint().await;
 
     let body = br#"{"event_type": "order.created", "id": "o-1"}"#;
     let id = send_with_key(&stack, &source, body, "delivery-1").await;
@@ -70,15 +90,7 @@ async fn an_event_is_listed_once_by_its_first_task() {
     assert_eq!(again, id, "a repeat answers the stored event");
     stack.drain(&stack.delivery()).await;
     assert_eq!(receiver.deliveries().len(), 1, "a repeat is not delivered");
-    for path in [
-        "/workspaces/default/events".to_owned(),
-        format!("/workspaces/default/events?source_id={source}"),
-        "/workspaces/default/events?event_type=order.created".to_owned(),
-    ] {
-        let (status, page) = admin_call(&stack, "GET", &path, None).await;
-        assert_eq!(status, 200, "{path}: {page}");
-        assert_eq!(ids(&page), vec![id.clone()], "{path}: listed once");
-    }
+    assert_listed(&stack, &source, std::slice::from_ref(&id)).await;
     for pk in [
         "PAGE#default#EVT".to_owned(),
         format!("PAGE#default#EVT#SRC#{source}"),
@@ -458,10 +470,7 @@ async fn listing_an_event_again_drops_none_listed_with_it() {
 #[tokio::test]
 async fn an_expired_events_entry_never_shows_the_event_that_took_its_key() {
     let _one_at_a_time = COUNTING.lock().await;
-    let stack = Stack::new().await;
-    let receiver = hookrelay_tests::Receiver::start().await;
-    let source = create_source(&stack, json!({"name": "s"})).await;
-    create_endpoint(&stack, json!({"name": "r", "url": receiver.url})).await;
+    let (stack, _receiver, source) = one_source_one_endpoint().await;
     let body = br#"{"event_type": "order.created", "id": "o-1"}"#;
     let old = send_with_key(&stack, &source, body, "reused").await;
     stack.drain(&stack.delivery()).await;
@@ -483,15 +492,7 @@ async fn an_expired_events_entry_never_shows_the_event_that_took_its_key() {
     let new = send_with_key(&stack, &source, body, "reused").await;
     assert_ne!(new, old, "the key is free again");
     stack.drain(&stack.delivery()).await;
-    for path in [
-        "/workspaces/default/events".to_owned(),
-        format!("/workspaces/default/events?source_id={source}"),
-        "/workspaces/default/events?event_type=order.created".to_owned(),
-    ] {
-        let (status, page) = admin_call(&stack, "GET", &path, None).await;
-        assert_eq!(status, 200, "{path}: {page}");
-        assert_eq!(ids(&page), vec![new.clone()], "{path}");
-    }
+    assert_listed(&stack, &source, std::slice::from_ref(&new)).await;
     assert_eq!(get_status(&stack, &old).await, 404);
     assert_eq!(get_status(&stack, &new).await, 200);
 }
