@@ -240,6 +240,20 @@ async fn the_sweeper_moves_attempts_from_before_pages_onto_them() {
     assert_eq!(all_ids(&stack, base, 100).await, everything);
 }
 
+/// 300 attempts, the `n`th made at `at_ms(n)`, the first the only canceled one.
+fn oldest_canceled(at_ms: impl Fn(u64) -> u64) -> Vec<Attempt> {
+    (0..300)
+        .map(|n| {
+            let status = if n == 0 {
+                AttemptStatus::Canceled
+            } else {
+                AttemptStatus::Successful
+            };
+            attempt(at_ms(n), n, "ep_a", status)
+        })
+        .collect()
+}
+
 /// The canceled attempts, listed one a page, following cursors (short pages too, as a
 /// budget cuts them), and how many calls that took: at most 20.
 async fn canceled_one_at_a_time(stack: &Stack) -> (Vec<String>, usize) {
@@ -273,16 +287,7 @@ async fn a_rare_status_is_reached_across_budget_cut_pages() {
     let stack = Stack::new().await;
     let start = (Timestamp::now().unix_millis() as u64 / 1000 - 400) * 1000;
     // One attempt a second: a page each, 300 of them, the oldest the only canceled one.
-    let all: Vec<Attempt> = (0..300)
-        .map(|n| {
-            let status = if n == 0 {
-                AttemptStatus::Canceled
-            } else {
-                AttemptStatus::Successful
-            };
-            attempt(start + n * 1000, n, "ep_a", status)
-        })
-        .collect();
+    let all = oldest_canceled(|n| start + n * 1000);
     stack
         .store
         .put_attempts(&all, stack.settings.retention())
@@ -301,16 +306,7 @@ async fn a_rare_status_is_reached_across_a_second_of_many_pages() {
     let _one_at_a_time = COUNTING.lock().await;
     let stack = Stack::new().await;
     let second = (Timestamp::now().unix_millis() as u64 / 1000 - 100) * 1000;
-    let all: Vec<Attempt> = (0..300)
-        .map(|n| {
-            let status = if n == 0 {
-                AttemptStatus::Canceled
-            } else {
-                AttemptStatus::Successful
-            };
-            attempt(second + n, n, "ep_a", status)
-        })
-        .collect();
+    let all = oldest_canceled(|n| second + n);
     futures::stream::iter(all.chunks(1))
         .for_each_concurrent(8, |one| {
             let stack = &stack;
