@@ -109,6 +109,49 @@ fn endpoint_list(endpoints: &[String]) -> AttributeValue {
     AttributeValue::L(endpoints.iter().map(|e| s(e.as_str())).collect())
 }
 
+/// Which way a listing runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
+/// An event listed by id with its item key.
+type IdAndKey = (String, (String, String));
+
+/// What two reads of one listing found (its pages and the index of events stored before
+/// them), merged in `order`, each id once, at most `limit`; and where the next page starts.
+/// A read that may hold more gives the last id it considered (`bounds`): past the one
+/// nearest the listing's start, either read may be missing ids, so nothing past it is shown
+/// and the next page starts there.
+fn merge_listed(
+    order: Order,
+    mut listed: Vec<IdAndKey>,
+    bounds: [Option<String>; 2],
+    limit: usize,
+) -> (Vec<IdAndKey>, Option<String>) {
+    let before = |a: &str, b: &str| match order {
+        Order::NewestFirst => a > b,
+        Order::OldestFirst => a < b,
+    };
+    let known = bounds
+        .into_iter()
+        .flatten()
+        .reduce(|k, b| if before(&b, &k) { b } else { k });
+    listed.retain(|(id, _)| known.as_deref().is_none_or(|k| !before(k, id)));
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    if order == Order::NewestFirst {
+        listed.reverse();
+    }
+    listed.dedup_by(|a, b| a.0 == b.0);
+    if listed.len() > limit {
+        listed.truncate(limit);
+        let next = listed.last().map(|(id, _)| id.clone());
+        return (listed, next);
+    }
+    (listed, known)
+}
+
 impl Store {
     /// The item key of the event with `idempotency_key` in `scope`: what tasks carry.
     pub fn event_key(scope: &str, idempotency_key: &str) -> String {
@@ -385,41 +428,27 @@ impl Store {
             self.read_pages(&pages, (Some(&lo), below.as_deref()), limit + 1, &keep),
             self.legacy_events(ws, filter, &lo, below.as_deref(), limit + 1),
         )?;
-        // Every id at or above `known` was seen in both; below it, either may have more.
-        let mut known: Option<String> = None;
-        let mut raise = |bound: Option<String>| {
-            if let Some(b) = bound
-                && known.as_ref().is_none_or(|k| b > *k)
-            {
-                known = Some(b);
-            }
-        };
-        raise(if paged.entries.len() > limit {
-            paged.entries.last().map(|e| e.id().to_owned())
-        } else {
-            paged.resume_below.clone()
-        });
-        raise(
-            legacy
-                .more
-                .then(|| legacy.found.last().map(|(id, _)| id.clone()))
-                .flatten(),
+        let (merged, next_below) = merge_listed(
+            Order::NewestFirst,
+            paged
+                .entries
+                .iter()
+                .map(|e| (e.id().to_owned(), e.event_key()))
+                .chain(legacy.found.iter().cloned())
+                .collect(),
+            [
+                if paged.entries.len() > limit {
+                    paged.entries.last().map(|e| e.id().to_owned())
+                } else {
+                    paged.resume_below.clone()
+                },
+                legacy
+                    .more
+                    .then(|| legacy.found.last().map(|(id, _)| id.clone()))
+                    .flatten(),
+            ],
+            limit,
         );
-        let mut merged: Vec<(String, (String, String))> = paged
-            .entries
-            .iter()
-            .map(|e| (e.id().to_owned(), e.event_key()))
-            .chain(legacy.found)
-            .filter(|(id, _)| known.as_ref().is_none_or(|k| id >= k))
-            .collect();
-        merged.sort_by(|a, b| b.0.cmp(&a.0));
-        merged.dedup_by(|a, b| a.0 == b.0);
-        let next_below = if merged.len() > limit {
-            merged.truncate(limit);
-            merged.last().map(|(id, _)| id.clone())
-        } else {
-            known
-        };
         let data = self.events_by_key(merged, false).await?;
         Ok(Page {
             data: data.into_iter().map(|(_, e)| e).collect(),
@@ -434,7 +463,7 @@ impl Store {
     /// `with_objects`: listings never show one.
     async fn events_by_key(
         &self,
-        wanted: Vec<(String, (String, String))>,
+        wanted: Vec<IdAndKey>,
         with_objects: bool,
     ) -> Result<Vec<(String, Event)>> {
         // One key asked once: `BatchGetItem` refuses a request naming a key twice.
@@ -552,37 +581,23 @@ impl Store {
             .map_err(|e| StoreError::dynamo("Query", e))?;
         let legacy_more = out.last_evaluated_key.is_some();
         let legacy = legacy_keys(out.items.unwrap_or_default(), |id| id > after.as_str());
-        // Every id at or below `known` was seen in both; above it, either may have more.
-        let mut known: Option<String> = None;
-        for bound in [
-            (paged.len() > limit)
-                .then(|| paged.last().map(|e| e.id().to_owned()))
-                .flatten(),
-            legacy_more
-                .then(|| legacy.last().map(|(id, _)| id.clone()))
-                .flatten(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if known.as_ref().is_none_or(|k| bound < *k) {
-                known = Some(bound);
-            }
-        }
-        let mut merged: Vec<(String, (String, String))> = paged
-            .iter()
-            .map(|e| (e.id().to_owned(), e.event_key()))
-            .chain(legacy)
-            .filter(|(id, _)| known.as_ref().is_none_or(|k| id <= k))
-            .collect();
-        merged.sort_by(|a, b| a.0.cmp(&b.0));
-        merged.dedup_by(|a, b| a.0 == b.0);
-        let next_after = if merged.len() > limit {
-            merged.truncate(limit);
-            merged.last().map(|(id, _)| id.clone())
-        } else {
-            known
-        };
+        let (merged, next_after) = merge_listed(
+            Order::OldestFirst,
+            paged
+                .iter()
+                .map(|e| (e.id().to_owned(), e.event_key()))
+                .chain(legacy.iter().cloned())
+                .collect(),
+            [
+                (paged.len() > limit)
+                    .then(|| paged.last().map(|e| e.id().to_owned()))
+                    .flatten(),
+                legacy_more
+                    .then(|| legacy.last().map(|(id, _)| id.clone()))
+                    .flatten(),
+            ],
+            limit,
+        );
         let events = self.events_by_key(merged, true).await?;
         Ok((
             events,
@@ -708,4 +723,53 @@ impl Store {
 
 pub(super) async fn backoff(round: u32) {
     tokio::time::sleep(Duration::from_millis(25u64 << round.min(6))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: &[u32]) -> Vec<IdAndKey> {
+        n.iter()
+            .map(|i| (format!("evt_{i:02}"), (format!("k{i}"), "EVT".to_owned())))
+            .collect()
+    }
+
+    fn just_ids(listed: &[IdAndKey]) -> Vec<&str> {
+        listed.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    #[test]
+    fn newest_first_shows_nothing_below_the_higher_bound() {
+        // Pages read down to 05 and may hold more; the legacy index down to 07.
+        let mut both = ids(&[9, 8, 6, 5]);
+        both.extend(ids(&[9, 7, 3]));
+        let bounds = [Some("evt_05".to_owned()), Some("evt_07".to_owned())];
+        let (shown, next) = merge_listed(Order::NewestFirst, both, bounds, 10);
+        assert_eq!(just_ids(&shown), ["evt_09", "evt_08", "evt_07"]);
+        assert_eq!(next.as_deref(), Some("evt_07"));
+    }
+
+    #[test]
+    fn oldest_first_shows_nothing_above_the_lower_bound() {
+        let mut both = ids(&[1, 2, 4, 6]);
+        both.extend(ids(&[2, 3, 9]));
+        let bounds = [Some("evt_06".to_owned()), Some("evt_03".to_owned())];
+        let (shown, next) = merge_listed(Order::OldestFirst, both, bounds, 10);
+        assert_eq!(just_ids(&shown), ["evt_01", "evt_02", "evt_03"]);
+        assert_eq!(next.as_deref(), Some("evt_03"));
+    }
+
+    #[test]
+    fn a_full_page_starts_the_next_after_its_last_id() {
+        let (shown, next) = merge_listed(Order::NewestFirst, ids(&[1, 2, 3, 4]), [None, None], 2);
+        assert_eq!(just_ids(&shown), ["evt_04", "evt_03"]);
+        assert_eq!(next.as_deref(), Some("evt_03"));
+        let (shown, next) = merge_listed(Order::OldestFirst, ids(&[4, 3, 2, 1]), [None, None], 3);
+        assert_eq!(just_ids(&shown), ["evt_01", "evt_02", "evt_03"]);
+        assert_eq!(next.as_deref(), Some("evt_03"));
+        let (shown, next) = merge_listed(Order::OldestFirst, ids(&[2, 1]), [None, None], 3);
+        assert_eq!(just_ids(&shown), ["evt_01", "evt_02"]);
+        assert_eq!(next, None, "all read: the listing is done");
+    }
 }
