@@ -41,6 +41,9 @@ const MAX_ENTRIES: usize = 500;
 const ENTRIES: &str = "entries";
 /// Queries one read may send before it answers with what is final so far.
 pub(super) const PAGE_QUERY_BUDGET: u32 = 4;
+/// The most queries one read sends even within one second: 64 000 pages, far more than
+/// the batches one workspace's functions write in a second.
+const MAX_QUERIES: u32 = 64;
 /// The name of the move of legacy attempts onto pages.
 const PAGING_MIGRATION: &str = "attempt-pages";
 /// The most pages one query reads.
@@ -381,7 +384,7 @@ impl Store {
                 .and_then(id_millis)
                 .map(|ms| ms / SPAN_MS)
                 == first_second;
-            if round >= PAGE_QUERY_BUDGET && !same_second {
+            if (round >= PAGE_QUERY_BUDGET && !same_second) || round >= MAX_QUERIES {
                 break;
             }
         }
