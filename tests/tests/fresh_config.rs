@@ -234,3 +234,22 @@ async fn a_change_waits_out_a_longer_lease_recorded_before_it() {
     assert_eq!(status, 200);
     assert_eq!(post(&ingest, &by_id, 2).await, 403);
 }
+
+/// A stamp raised by something that records no lease (an admin function from before leases,
+/// while a deploy replaces it; the sweeper deactivating an endpoint) waits for nothing, so
+/// ingest trusts it for no time: the lease still on the item is the one of the raise before.
+#[tokio::test]
+async fn a_stamp_raised_without_a_lease_is_trusted_for_no_time() {
+    let stack = stack_with_lease(LEASE).await;
+    let ingest = warm_ingest(&stack);
+    let source = create_source(&stack, json!({"name": "shop"})).await;
+    let by_id = format!("/in/{source}");
+    // The harness's own store answers no changes: its raises record no lease.
+    let mut changed = stack.store.get_source(&source).await.unwrap().unwrap();
+    changed.enabled = false;
+    stack.store.put_source(&mut changed).await.unwrap();
+    assert_eq!(post(&ingest, &by_id, 1).await, 403);
+    changed.enabled = true;
+    stack.store.put_source(&mut changed).await.unwrap();
+    assert_eq!(post(&ingest, &by_id, 2).await, 202);
+}

@@ -44,6 +44,43 @@ pub(super) struct ChangeLease {
     settled_at: Mutex<Option<Instant>>,
 }
 
+impl ChangeLease {
+    fn settle_after(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut at = self.settled_at.lock().unwrap_or_else(|p| p.into_inner());
+        *at = Some(at.map_or(until, |t| t.max(until)));
+    }
+}
+
+/// A raise sent and not yet answered. Until it is, the lease it must wait out is not known:
+/// one that failed, or was cut off with its invocation's deadline, may still have been made,
+/// so it owes the longest lease a deployment may set.
+struct RaiseInFlight<'a> {
+    owed: &'a ChangeLease,
+    done: bool,
+}
+
+impl<'a> RaiseInFlight<'a> {
+    fn new(owed: &'a ChangeLease) -> Self {
+        Self { owed, done: false }
+    }
+
+    /// The raise was made over a stamp that carried lease `before`.
+    fn answered(&mut self, before: Duration) {
+        self.owed.settle_after(self.owed.lease.max(before));
+        self.done = true;
+    }
+}
+
+impl Drop for RaiseInFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let longest = Duration::from_millis(crate::config::MAX_CONFIG_LEASE_MS);
+            self.owed.settle_after(self.owed.lease.max(longest));
+        }
+    }
+}
+
 impl Store {
     /// This store answers changes through the API: each change records `lease` on the stamp
     /// it raises, and [`Store::changes_settled`] returns only when no reader can still trust
@@ -74,12 +111,20 @@ impl Store {
         }
     }
 
-    /// The workspace's current stamp (0 before its first change) and its lease.
+    /// The workspace's current stamp (0 before its first change) and its lease: none when
+    /// the lease on the item was recorded with another stamp (a raise that recorded none
+    /// came after it, and nobody waits out a lease on this one).
     pub async fn config_stamp(&self, ws: &str) -> Result<ConfigStamp> {
         let item = self.get(keys::config_stamp(ws), true).await?;
+        let value = number(item.as_ref(), keys::STAMP);
+        let own = value > 0 && number(item.as_ref(), keys::STAMP_LEASE_OF) == value;
         Ok(ConfigStamp {
-            value: number(item.as_ref(), keys::STAMP),
-            lease: Duration::from_millis(number(item.as_ref(), keys::STAMP_LEASE)),
+            value,
+            lease: if own {
+                Duration::from_millis(number(item.as_ref(), keys::STAMP_LEASE))
+            } else {
+                Duration::ZERO
+            },
         })
     }
 
@@ -96,9 +141,15 @@ impl Store {
             .expression_attribute_names("#v", keys::STAMP)
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
         update = match &self.change_lease {
+            // Every action of one SET reads the item as it was: the lease is recorded with
+            // the stamp this raise makes.
             Some(owed) => update
-                .update_expression("ADD #v :one SET #l = :lease")
+                .update_expression(
+                    "SET #v = if_not_exists(#v, :zero) + :one, #of = if_not_exists(#v, :zero) + :one, #l = :lease",
+                )
+                .expression_attribute_names("#of", keys::STAMP_LEASE_OF)
                 .expression_attribute_names("#l", keys::STAMP_LEASE)
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
                 .expression_attribute_values(
                     ":lease",
                     AttributeValue::N(owed.lease.as_millis().to_string()),
@@ -106,18 +157,59 @@ impl Store {
                 .return_values(ReturnValue::UpdatedOld),
             None => update.update_expression("ADD #v :one"),
         };
+        let mut in_flight = self.change_lease.as_deref().map(RaiseInFlight::new);
         let out = update
             .send()
             .await
             .map_err(|e| StoreError::dynamo("UpdateItem", e))?;
-        if let Some(owed) = &self.change_lease {
-            let before = Duration::from_millis(number(out.attributes.as_ref(), keys::STAMP_LEASE));
+        if let Some(raise) = in_flight.as_mut() {
             // A reader's lease began before it sent its read, and it read the old stamp
             // before this raise was answered: from now, the longer lease is enough.
-            let until = Instant::now() + owed.lease.max(before);
-            let mut at = owed.settled_at.lock().unwrap_or_else(|p| p.into_inner());
-            *at = Some(at.map_or(until, |t| t.max(until)));
+            let before = Duration::from_millis(number(out.attributes.as_ref(), keys::STAMP_LEASE));
+            raise.answered(before);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owed(lease_ms: u64) -> ChangeLease {
+        ChangeLease {
+            lease: Duration::from_millis(lease_ms),
+            settled_at: Mutex::new(None),
+        }
+    }
+
+    fn wait_left(owed: &ChangeLease) -> Duration {
+        let at = owed.settled_at.lock().unwrap().expect("a wait owed");
+        at.saturating_duration_since(Instant::now())
+    }
+
+    #[test]
+    fn an_answered_raise_waits_the_longer_of_its_lease_and_the_one_before() {
+        let lease = owed(1000);
+        RaiseInFlight::new(&lease).answered(Duration::from_millis(3000));
+        assert!(wait_left(&lease) > Duration::from_millis(2000));
+        let lease = owed(1000);
+        RaiseInFlight::new(&lease).answered(Duration::ZERO);
+        assert!(wait_left(&lease) <= Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn a_raise_cut_off_or_failed_waits_the_longest_lease() {
+        let lease = owed(1000);
+        drop(RaiseInFlight::new(&lease));
+        assert!(wait_left(&lease) > Duration::from_millis(4000));
+    }
+
+    #[test]
+    fn a_later_shorter_wait_never_shortens_one_owed() {
+        let lease = owed(0);
+        RaiseInFlight::new(&lease).answered(Duration::from_millis(3000));
+        RaiseInFlight::new(&lease).answered(Duration::ZERO);
+        assert!(wait_left(&lease) > Duration::from_millis(2000));
     }
 }

@@ -69,6 +69,10 @@ pub fn config_stamp(ws: &str) -> (String, String) {
 pub const STAMP: &str = "v";
 /// On a config stamp: how long, in milliseconds, a reader may trust it without reading it again.
 pub const STAMP_LEASE: &str = "lease_ms";
+/// On a config stamp: the stamp its lease was recorded with. A raise that records none (by
+/// the sweeper, delivery, or an admin function from before leases) leaves the two apart,
+/// and a stamp whose lease is not its own is trusted for no time at all.
+pub const STAMP_LEASE_OF: &str = "lease_of";
 
 /// A batch endpoint's open batch.
 /// A rate limit's counter for one window: `scope` is `SRC#{id}` or `EP#{ws}#{id}`.

@@ -41,8 +41,9 @@ const MAX_ENTRIES: usize = 500;
 const ENTRIES: &str = "entries";
 /// Queries one read may send before it answers with what is final so far.
 pub(super) const PAGE_QUERY_BUDGET: u32 = 4;
-/// The most queries one read sends even within one second: 64 000 pages, far more than
-/// the batches one workspace's functions write in a second.
+/// The most queries one read sends even within one second: at least 1 600 pages (a query
+/// returns up to 1 MB, 25 pages of 500 entries) and 800 000 entries, far more than one
+/// workspace's functions write in a second.
 const MAX_QUERIES: u32 = 64;
 /// The name of the move of legacy attempts onto pages.
 const PAGING_MIGRATION: &str = "attempt-pages";
@@ -326,11 +327,8 @@ impl Store {
         let mut last_key: Option<String> = None;
         let mut first_second: Option<u64> = None;
         let mut round = 0u32;
+        let mut ask = (want + 1).min(MAX_PAGES_PER_QUERY);
         loop {
-            let ask = (want + 1)
-                .checked_shl(2 * round)
-                .unwrap_or(usize::MAX)
-                .min(MAX_PAGES_PER_QUERY);
             let out = query
                 .clone()
                 .limit(i32::try_from(ask).unwrap_or(i32::MAX))
@@ -374,6 +372,7 @@ impl Store {
                 }
             }
             round += 1;
+            ask = ask.saturating_mul(4).min(MAX_PAGES_PER_QUERY);
             // A read resuming below a page re-reads that page's second (its pages may name
             // ids below it): one that stopped within the second it began in would resume
             // where it began, and a listing would go round for ever. So the budget ends a

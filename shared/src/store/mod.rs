@@ -11,7 +11,7 @@
 //! | attempt listing page | `PAGE#{ws}#ATT`, `PAGE#{ws}#ATT#EP#{endpoint}` | newest id on it | | |   |
 //! | migration mark | `MIGRATION#{name}` | `MIGRATION` |               |                           |             |
 //! | name claim| `NAME#{ws}#{kind}#{name}`| `NAME`     |                  |                           |             |
-//! | config stamp (`v`, `lease_ms`) | `CFG#{ws}` | `CFG`   |                  |                           |             |
+//! | config stamp (`v`, `lease_ms`, `lease_of`) | `CFG#{ws}` | `CFG` |                  |                           |             |
 //! | open batch| `BATCH#{ws}#{endpoint}` | `BATCH`     |                  |                           |             |
 //! | rate window | `RATE#{scope}#{window}` | `RATE`  |                  |                           |             |
 //!
